@@ -1,0 +1,46 @@
+# nps-link: the commands the README promises. Every target that runs code calls `setup` first,
+# which is a no-op when pyproject.toml and constraints.txt have not changed since the last install.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./data
+SCALE ?= S
+export GX_ANALYTICS_ENABLED := False
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: setup setup-browser demo test lint docs bench test-spark clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	touch $(STAMP)
+
+# Debian's Chromium for the report's browser test (the test tool's own browser download cannot work here).
+setup-browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+demo: setup
+	$(BIN)/nps-link demo-data --data-dir $(DATA_DIR) --customers 3000 --seed 7
+	$(BIN)/nps-link run --data-dir $(DATA_DIR)
+
+test: setup setup-browser
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+docs: setup
+	$(BIN)/nps-link docs --data-dir $(DATA_DIR)
+
+bench: setup
+	$(BIN)/python -m tests.bench.run --scale $(SCALE)
+
+clean:
+	rm -rf $(DATA_DIR) dbt_project/target dbt_project/logs .pytest_cache
