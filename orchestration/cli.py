@@ -1,0 +1,192 @@
+"""`nps-link`: generate demo sources, run the whole pipeline once, build the analysts' dbt docs.
+
+Dagster is imported only by the commands that need it, so `nps-link --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from orchestration.lib.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    as_of = date.fromisoformat(args.as_of) if getattr(args, "as_of", None) else None
+    return Settings.from_env(data_dir=args.data_dir, as_of=as_of)
+
+
+def _export(settings: Settings) -> None:
+    """Make the run's settings visible to Dagster resources and to dbt (both read the environment)."""
+    os.environ["NPS_LINK_DATA_DIR"] = str(settings.data_dir)
+    os.environ["DUCKDB_PATH"] = str(settings.build_db_path)
+    if settings.as_of is not None:
+        os.environ["NPS_LINK_AS_OF"] = settings.as_of.isoformat()
+    else:
+        os.environ.pop("NPS_LINK_AS_OF", None)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    """Write realistic landing files with a planted, documented structure."""
+    from orchestration.lib.demo_data import DEFAULT_END_DATE, append_day, generate_demo_data
+
+    data_dir = Path(args.data_dir).resolve()
+    started = time.perf_counter()
+    if args.append_day:
+        summary = append_day(data_dir, seed=args.seed)
+    else:
+        end = date.fromisoformat(args.end_date) if args.end_date else DEFAULT_END_DATE
+        summary = generate_demo_data(data_dir, customers=args.customers, seed=args.seed, end_date=end)
+    print(f"demo sources written under {data_dir / 'landing'} in {time.perf_counter() - started:.1f} s")
+    for source, rows in sorted(summary.row_counts.items()):
+        print(f"  {source:<18} {rows:>12,} rows")
+    print(f"planted truth: {data_dir / 'demo_truth.json'}")
+    return 0
+
+
+def _print_quality_summary(settings: Settings, since_epoch: float) -> None:
+    """Per-source summary of the files this run delivered (rows read / loaded / quarantined, rejected)."""
+    import duckdb
+
+    manifest = settings.lake_dir / "load_manifest.parquet"
+    if not manifest.exists():
+        return
+    con = duckdb.connect()
+    rows = con.execute(
+        """
+        select source,
+               count(*) filter (where status = 'loaded') as files_loaded,
+               count(*) filter (where status = 'rejected') as files_rejected,
+               count(*) filter (where status = 'duplicate') as files_duplicate,
+               coalesce(sum(rows_read), 0), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_quarantined), 0)
+        from read_parquet(?)
+        where loaded_at >= to_timestamp(?)::timestamp
+        group by source
+        order by source
+        """,
+        [str(manifest), since_epoch],
+    ).fetchall()
+    con.close()
+    print("\nData quality (files delivered in this run):")
+    if not rows:
+        print("  no new landing files")
+        return
+    print(f"  {'source':<18}{'files':>7}{'rejected':>10}{'dup':>5}{'rows read':>13}{'loaded':>13}{'quarantined':>13}")
+    for source, loaded, rejected, dup, read, ok, quarantined in rows:
+        print(f"  {source:<18}{loaded:>7}{rejected:>10}{dup:>5}{read:>13,}{ok:>13,}{quarantined:>13,}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """One full refresh: ingest -> dbt -> checks -> analysis -> report -> publish."""
+    settings = _settings(args)
+    _export(settings)
+    settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    lock_file = open(settings.warehouse_dir / ".run.lock", "w")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another nps-link run holds {lock_file.name}; not starting a second writer", file=sys.stderr)
+        return 2
+
+    import dagster as dg
+
+    from orchestration.definitions import defs
+
+    started_epoch = time.time()
+    started = time.perf_counter()
+    print(f"nps-link run: data dir {settings.data_dir}, as_of {settings.as_of or 'latest event loaded'}")
+    job = defs().resolve_job_def("refresh")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
+    )
+    failed_steps = [e for e in result.all_events if e.is_step_failure]
+    failed_checks = [
+        e.asset_check_evaluation_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
+    ]
+    _print_quality_summary(settings, started_epoch)
+    if failed_checks:
+        print("\nChecks that failed:")
+        for check in failed_checks:
+            severity = check.severity.value if check.severity else ""
+            print(f"  {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name} [{severity}]")
+    elapsed = time.perf_counter() - started
+    if not result.success:
+        print(f"\nRUN FAILED after {elapsed:.0f} s; the published warehouse was left as it was.", file=sys.stderr)
+        for event in failed_steps:
+            error = event.step_failure_data.error
+            message = error.message.strip().splitlines()[0] if error else "unknown error"
+            print(f"  step {event.step_key}: {message}", file=sys.stderr)
+        return 1
+    print(f"\nDone in {elapsed:.0f} s.")
+    report = settings.reports_dir / "leadership_report.html"
+    if report.exists():
+        print(f"Leadership report:   {report}")
+    if (settings.quality_dir / "latest" / "index.html").exists():
+        print(f"Data docs:           {settings.quality_dir / 'latest' / 'index.html'}")
+    print(f"Published warehouse: {settings.published_db_path}")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Build the dbt docs site (models, columns, tests, lineage) as static files for analysts."""
+    from orchestration.lib.dbt import DBT_PROJECT_DIR, dbt_vars
+
+    settings = _settings(args)
+    _export(settings)
+    out = settings.data_dir / "docs"
+    dbt = Path(sys.executable).with_name("dbt")
+    cmd = [str(dbt), "docs", "generate", "--static", "--project-dir", str(DBT_PROJECT_DIR),
+           "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(out),
+           "--vars", json.dumps(dbt_vars(settings))]
+    completed = subprocess.run(cmd, check=False)
+    if completed.returncode == 0:
+        print(f"dbt docs: {out / 'static_index.html'} (open it in a browser; no server needed)")
+    return completed.returncode
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `nps-link` command."""
+    parser = argparse.ArgumentParser(prog="nps-link", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo-data", help="write realistic landing files with a planted structure")
+    demo.add_argument("--data-dir", required=True)
+    demo.add_argument("--customers", type=int, default=3000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--end-date", default=None, help="last day of history (default: a fixed date)")
+    demo.add_argument("--append-day", action="store_true", help="add one more day of deliveries")
+    demo.set_defaults(func=cmd_demo_data)
+
+    run = sub.add_parser("run", help="one full refresh; non-zero exit when a step or blocking check fails")
+    run.add_argument("--data-dir", default=None)
+    run.add_argument("--as-of", default=None, help="data cut-off date (end of that day, reporting time zone)")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.set_defaults(func=cmd_run)
+
+    docs = sub.add_parser("docs", help="build the dbt docs site as static files")
+    docs.add_argument("--data-dir", default=None)
+    docs.set_defaults(func=cmd_docs, as_of=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `nps-link` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Publish: the audited build warehouse replaces the analysts' read-only file, atomically."""
+
+import dagster as dg
+
+from orchestration.lib.publish import publish_warehouse
+from orchestration.lib.resources import NpsLinkResource
+
+# Everything that must have succeeded (with its blocking checks) before analysts see a new warehouse.
+PUBLISH_AFTER = dg.AssetSelection.groups("ingest", "staging", "intermediate", "marts", "analysis", "report")
+
+
+@dg.asset(
+    key=dg.AssetKey(["warehouse", "published"]),
+    group_name="publish",
+    kinds={"duckdb"},
+    deps=[dg.AssetKey(["marts", "fct_customer_months"])],
+)
+def published_warehouse(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> dg.MaterializeResult:
+    """The published warehouse `warehouse/nps_link.duckdb` that analysts open read-only.
+
+    Runs last: only a build whose blocking checks all passed reaches this step. See
+    orchestration/lib/publish.py for why an analyst's open connection is never blocked.
+    """
+    settings = nps_link.settings()
+    result = publish_warehouse(settings.build_db_path, settings.published_db_path)
+    context.log.info(f"[publish] {result.published_path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.2f} s")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(result.published_path)),
+            "size_mb": dg.MetadataValue.float(round(result.size_bytes / 1e6, 2)),
+            "tables": dg.MetadataValue.int(result.tables),
+            "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+        }
+    )

@@ -1,0 +1,119 @@
+"""dbt wiring shared by the Dagster assets and the CLI: the project, asset naming, and the run's vars.
+
+We use the Pythonic `DbtProject` + `@dbt_assets` rather than the state-backed component: the
+component runs dbt from a copied project refreshed only by `dg utils refresh-defs-state`, which
+lets tests and the CLI run stale SQL (STYLE §3). Here the manifest is rebuilt by `dbt parse`
+whenever any file of the dbt project is newer than it, under a file lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
+
+from orchestration.lib.settings import Settings
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+DBT_TARGET_DIR = DBT_PROJECT_DIR / "target"
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_DIR)
+
+
+def as_of_utc(settings: Settings) -> datetime | None:
+    """The run's cut-off as a naive UTC timestamp, or None for "latest event loaded".
+
+    DESIGN.md: a configured date means the end of that day, 23:59:59, in the reporting time zone.
+    """
+    if settings.as_of is None:
+        return None
+    local_end = datetime.combine(settings.as_of, time(23, 59, 59), tzinfo=ZoneInfo(settings.reporting_tz))
+    return local_end.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+
+
+def dbt_vars(settings: Settings) -> dict[str, Any]:
+    """The `--vars` of a dbt invocation for these settings (the names dbt_project.yml declares)."""
+    cut_off = as_of_utc(settings)
+    return {
+        "as_of": cut_off.strftime("%Y-%m-%d %H:%M:%S") if cut_off else "",
+        "reporting_tz": settings.reporting_tz,
+        "reporting_currency": settings.reporting_currency,
+        "contact_window_days": settings.contact_window_days,
+        "repeat_window_days": settings.repeat_window_days,
+        "followup_window_days": settings.followup_window_days,
+        "revenue_window_days": settings.revenue_window_days,
+    }
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    newest = 0.0
+    for sub in ("models", "macros", "seeds", "tests", "snapshots", "analyses"):
+        folder = project_dir / sub
+        if folder.exists():
+            for path in folder.rglob("*"):
+                if path.is_file():
+                    newest = max(newest, path.stat().st_mtime)
+    for name in ("dbt_project.yml", "profiles.yml"):
+        if (project_dir / name).exists():
+            newest = max(newest, (project_dir / name).stat().st_mtime)
+    return newest
+
+
+def manifest_is_stale(manifest: Path, project_dir: Path) -> bool:
+    """True when the manifest is missing or older than any file of the dbt project."""
+    return not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(project_dir)
+
+
+def ensure_manifest(env: Mapping[str, str] | None = None) -> Path:
+    """Run `dbt parse` when the manifest is stale, so the asset graph never reflects old SQL.
+
+    A file lock serialises concurrent parses (parallel test processes, the UI and the CLI).
+    """
+    manifest = dbt_project.manifest_path
+    if not manifest_is_stale(manifest, DBT_PROJECT_DIR):
+        return manifest
+    DBT_TARGET_DIR.mkdir(parents=True, exist_ok=True)
+    with open(DBT_TARGET_DIR / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest_is_stale(manifest, DBT_PROJECT_DIR):
+            parse_env = dict(os.environ if env is None else env)
+            # Parsing renders env_var() calls; the values only matter at run time.
+            parse_env.setdefault("NPS_LINK_DATA_DIR", str(Path("data").resolve()))
+            parse_env.setdefault("DUCKDB_PATH", str(Path("data/warehouse/build.duckdb").resolve()))
+            dbt = Path(sys.executable).with_name("dbt")
+            subprocess.run(
+                [str(dbt), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(DBT_TARGET_DIR)],
+                check=True,
+                env=parse_env,
+                cwd=DBT_PROJECT_DIR,
+            )
+    return manifest
+
+
+class NpsLinkDbtTranslator(DagsterDbtTranslator):
+    """Asset keys `[<layer>, <model>]` grouped by layer; sources keep dagster-dbt's `[<source>, <table>]`.
+
+    Sources therefore meet the ingestion assets' keys (`["crm", "accounts"]`, ...) without glue.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] in ("model", "seed", "snapshot"):
+            fqn = props["fqn"]
+            layer = fqn[1] if props["resource_type"] == "model" and len(fqn) > 2 else "seeds"
+            return spec.replace_attributes(key=dg.AssetKey([layer, props["name"]]), group_name=layer)
+        return spec

@@ -1,0 +1,98 @@
+"""Write-audit-publish: the published warehouse is replaced whole, and readers are never blocked."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orchestration.lib.publish import TMP_PREFIX, publish_warehouse
+
+
+def _build(path: Path, version: int, rows: int = 20_000) -> None:
+    con = duckdb.connect(str(path))
+    con.execute("create schema if not exists marts")
+    con.execute("create or replace table marts.t as select range as id, ? as version from range(?)", [version, rows])
+    con.close()
+
+
+def _reader(published: str, seconds: float, hold: bool, out: mp.Queue) -> None:
+    """Query the published file in a loop: on one held connection, or on a fresh one each time.
+
+    DuckDB shares one database instance per process and path, so the two modes run in separate
+    processes: a held connection keeps its snapshot (the old file), a fresh one sees the newest file.
+    """
+    errors: list[str] = []
+    seen: set[int] = set()
+    reads = 0
+    held = duckdb.connect(published, read_only=True) if hold else None
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            con = held or duckdb.connect(published, read_only=True)
+            count, versions, version = con.execute(
+                "select count(*), count(distinct version), min(version) from marts.t"
+            ).fetchone()
+            if held is None:
+                con.close()
+            if count != 20_000 or versions != 1:
+                errors.append(f"half-built table seen: {count} rows, {versions} versions")
+            seen.add(int(version))
+            reads += 1
+        except Exception as exc:  # any error at all fails the test
+            errors.append(repr(exc))
+    if held is not None:
+        held.close()
+    out.put((hold, reads, sorted(seen), errors))
+
+
+def test_publish_replaces_file_and_cleans_temporaries(tmp_path: Path) -> None:
+    build, published = tmp_path / "build.duckdb", tmp_path / "nps_link.duckdb"
+    _build(build, 1)
+    (tmp_path / f"{TMP_PREFIX}killed.duckdb").write_bytes(b"partial copy of a killed run")
+    result = publish_warehouse(build, published)
+    assert result.published_path == published
+    assert not list(tmp_path.glob(f"{TMP_PREFIX}*"))
+    con = duckdb.connect(str(published), read_only=True)
+    assert con.execute("select count(*), min(version) from marts.t").fetchone() == (20_000, 1)
+    con.close()
+
+
+def test_publish_without_build_raises_and_keeps_published(tmp_path: Path) -> None:
+    published = tmp_path / "nps_link.duckdb"
+    _build(published, 7)
+    before = published.read_bytes()
+    with pytest.raises(FileNotFoundError):
+        publish_warehouse(tmp_path / "missing.duckdb", published)
+    assert published.read_bytes() == before
+
+
+def test_publish_while_readers_query_in_loop_never_blocks_or_shows_partial_tables(tmp_path: Path) -> None:
+    # GIVEN a published warehouse and a reader process querying it in a loop (fresh and held connections)
+    build, published = tmp_path / "build.duckdb", tmp_path / "nps_link.duckdb"
+    _build(build, 0)
+    publish_warehouse(build, published)
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()
+    readers = [ctx.Process(target=_reader, args=(str(published), 6.0, hold, queue)) for hold in (True, False)]
+    for reader in readers:
+        reader.start()
+    time.sleep(1.5)
+    # WHEN the pipeline rebuilds and publishes several new versions meanwhile
+    for version in range(1, 6):
+        _build(build, version)
+        publish_warehouse(build, published)
+        time.sleep(0.3)
+    outcomes = {hold: (reads, seen, errors) for hold, reads, seen, errors in (queue.get(timeout=60) for _ in readers)}
+    for reader in readers:
+        reader.join(timeout=30)
+    # THEN no reader ever failed or saw a half-built table; the held connection kept its snapshot,
+    # and reconnecting readers saw the new versions appear
+    for reads, _, errors in outcomes.values():
+        assert errors == []
+        assert reads > 20
+    assert outcomes[True][1] == [0]
+    assert max(outcomes[False][1]) >= 2
