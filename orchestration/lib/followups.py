@@ -1,0 +1,693 @@
+"""Detractor follow-ups: one e-mail per detractor response to its owner rep, Cc the rep's manager.
+
+Every detractor in `marts.detractor_followups` whose response falls in the follow-up window is sent
+once, over SMTP or, when no SMTP host is configured, as an `.eml` file in `<data_dir>/outbox/`.
+No Dagster imports: an asset wraps `send_followups`.
+
+Delivery guarantee (what "exactly once" means here, precisely):
+
+* The ledger `ops.followup_ledger` in the build warehouse holds one row per response already
+  delivered. A row is written, and committed on its own, immediately after the SMTP server answered
+  `250` to the message's DATA (or after the `.eml` file was atomically renamed into place), before
+  the next message is attempted. A crash between two messages therefore loses nothing that was
+  accepted and resends nothing that was recorded.
+* A response is recorded only after a confirmed acceptance. Refused, failed or unattempted messages
+  are left out of the ledger and are retried on the next run.
+* What remains is the one gap SMTP itself cannot close: the server accepted a message but the
+  process died (or the connection dropped) before the `250` was read or the ledger row committed.
+  That message is sent again on the next run. It carries the same deterministic Message-ID
+  (`<followup-{sha256(response_id)[:32]}@nps-link>`), so the receiving mail system can drop the
+  duplicate, and the window is a single message wide. For the outbox the file name is derived
+  from the same hash, so a repeat overwrites the same file instead of adding a copy.
+* One sender at a time per warehouse: DuckDB's file lock keeps a second process out, and within a
+  process the follow-up asset is the only caller.
+
+SMTP error policy (one connection per batch):
+
+* 5xx on RCPT for every recipient, or 5xx on DATA: that message is refused on its own merits
+  (bad address, content rejected). It is reported, not recorded, and the batch goes on.
+* 4xx on MAIL, RCPT or DATA, 421, a dropped connection or a timeout: the server is telling us to
+  come back later, or we cannot know whether the message in flight was accepted. The batch stops;
+  the message in flight and every later one are reported, not recorded, and retried next run.
+* A failure to open the session (connect, STARTTLS, login) sends nothing and reports every message.
+
+Personal data: recipient addresses are read from `lake/raw/crm_reps` (the one reader of rep e-mail
+addresses, `rep_emails_from_lake`) and go only into the messages. The ledger records rep ids and
+the word `fallback`, never an address, because the build warehouse is published to analysts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pyarrow.dataset as ds
+
+from orchestration.lib.lake import lake_schema, raw_dir
+
+LEDGER_TABLE = "ops.followup_ledger"
+FOLLOWUPS_TABLE = "marts.detractor_followups"
+DEFAULT_FROM_ADDRESS = "nps-link@localhost"
+DETRACTOR_MAX_SCORE = 6  # DESIGN.md: detractor 0-6
+FALLBACK_RECIPIENT = "fallback"  # ledger value of `recipient` when the fallback mailbox was used
+
+# Columns the mailer uses; the last three are optional (NULL when the mart does not carry them).
+_REQUIRED_COLUMNS = (
+    "response_id",
+    "customer_id",
+    "responded_at",
+    "nps_score",
+    "comment",
+    "owner_rep_id",
+    "manager_rep_id",
+    "touchpoint",
+)
+_OPTIONAL_COLUMNS = ("survey_type", "segment", "business_unit")
+
+_URL_SCHEME = re.compile(r"\b([a-z][a-z0-9+.-]{1,15})://", re.IGNORECASE)
+_ADDRESS_IN_TEXT = re.compile(r"[^\s<>@\"']+@[^\s<>@\"']+")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+# ---- settings ----
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to submit follow-up mail: host, port, STARTTLS, optional login, envelope sender."""
+
+    host: str
+    port: int
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = True
+    from_address: str = DEFAULT_FROM_ADDRESS
+    timeout_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SmtpSettings | None:
+        """SMTP settings from `NPS_LINK_SMTP_*` variables; None when no host is set (write to the outbox).
+
+        STARTTLS is on unless `NPS_LINK_SMTP_STARTTLS` says false; the port defaults to 587 with
+        STARTTLS and 25 without.
+        """
+        host = env.get("NPS_LINK_SMTP_HOST", "").strip()
+        if not host:
+            return None
+        starttls = _bool(env, "NPS_LINK_SMTP_STARTTLS", True)
+        port_raw = env.get("NPS_LINK_SMTP_PORT", "").strip()
+        timeout_raw = env.get("NPS_LINK_SMTP_TIMEOUT_SECONDS", "").strip()
+        from_address = env.get("NPS_LINK_SMTP_FROM", "").strip() or DEFAULT_FROM_ADDRESS
+        if _clean_address(from_address) is None:
+            raise ValueError(f"NPS_LINK_SMTP_FROM is not an e-mail address: {from_address!r}")
+        return cls(
+            host=host,
+            port=int(port_raw) if port_raw else (587 if starttls else 25),
+            user=env.get("NPS_LINK_SMTP_USER", "").strip() or None,
+            # A password may legitimately start or end with spaces: keep it as given.
+            password=env.get("NPS_LINK_SMTP_PASSWORD") or None,
+            starttls=starttls,
+            from_address=from_address,
+            timeout_seconds=float(timeout_raw) if timeout_raw else 30.0,
+        )
+
+
+def fallback_address_from_env(env: Mapping[str, str]) -> str | None:
+    """The fallback mailbox (`NPS_LINK_FOLLOWUP_FALLBACK`) for responses without a reachable owner rep."""
+    raw = env.get("NPS_LINK_FOLLOWUP_FALLBACK", "").strip()
+    if not raw:
+        return None
+    address = _clean_address(raw)
+    if address is None:
+        raise ValueError(f"NPS_LINK_FOLLOWUP_FALLBACK is not an e-mail address: {raw!r}")
+    return address
+
+
+# ---- results ----
+
+
+@dataclass(frozen=True)
+class FollowupFailure:
+    """A response that was not delivered in this run (and so is retried in the next one).
+
+    `reason` is one of `no_address` (no owner address and no fallback), `refused` (the server
+    refused this message permanently), `server_error` (transient error or unknown outcome; the
+    batch stopped here) or `not_attempted` (the batch stopped before reaching it).
+    """
+
+    response_id: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class FollowupResult:
+    """What one `send_followups` call did; every in-window detractor is in exactly one bucket."""
+
+    transport: str  # 'smtp' | 'outbox'
+    sent: int = 0
+    skipped_already_sent: int = 0
+    fallback_count: int = 0  # of `sent`, how many went to the fallback address
+    failed: list[FollowupFailure] = field(default_factory=list)
+    deferred: int = 0  # left for the next run by `max_batch`
+    stopped_reason: str | None = None  # why the batch ended early, if it did
+    warnings: list[str] = field(default_factory=list)  # e.g. a Cc refused while the To was accepted
+
+    @property
+    def no_address_count(self) -> int:
+        """How many responses had no address at all (no owner address, no fallback)."""
+        return sum(1 for f in self.failed if f.reason == "no_address")
+
+
+# ---- reading rep addresses (PII: only from the lake, never the warehouse) ----
+
+
+def _clean_address(raw: str | None) -> str | None:
+    """A bare `local@domain` address, or None when `raw` is empty or not one address."""
+    if raw is None:
+        return None
+    text = raw.strip()
+    # parseaddr accepts almost anything; reject what would break an SMTP command or a header.
+    if not text or any(ch in text for ch in "\r\n\t ,;"):
+        return None
+    _, address = parseaddr(text)
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or "@" in local:
+        return None
+    return address
+
+
+def rep_emails_from_lake(lake_dir: Path) -> dict[str, str]:
+    """Rep id -> e-mail address from `lake/raw/crm_reps`, taking each rep's latest delivered row.
+
+    The latest row wins even when its address is empty (the rep's address was removed), and rows
+    whose address is not a single valid address are left out, so those reps route to the fallback.
+    """
+    folder = raw_dir(lake_dir, "crm_reps")
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        return {}
+    schema = lake_schema("crm_reps")
+    table = ds.dataset(files, schema=schema, format="parquet").to_table(
+        columns=["rep_id", "email", "_delivery_seq", "_row_number"]
+    )
+    latest: dict[str, tuple[tuple[int, int], str | None]] = {}
+    for row in table.to_pylist():
+        rep_id = row["rep_id"]
+        if rep_id is None:
+            continue
+        order = (row["_delivery_seq"] or 0, row["_row_number"] or 0)
+        if rep_id not in latest or order > latest[rep_id][0]:
+            latest[rep_id] = (order, row["email"])
+    emails: dict[str, str] = {}
+    for rep_id, (_, raw) in latest.items():
+        address = _clean_address(raw)
+        if address is not None:
+            emails[rep_id] = address
+    return emails
+
+
+# ---- the ledger ----
+
+
+def message_id_for(response_id: str) -> str:
+    """The deterministic Message-ID of a response's follow-up, the same on every (re)send."""
+    return f"<followup-{_response_hash(response_id)}@nps-link>"
+
+
+def _response_hash(response_id: str) -> str:
+    return hashlib.sha256(response_id.encode("utf-8")).hexdigest()[:32]
+
+
+def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
+    """Create `ops.followup_ledger` if it does not exist yet.
+
+    Runs in an explicit transaction on purpose: if the caller left a transaction open, this fails
+    before any mail goes out, instead of our per-message commits silently joining that transaction.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+        con.execute(
+            f"""
+            CREATE TABLE IF NOT EXISTS {LEDGER_TABLE} (
+                response_id VARCHAR PRIMARY KEY,
+                message_id VARCHAR NOT NULL,
+                sent_at TIMESTAMP NOT NULL,      -- naive UTC: when the server accepted / the file was written
+                recipient VARCHAR NOT NULL,      -- owner rep id, or 'fallback'; never an address
+                cc VARCHAR,                      -- manager rep id when the manager was copied
+                transport VARCHAR NOT NULL CHECK (transport IN ('smtp', 'outbox')),
+                run_id VARCHAR NOT NULL,
+                is_fallback BOOLEAN NOT NULL
+            )
+            """
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
+def _record(con: duckdb.DuckDBPyConnection, item: _Outgoing, *, transport: str, run_id: str) -> None:
+    # One autocommitted statement per message: durable before the next message is attempted.
+    # ON CONFLICT keeps a row written by an earlier delivery of the same response as the record.
+    con.execute(
+        f"INSERT INTO {LEDGER_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (response_id) DO NOTHING",
+        [
+            item.response_id,
+            item.message_id,
+            datetime.now(UTC).replace(tzinfo=None),
+            item.recipient_ref,
+            item.cc_ref,
+            transport,
+            run_id,
+            item.is_fallback,
+        ],
+    )
+
+
+# ---- selecting and composing ----
+
+
+@dataclass(frozen=True)
+class _Detractor:
+    response_id: str
+    customer_id: str
+    responded_at: datetime
+    nps_score: int
+    comment: str | None
+    owner_rep_id: str | None
+    manager_rep_id: str | None
+    touchpoint: str | None
+    survey_type: str | None
+    segment: str | None
+    business_unit: str | None
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    response_id: str
+    message_id: str
+    message: EmailMessage
+    recipients: tuple[str, ...]
+    recipient_ref: str
+    cc_ref: str | None
+    is_fallback: bool
+
+    @property
+    def file_name(self) -> str:
+        return f"followup-{_response_hash(self.response_id)}.eml"
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    # Warehouse timestamps are naive UTC; an aware as_of is converted, a naive one is taken as UTC.
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _select_window(
+    con: duckdb.DuckDBPyConnection, *, as_of: datetime, window_days: int
+) -> tuple[list[_Detractor], int]:
+    """In-window detractors not yet in the ledger (oldest first), and how many in-window ones already are."""
+    schema, table = FOLLOWUPS_TABLE.split(".")
+    present = {
+        name
+        for (name,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        ).fetchall()
+    }
+    missing = [c for c in _REQUIRED_COLUMNS if c not in present]
+    if missing:
+        raise ValueError(f"{FOLLOWUPS_TABLE} lacks required columns {missing} (has {sorted(present)})")
+    columns = [f"f.{c}" for c in _REQUIRED_COLUMNS]
+    columns += [f"f.{c}" if c in present else f"NULL AS {c}" for c in _OPTIONAL_COLUMNS]
+    rows = con.execute(
+        f"""
+        WITH in_window AS (
+            SELECT {", ".join(columns)}
+            FROM {FOLLOWUPS_TABLE} AS f
+            WHERE f.responded_at > ? AND f.responded_at <= ? AND f.nps_score <= ?
+            -- the mart's grain is one row per response; this guards the one-message-per-response promise
+            QUALIFY row_number() OVER (PARTITION BY f.response_id ORDER BY f.responded_at DESC) = 1
+        )
+        SELECT w.*, l.response_id IS NOT NULL AS already_sent
+        FROM in_window AS w
+        LEFT JOIN {LEDGER_TABLE} AS l ON l.response_id = w.response_id
+        ORDER BY w.responded_at, w.response_id
+        """,
+        [as_of - timedelta(days=window_days), as_of, DETRACTOR_MAX_SCORE],
+    ).fetchall()
+    pending = [_Detractor(*row[:-1]) for row in rows if not row[-1]]
+    return pending, sum(1 for row in rows if row[-1])
+
+
+def _one_line(value: object) -> str:
+    # Header values come from source data: fold any line breaks so they cannot inject headers.
+    return " ".join(str(value).split())
+
+
+def _defang(text: str) -> str:
+    # The mail is link-free: a URL typed by a customer is shown, but mail clients will not link it.
+    return _URL_SCHEME.sub(r"\1[:]//", text)
+
+
+def _redact(text: str) -> str:
+    # Server replies often echo the address; results and logs must not carry it.
+    return _ADDRESS_IN_TEXT.sub("<address>", text)
+
+
+def _compose_body(d: _Detractor, *, reporting_tz: str, is_fallback: bool, manager_copied: bool) -> str:
+    tz = ZoneInfo(reporting_tz)
+    local = d.responded_at.replace(tzinfo=UTC).astimezone(tz)
+    severity = "Strong detractor (0-3)" if d.nps_score <= 3 else "Detractor (4-6)"
+    survey = d.survey_type or "NPS"
+    after = f" after {d.touchpoint}" if d.touchpoint else ""
+    commented = "and left the comment below" if d.comment and d.comment.strip() else "without a comment"
+    comment = _defang(d.comment.replace("\r\n", "\n").replace("\r", "\n")).strip() if d.comment else ""
+    lines = [
+        f"Summary: {severity}. Customer {d.customer_id} scored {d.nps_score}/10 in the {survey} survey"
+        f"{after} on {local:%Y-%m-%d} {commented}.",
+        "",
+        f"Score:         {d.nps_score} / 10",
+        f"Survey type:   {survey}",
+        f"Touchpoint:    {d.touchpoint or '-'}",
+        f"Responded:     {local:%Y-%m-%d %H:%M} {local.tzname()} ({reporting_tz})",
+        f"Customer:      {d.customer_id}",
+        f"Segment:       {d.segment or '-'}",
+        f"Business unit: {d.business_unit or '-'}",
+        f"Owner rep:     {d.owner_rep_id or '(none)'}",
+        f"Manager:       {d.manager_rep_id or '(none)'}",
+        "",
+        "Comment:",
+        *([f"  {line}" for line in comment.split("\n")] if comment else ["  (no comment)"]),
+        "",
+        "What to do:",
+        "  1. Contact the customer within 2 business days: listen, acknowledge, and ask what went wrong.",
+        "  2. Agree on a concrete fix and a date with the customer; bring in the team that owns the cause.",
+        f"  3. Log the contact and its outcome in the CRM, quoting response {d.response_id}.",
+    ]
+    if manager_copied:
+        lines.append("  The manager is copied so that an escalation does not wait for a hand-off.")
+    if is_fallback:
+        reason = (
+            f"the owner rep {d.owner_rep_id} has no e-mail address in the CRM"
+            if d.owner_rep_id
+            else "the customer has no owner rep in the CRM"
+        )
+        lines += [
+            "",
+            f"You receive this as the follow-up fallback because {reason}.",
+            "Please assign an owner in the CRM and pass this case on.",
+        ]
+    lines += ["", f"Response ID: {d.response_id}", "Sent automatically by nps-link."]
+    return "\n".join(lines) + "\n"
+
+
+def _compose(
+    d: _Detractor,
+    *,
+    rep_emails: Mapping[str, str],
+    fallback_address: str | None,
+    from_address: str,
+    reporting_tz: str,
+) -> _Outgoing | FollowupFailure:
+    owner_address = _clean_address(rep_emails.get(d.owner_rep_id)) if d.owner_rep_id else None
+    manager_address = _clean_address(rep_emails.get(d.manager_rep_id)) if d.manager_rep_id else None
+    if owner_address is not None:
+        to_address, recipient_ref, is_fallback = owner_address, str(d.owner_rep_id), False
+    elif fallback_address is not None:
+        to_address, recipient_ref, is_fallback = fallback_address, FALLBACK_RECIPIENT, True
+    else:
+        who = (
+            f"owner rep {d.owner_rep_id} has no e-mail address"
+            if d.owner_rep_id
+            else "customer has no owner rep"
+        )
+        return FollowupFailure(
+            d.response_id, "no_address", f"{who} and no fallback address is set (NPS_LINK_FOLLOWUP_FALLBACK)"
+        )
+    cc_address = (
+        manager_address if manager_address and manager_address.lower() != to_address.lower() else None
+    )
+
+    message = EmailMessage(policy=policy.SMTP)
+    message_id = message_id_for(d.response_id)
+    topic = d.touchpoint or d.survey_type or "survey"
+    message["Subject"] = _one_line(f"NPS detractor {d.nps_score}/10 - {topic} - customer {d.customer_id}")
+    message["From"] = from_address
+    message["To"] = to_address
+    if cc_address:
+        message["Cc"] = cc_address
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = message_id
+    # RFC 3834: an automatic notice; out-of-office replies should not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-NPS-Link-Response-Id"] = _one_line(d.response_id)
+    body = _compose_body(
+        d, reporting_tz=reporting_tz, is_fallback=is_fallback, manager_copied=bool(cc_address)
+    )
+    message.set_content(body, charset="utf-8")
+    return _Outgoing(
+        response_id=d.response_id,
+        message_id=message_id,
+        message=message,
+        recipients=(to_address, cc_address) if cc_address else (to_address,),
+        recipient_ref=recipient_ref,
+        cc_ref=str(d.manager_rep_id) if cc_address else None,
+        is_fallback=is_fallback,
+    )
+
+
+# ---- delivery ----
+
+
+def _stop(result: FollowupResult, rest: Sequence[_Outgoing], reason: str) -> None:
+    result.stopped_reason = reason
+    for item in rest:
+        result.failed.append(FollowupFailure(item.response_id, "not_attempted", f"batch stopped: {reason}"))
+
+
+def _accepted(con: duckdb.DuckDBPyConnection, item: _Outgoing, result: FollowupResult, run_id: str) -> None:
+    _record(con, item, transport=result.transport, run_id=run_id)
+    result.sent += 1
+    result.fallback_count += int(item.is_fallback)
+
+
+def _open_smtp(settings: SmtpSettings) -> smtplib.SMTP:
+    client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_seconds)
+    try:
+        client.ehlo()
+        if settings.starttls:
+            client.starttls(context=ssl.create_default_context())
+            client.ehlo()
+        if settings.user:
+            client.login(settings.user, settings.password or "")
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def _deliver_smtp(
+    con: duckdb.DuckDBPyConnection,
+    outgoing: Sequence[_Outgoing],
+    settings: SmtpSettings,
+    result: FollowupResult,
+    run_id: str,
+) -> None:
+    try:
+        client = _open_smtp(settings)
+    except (OSError, smtplib.SMTPException) as exc:  # SMTPException is an OSError; both named for clarity
+        _stop(result, outgoing, _redact(f"could not open an SMTP session with {settings.host}: {exc}"))
+        return
+    try:
+        for index, item in enumerate(outgoing):
+            try:
+                refused = client.send_message(
+                    item.message, from_addr=settings.from_address, to_addrs=list(item.recipients)
+                )
+            except smtplib.SMTPRecipientsRefused as exc:
+                codes = {code for code, _ in exc.recipients.values()}
+                detail = _redact(
+                    "; ".join(f"{c} {m.decode(errors='replace')}" for c, m in exc.recipients.values())
+                )
+                if all(500 <= code < 600 for code in codes):
+                    result.failed.append(
+                        FollowupFailure(item.response_id, "refused", f"RCPT refused: {detail}")
+                    )
+                    continue
+                result.failed.append(FollowupFailure(item.response_id, "server_error", f"RCPT: {detail}"))
+                _stop(result, outgoing[index + 1 :], f"server deferred recipients ({detail})")
+                return
+            except smtplib.SMTPDataError as exc:
+                detail = _redact(f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}")
+                if 500 <= exc.smtp_code < 600:
+                    result.failed.append(
+                        FollowupFailure(item.response_id, "refused", f"DATA refused: {detail}")
+                    )
+                    continue
+                result.failed.append(FollowupFailure(item.response_id, "server_error", f"DATA: {detail}"))
+                _stop(result, outgoing[index + 1 :], f"server deferred a message ({detail})")
+                return
+            except smtplib.SMTPSenderRefused as exc:
+                # The envelope sender is the same for every message: no point trying the others.
+                detail = _redact(f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}")
+                result.failed.append(
+                    FollowupFailure(item.response_id, "server_error", f"MAIL FROM: {detail}")
+                )
+                _stop(result, outgoing[index + 1 :], f"sender refused ({detail})")
+                return
+            except smtplib.SMTPNotSupportedError as exc:
+                # e.g. a non-ASCII address on a server without SMTPUTF8: this message only.
+                result.failed.append(FollowupFailure(item.response_id, "refused", _redact(str(exc))))
+                continue
+            except OSError as exc:  # dropped connection, timeout, other protocol errors
+                detail = _redact(f"{type(exc).__name__}: {exc}")
+                result.failed.append(
+                    FollowupFailure(
+                        item.response_id,
+                        "server_error",
+                        f"outcome unknown ({detail}); resent next run with the same Message-ID",
+                    )
+                )
+                _stop(result, outgoing[index + 1 :], f"connection lost ({detail})")
+                return
+            # Accepted by the server: record it before anything else can go wrong.
+            _accepted(con, item, result, run_id)
+            if refused:
+                result.warnings.append(
+                    f"{item.response_id}: sent, but {len(refused)} recipient(s) refused: "
+                    + _redact("; ".join(f"{c} {m.decode(errors='replace')}" for c, m in refused.values()))
+                )
+    finally:
+        # Everything accepted is recorded by now; a failing QUIT changes nothing.
+        try:
+            client.quit()
+        except (OSError, smtplib.SMTPException):
+            client.close()
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Make the rename itself durable (POSIX); not supported on every platform, hence best effort.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _deliver_outbox(
+    con: duckdb.DuckDBPyConnection,
+    outgoing: Sequence[_Outgoing],
+    outbox_dir: Path,
+    result: FollowupResult,
+    run_id: str,
+) -> None:
+    outbox_dir.mkdir(parents=True, exist_ok=True)
+    for index, item in enumerate(outgoing):
+        target = outbox_dir / item.file_name
+        # A dot-name is skipped by pickup agents that scan for *.eml; the rename makes the file appear whole.
+        tmp = outbox_dir / f".{item.file_name}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(item.message.as_bytes(policy=policy.SMTP))
+                handle.flush()
+                os.fsync(handle.fileno())
+            tmp.replace(target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            result.failed.append(
+                FollowupFailure(item.response_id, "server_error", f"outbox write failed: {exc}")
+            )
+            _stop(result, outgoing[index + 1 :], f"outbox write failed ({exc})")
+            return
+        _fsync_dir(outbox_dir)
+        _accepted(con, item, result, run_id)
+
+
+def send_followups(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    rep_emails: Mapping[str, str],
+    as_of: datetime,
+    window_days: int = 14,
+    smtp: SmtpSettings | None,
+    outbox_dir: Path,
+    fallback_address: str | None,
+    run_id: str,
+    reporting_tz: str = "Asia/Tokyo",
+    max_batch: int | None = None,
+) -> FollowupResult:
+    """Send one follow-up per in-window detractor response the ledger has not seen; report what happened.
+
+    The window is `as_of - window_days < responded_at <= as_of` (naive UTC; an aware `as_of` is
+    converted). Each message goes To the owner rep's address (else `fallback_address`), Cc the
+    manager's when known, over `smtp`, or into `outbox_dir` as `.eml` files when `smtp` is None.
+    Each delivery is committed to `ops.followup_ledger` before the next one is attempted; see the
+    module docstring for the exact guarantee and the SMTP error policy. `max_batch` caps the
+    messages attempted in this call; the rest are counted as `deferred` and go next run.
+    """
+    if window_days < 0:
+        raise ValueError(f"window_days must be >= 0, got {window_days}")
+    if max_batch is not None and max_batch < 0:
+        raise ValueError(f"max_batch must be >= 0, got {max_batch}")
+    ZoneInfo(reporting_tz)  # fail on a bad zone before anything is sent
+    fallback = _clean_address(fallback_address) if fallback_address else None
+    if fallback_address and fallback is None:
+        raise ValueError(f"fallback_address is not an e-mail address: {fallback_address!r}")
+    ensure_ledger(con)
+    pending, already_sent = _select_window(con, as_of=_naive_utc(as_of), window_days=window_days)
+    result = FollowupResult(transport="smtp" if smtp else "outbox", skipped_already_sent=already_sent)
+    from_address = smtp.from_address if smtp else DEFAULT_FROM_ADDRESS
+    outgoing: list[_Outgoing] = []
+    for detractor in pending:
+        composed = _compose(
+            detractor,
+            rep_emails=rep_emails,
+            fallback_address=fallback,
+            from_address=from_address,
+            reporting_tz=reporting_tz,
+        )
+        if isinstance(composed, FollowupFailure):
+            result.failed.append(composed)
+        else:
+            outgoing.append(composed)
+    if max_batch is not None and len(outgoing) > max_batch:
+        result.deferred = len(outgoing) - max_batch
+        outgoing = outgoing[:max_batch]
+    if not outgoing:
+        return result
+    if smtp is None:
+        _deliver_outbox(con, outgoing, outbox_dir, result, run_id)
+    else:
+        _deliver_smtp(con, outgoing, smtp, result, run_id)
+    return result
