@@ -1,8 +1,8 @@
 """The load manifest: one row per delivered landing file, consolidated for dbt's `marts.load_audit`."""
 
 import dagster as dg
-from orchestration.lib.ingest import write_load_manifest
 
+from orchestration.lib.ingest import write_load_manifest
 from orchestration.lib.ingest_assets import source_key
 from orchestration.lib.lake import LAKE_TABLES, LOAD_MANIFEST_KEY
 from orchestration.lib.resources import NpsLinkResource
