@@ -1,0 +1,67 @@
+"""Closed loop: every detractor response reaches its owner rep (manager in Cc), exactly once."""
+
+import os
+
+import dagster as dg
+
+from orchestration.lib.followups import (
+    SmtpSettings,
+    fallback_address_from_env,
+    rep_emails_from_lake,
+    send_followups,
+)
+from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.warehouse import run_as_of
+
+
+@dg.asset(
+    key=dg.AssetKey(["ops", "detractor_followups_sent"]),
+    deps=[dg.AssetKey(["marts", "detractor_followups"])],
+    group_name="followups",
+    kinds={"python", "email"},
+    check_specs=[
+        dg.AssetCheckSpec("all_detractors_reached", asset=dg.AssetKey(["ops", "detractor_followups_sent"]),
+                          description="Every in-window detractor was delivered or is already in the ledger."),
+    ],
+)
+def detractor_followups_sent(context: dg.AssetExecutionContext, nps_link: NpsLinkResource):
+    """Follow-up mails for the detractors of the last `followup_window_days` before as_of.
+
+    Grain of the ledger `ops.followup_ledger`: one row per response delivered (SMTP accepted, or .eml
+    written to <data_dir>/outbox when no SMTP host is set). Reruns and crashes never resend a
+    recorded response; see orchestration/lib/followups.py for the exact guarantee.
+    """
+    settings = nps_link.settings()
+    smtp = SmtpSettings.from_env(os.environ)
+    with nps_link.build_connection() as con:
+        result = send_followups(
+            con,
+            rep_emails=rep_emails_from_lake(settings.lake_dir),
+            as_of=run_as_of(con),
+            window_days=settings.followup_window_days,
+            smtp=smtp,
+            outbox_dir=settings.outbox_dir,
+            fallback_address=fallback_address_from_env(os.environ),
+            run_id=context.run_id,
+            reporting_tz=settings.reporting_tz,
+        )
+    context.log.info(
+        f"[followups] {result.sent} sent via {result.transport} ({result.fallback_count} to the fallback), "
+        f"{result.skipped_already_sent} already sent, {len(result.failed)} not delivered"
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "transport": result.transport,
+            "sent": dg.MetadataValue.int(result.sent),
+            "already_sent": dg.MetadataValue.int(result.skipped_already_sent),
+            "fallback": dg.MetadataValue.int(result.fallback_count),
+            "not_delivered": dg.MetadataValue.int(len(result.failed)),
+            "outbox": dg.MetadataValue.path(str(settings.outbox_dir)),
+        }
+    )
+    reasons = sorted({f"{f.reason}: {f.detail}" for f in result.failed})[:10]
+    yield dg.AssetCheckResult(
+        passed=not result.failed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"not_delivered": len(result.failed), "reasons": "; ".join(reasons) or "none"},
+    )
