@@ -1,0 +1,647 @@
+"""Detractor follow-ups against a real SMTP server on loopback (aiosmtpd), a real DuckDB file and real files.
+
+Nothing in smtplib is mocked: failures are produced by the server (451/550 replies, a dropped
+connection, a reply that never comes) and by SIGKILL of a sending process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from orchestration.lib.followups import (
+    FollowupResult,
+    SmtpSettings,
+    fallback_address_from_env,
+    message_id_for,
+    rep_emails_from_lake,
+    send_followups,
+)
+from orchestration.lib.lake import lake_schema
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+AS_OF = datetime(2025, 6, 30, 14, 59, 59)  # 2025-06-30 23:59:59 in Asia/Tokyo, as naive UTC
+FALLBACK = "cx-team@example.co.jp"
+REP_EMAILS = {"R1": "r1@example.co.jp", "M1": "m1@example.co.jp", "R3": "r3@example.co.jp"}
+JAPANESE_COMMENT = "対応が遅く、担当者から連絡がありませんでした。\n改善をお願いします。"
+URL_COMMENT = "詳しくは https://example.com/x を見て"
+
+# response_id, customer_id, responded_at, score, comment, owner, manager, touchpoint, survey_type
+DETRACTORS = [
+    ("D1", "C001", datetime(2025, 6, 20, 1, 0), 2, JAPANESE_COMMENT, "R1", "M1", "support", "transactional"),
+    ("D2", "C002", datetime(2025, 6, 22, 3, 0), 5, None, "R2", "M1", "billing", "transactional"),
+    ("D3", "C003", datetime(2025, 6, 25, 5, 0), 6, "遅い", None, None, "onboarding", "transactional"),
+    ("D4", "C004", datetime(2025, 6, 28, 7, 0), 0, URL_COMMENT, "R3", "M2", None, "relational"),
+    ("D5", "C005", AS_OF, 4, "ok", "R1", "M1", "renewal", "transactional"),  # exactly as_of: inside
+]
+OUTSIDE = [
+    ("X1", "C101", AS_OF - timedelta(days=14), 1, "edge", "R1", "M1", "support", "transactional"),  # excluded
+    ("X2", "C102", AS_OF - timedelta(days=20), 3, "old", "R1", "M1", "support", "transactional"),
+    ("X3", "C103", AS_OF + timedelta(minutes=1), 2, "future", "R1", "M1", "support", "transactional"),
+]
+IN_WINDOW_IDS = [row[0] for row in DETRACTORS]
+
+
+# ---- a real SMTP server ----
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+
+class RecordingHandler:
+    """aiosmtpd handler that stores accepted messages and fails on the n-th DATA when told to."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.received: list[Received] = []
+        self.data_calls = 0
+        self.reply_on: dict[int, str] = {}  # n-th DATA (1-based) -> reply instead of accepting
+        self.drop_on: set[int] = set()  # n-th DATA: close the connection without a reply
+        self.block_on: int | None = None  # n-th DATA: store the message, then withhold the 250
+        self.blocked = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        with self.lock:
+            self.data_calls += 1
+            call = self.data_calls
+        if call in self.drop_on:
+            server.transport.close()
+            return "421 4.3.0 gone"  # never reaches the client: the transport is closed
+        if call in self.reply_on:
+            return self.reply_on[call]
+        parsed = message_from_bytes(envelope.content, policy=policy.default)
+        with self.lock:
+            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), parsed))
+        if call == self.block_on:
+            # The server now holds the message, but the client never hears 250: the SMTP gap.
+            self.blocked.set()
+            deadline = time.monotonic() + 30
+            while not self.release.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        return "250 2.0.0 queued"
+
+    def by_response(self) -> dict[str, Received]:
+        with self.lock:
+            return {r.message["X-NPS-Link-Response-Id"]: r for r in self.received}
+
+    def message_id_counts(self) -> Counter[str]:
+        with self.lock:
+            return Counter(r.message["Message-ID"] for r in self.received)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class SmtpServer:
+    handler: RecordingHandler
+    settings: SmtpSettings
+
+
+def _start_server(**smtp_kwargs: object) -> tuple[Controller, SmtpServer]:
+    handler = RecordingHandler()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10, **smtp_kwargs)
+    controller.start()
+    settings = SmtpSettings(host="127.0.0.1", port=port, starttls=False, timeout_seconds=10)
+    return controller, SmtpServer(handler, settings)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    controller, server = _start_server()
+    try:
+        yield server
+    finally:
+        server.handler.release.set()
+        controller.stop()
+
+
+# ---- a warehouse with the mart ----
+
+
+def _create_mart(con: duckdb.DuckDBPyConnection, rows: list[tuple], *, optional_columns: bool = True) -> None:
+    con.execute("CREATE SCHEMA marts")
+    extra = ", survey_type VARCHAR, segment VARCHAR, business_unit VARCHAR" if optional_columns else ""
+    con.execute(
+        "CREATE TABLE marts.detractor_followups (response_id VARCHAR, customer_id VARCHAR, "
+        "responded_at TIMESTAMP, nps_score INTEGER, comment VARCHAR, owner_rep_id VARCHAR, "
+        f"manager_rep_id VARCHAR, touchpoint VARCHAR{extra})"
+    )
+    for row in rows:
+        if optional_columns:
+            con.execute(
+                "INSERT INTO marts.detractor_followups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [*row, "enterprise", "staffing"],
+            )
+        else:
+            con.execute(
+                "INSERT INTO marts.detractor_followups VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(row[:8])
+            )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    path = tmp_path / "build.duckdb"
+    con = duckdb.connect(str(path))
+    try:
+        _create_mart(con, DETRACTORS + OUTSIDE)
+    finally:
+        con.close()
+    return path
+
+
+@pytest.fixture
+def con(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect(str(db_path))
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _send(
+    con: duckdb.DuckDBPyConnection,
+    smtp: SmtpSettings | None,
+    outbox: Path,
+    *,
+    fallback: str | None = FALLBACK,
+    run_id: str = "run-1",
+    max_batch: int | None = None,
+) -> FollowupResult:
+    return send_followups(
+        con,
+        rep_emails=REP_EMAILS,
+        as_of=AS_OF,
+        smtp=smtp,
+        outbox_dir=outbox,
+        fallback_address=fallback,
+        run_id=run_id,
+        max_batch=max_batch,
+    )
+
+
+def _ledger(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, object]]:
+    cursor = con.execute("SELECT * FROM ops.followup_ledger")
+    names = [column[0] for column in cursor.description]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+# ---- settings ----
+
+
+def test_smtp_settings_from_env_without_host_returns_none() -> None:
+    assert SmtpSettings.from_env({}) is None
+    assert SmtpSettings.from_env({"NPS_LINK_SMTP_HOST": "  ", "NPS_LINK_SMTP_PORT": "2525"}) is None
+
+
+def test_smtp_settings_from_env_port_follows_starttls_and_values_are_read() -> None:
+    secure = SmtpSettings.from_env({"NPS_LINK_SMTP_HOST": "mail.example.com"})
+    assert secure is not None
+    assert (secure.port, secure.starttls, secure.from_address, secure.user) == (
+        587,
+        True,
+        "nps-link@localhost",
+        None,
+    )
+    plain = SmtpSettings.from_env(
+        {
+            "NPS_LINK_SMTP_HOST": "relay",
+            "NPS_LINK_SMTP_STARTTLS": "false",
+            "NPS_LINK_SMTP_USER": "bot",
+            "NPS_LINK_SMTP_PASSWORD": "s3cret",
+            "NPS_LINK_SMTP_FROM": "nps@example.co.jp",
+        }
+    )
+    assert plain is not None
+    assert (plain.port, plain.starttls, plain.user, plain.password, plain.from_address) == (
+        25,
+        False,
+        "bot",
+        "s3cret",
+        "nps@example.co.jp",
+    )
+    assert "s3cret" not in repr(plain)
+    explicit = SmtpSettings.from_env({"NPS_LINK_SMTP_HOST": "relay", "NPS_LINK_SMTP_PORT": "2525"})
+    assert explicit is not None and explicit.port == 2525
+
+
+def test_smtp_settings_from_env_bad_boolean_or_sender_raises() -> None:
+    with pytest.raises(ValueError, match="NPS_LINK_SMTP_STARTTLS"):
+        SmtpSettings.from_env({"NPS_LINK_SMTP_HOST": "relay", "NPS_LINK_SMTP_STARTTLS": "maybe"})
+    with pytest.raises(ValueError, match="NPS_LINK_SMTP_FROM"):
+        SmtpSettings.from_env({"NPS_LINK_SMTP_HOST": "relay", "NPS_LINK_SMTP_FROM": "not an address"})
+
+
+def test_fallback_address_from_env_reads_or_rejects_the_address() -> None:
+    assert fallback_address_from_env({}) is None
+    assert fallback_address_from_env({"NPS_LINK_FOLLOWUP_FALLBACK": f" {FALLBACK} "}) == FALLBACK
+    with pytest.raises(ValueError, match="NPS_LINK_FOLLOWUP_FALLBACK"):
+        fallback_address_from_env({"NPS_LINK_FOLLOWUP_FALLBACK": "cx-team"})
+
+
+# ---- rep addresses from the lake ----
+
+
+def _write_reps(folder: Path, name: str, rows: list[dict]) -> None:
+    schema = lake_schema("crm_reps")
+    base = {"rep_name": "x", "team": "account_management", "manager_rep_id": None, "active": True}
+    meta = {"_source_file": name, "_file_sha256": name, "_loaded_at": datetime(2025, 6, 1)}
+    full = [{**base, **meta, **row} for row in rows]
+    pq.write_table(pa.Table.from_pylist(full, schema=schema), folder / f"{name}.parquet")
+
+
+def test_rep_emails_from_lake_latest_delivery_wins_and_bad_addresses_are_left_out(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    folder = lake / "raw" / "crm_reps"
+    folder.mkdir(parents=True)
+    pq.write_table(lake_schema("crm_reps").empty_table(), folder / "_schema.parquet")
+    _write_reps(
+        folder,
+        "a",
+        [
+            {"rep_id": "R1", "email": "old@example.co.jp", "_delivery_seq": 1, "_row_number": 1},
+            {"rep_id": "R2", "email": "r2@example.co.jp", "_delivery_seq": 1, "_row_number": 2},
+            {"rep_id": "R3", "email": " r3@example.co.jp ", "_delivery_seq": 1, "_row_number": 3},
+        ],
+    )
+    _write_reps(
+        folder,
+        "b",
+        [
+            {"rep_id": "R1", "email": "new@example.co.jp", "_delivery_seq": 2, "_row_number": 1},
+            {"rep_id": "R2", "email": "", "_delivery_seq": 2, "_row_number": 2},  # address removed
+            {"rep_id": "R4", "email": "not an address", "_delivery_seq": 2, "_row_number": 3},
+            {"rep_id": "R5", "email": "first@example.co.jp", "_delivery_seq": 2, "_row_number": 4},
+            {"rep_id": "R5", "email": "second@example.co.jp", "_delivery_seq": 2, "_row_number": 5},
+        ],
+    )
+
+    assert rep_emails_from_lake(lake) == {
+        "R1": "new@example.co.jp",
+        "R3": "r3@example.co.jp",
+        "R5": "second@example.co.jp",
+    }
+
+
+def test_rep_emails_from_lake_without_deliveries_returns_empty(tmp_path: Path) -> None:
+    assert rep_emails_from_lake(tmp_path / "lake") == {}
+
+
+# ---- SMTP delivery ----
+
+
+def test_send_followups_smtp_sends_each_window_detractor_once_with_headers_and_body(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    result = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    assert (result.transport, result.sent, result.skipped_already_sent, result.failed) == ("smtp", 5, 0, [])
+    received = smtp_server.handler.by_response()
+    assert sorted(received) == IN_WINDOW_IDS  # X1 (window start), X2 (older), X3 (after as_of) not sent
+    assert len(smtp_server.handler.received) == 5
+
+    d1 = received["D1"]
+    assert d1.mail_from == "nps-link@localhost"
+    assert d1.rcpt_tos == ["r1@example.co.jp", "m1@example.co.jp"]
+    assert d1.message["To"] == "r1@example.co.jp"
+    assert d1.message["Cc"] == "m1@example.co.jp"
+    assert d1.message["Subject"] == "NPS detractor 2/10 - support - customer C001"
+    assert d1.message["Message-ID"] == message_id_for("D1")
+    body = d1.message.get_content()
+    assert "対応が遅く、担当者から連絡がありませんでした。" in body
+    assert "改善をお願いします。" in body
+    assert "Responded:     2025-06-20 10:00 JST (Asia/Tokyo)" in body
+    assert "Score:         2 / 10" in body
+    assert "Survey type:   transactional" in body
+    assert "Summary: Strong detractor (0-3)." in body
+    assert "What to do:" in body
+
+    # D4: manager M2 has no address, so no Cc; the customer's URL is shown but not as a link.
+    d4 = received["D4"]
+    assert d4.rcpt_tos == ["r3@example.co.jp"] and d4.message["Cc"] is None
+    assert d4.message["Subject"] == "NPS detractor 0/10 - relational - customer C004"
+    assert "https[:]//example.com/x" in d4.message.get_content()
+    for item in received.values():
+        content = item.message.get_content()
+        assert "://" not in content and "http" not in content.replace("https[:]//", "")
+
+
+def test_send_followups_second_call_sends_nothing(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    _send(con, smtp_server.settings, tmp_path / "outbox", run_id="run-1")
+    again = _send(con, smtp_server.settings, tmp_path / "outbox", run_id="run-2")
+
+    assert (again.sent, again.skipped_already_sent, again.failed) == (0, 5, [])
+    assert len(smtp_server.handler.received) == 5
+    assert {row["run_id"] for row in _ledger(con).values()} == {"run-1"}
+
+
+def test_send_followups_fallback_routing_is_counted_and_no_address_is_retried(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    without = _send(con, smtp_server.settings, tmp_path / "outbox", fallback=None)
+
+    assert without.sent == 3 and without.fallback_count == 0 and without.no_address_count == 2
+    reasons = {f.response_id: f.detail for f in without.failed}
+    assert set(reasons) == {"D2", "D3"}
+    assert "owner rep R2 has no e-mail address" in reasons["D2"]
+    assert "customer has no owner rep" in reasons["D3"]
+    assert set(_ledger(con)) == {"D1", "D4", "D5"}
+
+    with_fallback = _send(con, smtp_server.settings, tmp_path / "outbox", fallback=FALLBACK)
+
+    assert (with_fallback.sent, with_fallback.fallback_count, with_fallback.skipped_already_sent) == (2, 2, 3)
+    received = smtp_server.handler.by_response()
+    assert received["D2"].rcpt_tos == [FALLBACK, "m1@example.co.jp"]  # manager still copied
+    assert received["D3"].rcpt_tos == [FALLBACK]
+    assert "no e-mail address in the CRM" in received["D2"].message.get_content()
+    ledger = _ledger(con)
+    assert (ledger["D2"]["recipient"], ledger["D2"]["cc"], ledger["D2"]["is_fallback"]) == (
+        "fallback",
+        "M1",
+        True,
+    )
+    assert (ledger["D3"]["recipient"], ledger["D3"]["cc"], ledger["D3"]["is_fallback"]) == (
+        "fallback",
+        None,
+        True,
+    )
+    assert (ledger["D1"]["recipient"], ledger["D1"]["cc"], ledger["D1"]["is_fallback"]) == ("R1", "M1", False)
+
+
+def test_send_followups_ledger_holds_rep_ids_and_never_an_address(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    ledger = _ledger(con)
+    assert sorted(ledger) == IN_WINDOW_IDS
+    assert {(row["recipient"], row["cc"]) for row in ledger.values()} == {
+        ("R1", "M1"),
+        ("fallback", "M1"),
+        ("fallback", None),
+        ("R3", None),
+    }
+    for row in ledger.values():
+        outside_message_id = {k: v for k, v in row.items() if k != "message_id"}
+        assert not any("@" in str(v) for v in outside_message_id.values())
+    assert {row["transport"] for row in ledger.values()} == {"smtp"}
+    assert ledger["D3"]["message_id"] == message_id_for("D3")
+
+
+def test_send_followups_server_451_on_third_message_stops_then_resumes_next_call(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    smtp_server.handler.reply_on[3] = "451 4.3.0 try again later"
+
+    first = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    assert first.sent == 2 and first.stopped_reason is not None and "451" in first.stopped_reason
+    assert [(f.response_id, f.reason) for f in first.failed] == [
+        ("D3", "server_error"),
+        ("D4", "not_attempted"),
+        ("D5", "not_attempted"),
+    ]
+    assert set(_ledger(con)) == {"D1", "D2"}
+
+    second = _send(con, smtp_server.settings, tmp_path / "outbox")  # the server recovered
+
+    assert (second.sent, second.skipped_already_sent, second.failed) == (3, 2, [])
+    assert smtp_server.handler.message_id_counts() == Counter({message_id_for(r): 1 for r in IN_WINDOW_IDS})
+
+
+def test_send_followups_connection_dropped_mid_batch_resumes_without_resending(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    smtp_server.handler.drop_on.add(3)
+
+    first = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    assert first.sent == 2 and first.stopped_reason is not None
+    assert first.failed[0].response_id == "D3" and "outcome unknown" in first.failed[0].detail
+    assert set(_ledger(con)) == {"D1", "D2"}
+
+    second = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    assert (second.sent, second.skipped_already_sent) == (3, 2)
+    assert smtp_server.handler.message_id_counts() == Counter({message_id_for(r): 1 for r in IN_WINDOW_IDS})
+
+
+def test_send_followups_permanent_550_skips_that_message_and_continues(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    smtp_server.handler.reply_on[2] = "550 5.7.1 content rejected for <r2@example.co.jp>"
+
+    result = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    assert result.sent == 4 and result.stopped_reason is None
+    assert [(f.response_id, f.reason) for f in result.failed] == [("D2", "refused")]
+    assert "<address>" in result.failed[0].detail and "r2@" not in result.failed[0].detail
+    assert set(_ledger(con)) == {"D1", "D3", "D4", "D5"}
+
+    retry = _send(con, smtp_server.settings, tmp_path / "outbox")  # refused ones are retried
+
+    assert (retry.sent, retry.skipped_already_sent) == (1, 4)
+
+
+def test_send_followups_logs_in_when_user_is_set(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        assert isinstance(auth_data, LoginPassword)
+        logins.append((auth_data.login, auth_data.password))
+        # handled=False: aiosmtpd writes the 235/535 reply itself.
+        return AuthResult(success=auth_data.password == b"right", handled=False)
+
+    controller, server = _start_server(authenticator=authenticator, auth_require_tls=False)
+    try:
+        base = server.settings
+        wrong = SmtpSettings(host=base.host, port=base.port, user="bot", password="wrong", starttls=False)
+        refused = _send(con, wrong, tmp_path / "outbox")
+
+        assert refused.sent == 0 and "could not open an SMTP session" in (refused.stopped_reason or "")
+        assert {f.reason for f in refused.failed} == {"not_attempted"} and len(refused.failed) == 5
+        assert server.handler.received == [] and _ledger(con) == {}
+
+        right = SmtpSettings(host=base.host, port=base.port, user="bot", password="right", starttls=False)
+        accepted = _send(con, right, tmp_path / "outbox")
+
+        assert accepted.sent == 5
+        assert logins[-1] == (b"bot", b"right")
+    finally:
+        controller.stop()
+
+
+def test_send_followups_max_batch_defers_the_rest_to_the_next_call(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    first = _send(con, smtp_server.settings, tmp_path / "outbox", max_batch=2)
+    second = _send(con, smtp_server.settings, tmp_path / "outbox", max_batch=2)
+    third = _send(con, smtp_server.settings, tmp_path / "outbox", max_batch=2)
+
+    assert [(r.sent, r.deferred) for r in (first, second, third)] == [(2, 3), (2, 1), (1, 0)]
+    assert sorted(smtp_server.handler.by_response()) == IN_WINDOW_IDS
+
+
+def test_send_followups_open_caller_transaction_raises_before_sending(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    con.execute("BEGIN TRANSACTION")
+
+    with pytest.raises(duckdb.Error):
+        _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    assert smtp_server.handler.received == []
+
+
+# ---- outbox delivery ----
+
+
+def test_send_followups_without_smtp_writes_one_eml_per_message_exactly_once(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "outbox"
+
+    first = _send(con, None, outbox)
+
+    assert (first.transport, first.sent, first.fallback_count) == ("outbox", 5, 2)
+    files = sorted(outbox.iterdir())
+    assert len(files) == 5 and all(f.suffix == ".eml" and f.name.startswith("followup-") for f in files)
+    messages = {}
+    for path in files:
+        parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert path.name == f"{parsed['Message-ID'][1:].split('@')[0]}.eml"  # named by the Message-ID hash
+        messages[parsed["X-NPS-Link-Response-Id"]] = parsed
+    assert sorted(messages) == IN_WINDOW_IDS
+    assert messages["D1"]["To"] == "r1@example.co.jp" and messages["D1"]["Cc"] == "m1@example.co.jp"
+    assert JAPANESE_COMMENT.split("\n")[0] in messages["D1"].get_content()
+    assert {row["transport"] for row in _ledger(con).values()} == {"outbox"}
+    stamps = {path.name: path.stat().st_mtime_ns for path in files}
+
+    second = _send(con, None, outbox)
+
+    assert (second.sent, second.skipped_already_sent) == (0, 5)
+    assert {path.name: path.stat().st_mtime_ns for path in outbox.iterdir()} == stamps
+
+
+def test_send_followups_mart_without_optional_columns_still_sends(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "minimal.duckdb"))
+    try:
+        _create_mart(con, DETRACTORS, optional_columns=False)
+
+        result = _send(con, None, tmp_path / "outbox")
+
+        assert result.sent == 5
+        eml = next((tmp_path / "outbox").glob("*.eml"))
+        assert (
+            "Survey type:   NPS" in message_from_bytes(eml.read_bytes(), policy=policy.default).get_content()
+        )
+    finally:
+        con.close()
+
+
+# ---- a sender killed mid-batch ----
+
+_KILLED_SENDER = """
+import json, sys
+from datetime import datetime
+from pathlib import Path
+import duckdb
+from orchestration.lib.followups import SmtpSettings, send_followups
+
+args = json.loads(sys.argv[1])
+con = duckdb.connect(args["db"])
+send_followups(
+    con,
+    rep_emails=args["rep_emails"],
+    as_of=datetime.fromisoformat(args["as_of"]),
+    smtp=SmtpSettings(host="127.0.0.1", port=args["port"], starttls=False, timeout_seconds=60),
+    outbox_dir=Path(args["outbox"]),
+    fallback_address=args["fallback"],
+    run_id="run-killed",
+)
+"""
+
+
+def test_send_followups_killed_mid_batch_next_run_resends_only_the_unacknowledged_message(
+    db_path: Path, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    handler = smtp_server.handler
+    handler.block_on = 3  # the server stores D3 but the sender never gets the 250, then is killed
+    args = {
+        "db": str(db_path),
+        "rep_emails": REP_EMAILS,
+        "as_of": AS_OF.isoformat(),
+        "port": smtp_server.settings.port,
+        "outbox": str(tmp_path / "outbox"),
+        "fallback": FALLBACK,
+    }
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SENDER, json.dumps(args)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not handler.blocked.wait(0.05):
+            assert proc.poll() is None, proc.communicate()[1].decode(errors="replace")
+            assert time.monotonic() < deadline, "the sender never reached the third message"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        handler.release.set()
+    assert proc.returncode == -signal.SIGKILL
+
+    con = duckdb.connect(str(db_path))
+    try:
+        # Committed per message: the two acknowledged messages survived the kill.
+        assert set(_ledger(con)) == {"D1", "D2"}
+
+        resumed = _send(con, smtp_server.settings, tmp_path / "outbox", run_id="run-after-kill")
+
+        assert (resumed.sent, resumed.skipped_already_sent, resumed.failed) == (3, 2, [])
+        assert sorted(_ledger(con)) == IN_WINDOW_IDS
+    finally:
+        con.close()
+    counts = handler.message_id_counts()
+    # Deduplicated by Message-ID, the server holds every detractor exactly once ...
+    assert set(counts) == {message_id_for(r) for r in IN_WINDOW_IDS}
+    # ... and the only repeat is the one message in flight at the kill, with the same Message-ID.
+    assert counts == Counter({**{message_id_for(r): 1 for r in IN_WINDOW_IDS}, message_id_for("D3"): 2})
