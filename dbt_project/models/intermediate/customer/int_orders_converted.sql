@@ -1,0 +1,35 @@
+with
+
+orders as (
+
+    select * from {{ ref('stg_billing__orders') }}
+
+),
+
+fx_rates as (
+
+    select currency, rate from {{ ref('fx_rates_to_reporting') }}
+
+),
+
+reporting_rate as (
+
+    select rate from fx_rates where currency = '{{ var("reporting_currency") }}'
+
+)
+
+select
+    orders.order_id,
+    orders.customer_id,
+    orders.ordered_at,
+    orders.status,
+    orders.currency,
+    orders.amount,
+    -- The seed holds JPY per unit; dividing by the reporting currency's own rate makes any listed
+    -- currency the reporting one. An unlisted currency yields NULL (warned on in staging).
+    cast(orders.amount as {{ type_double() }}) * order_rate.rate / reporting_rate.rate as amount_reporting,
+    orders.product_line
+from orders
+left join fx_rates as order_rate
+    on order_rate.currency = orders.currency
+cross join reporting_rate

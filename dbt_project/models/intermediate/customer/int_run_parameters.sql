@@ -1,0 +1,52 @@
+{%- set as_of_sql = as_of_expression() -%}
+
+with
+
+activities as (
+
+    select max(occurred_at) as latest_at from {{ ref('stg_crm__activities') }}
+
+),
+
+responses as (
+
+    select max(responded_at) as latest_at from {{ ref('stg_survey__responses') }}
+
+),
+
+orders as (
+
+    select max(ordered_at) as latest_at from {{ ref('stg_billing__orders') }}
+
+),
+
+latest_events as (
+
+    select latest_at from activities
+    union all
+    select latest_at from responses
+    union all
+    select latest_at from orders
+
+),
+
+latest_event as (
+
+    select max(latest_at) as latest_event_at from latest_events
+
+)
+
+select
+    {% if as_of_sql is none -%}
+    latest_event_at as as_of_at,
+    {%- else -%}
+    {{ as_of_sql }} as as_of_at,
+    {%- endif %}
+    latest_event_at,
+    '{{ var("reporting_tz") }}' as reporting_tz,
+    '{{ var("reporting_currency") }}' as reporting_currency,
+    cast({{ var("contact_window_days") }} as {{ dbt.type_int() }}) as contact_window_days,
+    cast({{ var("repeat_window_days") }} as {{ dbt.type_int() }}) as repeat_window_days,
+    cast({{ var("followup_window_days") }} as {{ dbt.type_int() }}) as followup_window_days,
+    cast({{ var("revenue_window_days") }} as {{ dbt.type_int() }}) as revenue_window_days
+from latest_event

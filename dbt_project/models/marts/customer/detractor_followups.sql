@@ -1,0 +1,60 @@
+{%- set followup_days = var('followup_window_days') | int -%}
+
+with
+
+responses as (
+
+    select * from {{ ref('int_responses_categorized') }}
+
+),
+
+customers as (
+
+    select customer_id, segment, business_unit, owner_rep_id from {{ ref('dim_customers') }}
+
+),
+
+reps as (
+
+    select rep_id, manager_rep_id from {{ ref('dim_reps') }}
+
+),
+
+run_parameters as (
+
+    select as_of_at from {{ ref('int_run_parameters') }}
+
+),
+
+detractors as (
+
+    select responses.*
+    from responses
+    cross join run_parameters
+    where responses.nps_category = 'detractor'
+        and responses.responded_at <= run_parameters.as_of_at
+
+)
+
+select
+    detractors.response_id,
+    detractors.customer_id,
+    detractors.survey_type,
+    detractors.touchpoint,
+    detractors.responded_at,
+    detractors.nps_score,
+    detractors.comment,
+    customers.segment,
+    customers.business_unit,
+    customers.owner_rep_id,
+    reps.manager_rep_id,
+    {{ dbt.dateadd('day', followup_days, 'detractors.responded_at') }} as followup_due_at,
+    -- Still worth a call-back at as_of; older detractors stay listed for the record.
+    {{ dbt.dateadd('day', followup_days, 'detractors.responded_at') }} > run_parameters.as_of_at
+        as is_in_followup_window
+from detractors
+cross join run_parameters
+left join customers
+    on customers.customer_id = detractors.customer_id
+left join reps
+    on reps.rep_id = customers.owner_rep_id

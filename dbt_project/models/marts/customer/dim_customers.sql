@@ -1,0 +1,154 @@
+with
+
+accounts as (
+
+    select * from {{ ref('stg_crm__accounts') }}
+
+),
+
+run_parameters as (
+
+    select as_of_at from {{ ref('int_run_parameters') }}
+
+),
+
+activities as (
+
+    select activities.customer_id, activities.rep_id, activities.direction, activities.occurred_at
+    from {{ ref('stg_crm__activities') }} as activities
+    cross join run_parameters
+    where activities.occurred_at <= run_parameters.as_of_at
+
+),
+
+responses as (
+
+    select responses.customer_id
+    from {{ ref('stg_survey__responses') }} as responses
+    cross join run_parameters
+    where responses.responded_at <= run_parameters.as_of_at
+
+),
+
+orders as (
+
+    select orders.customer_id, orders.status, orders.ordered_at
+    from {{ ref('int_orders_converted') }} as orders
+    cross join run_parameters
+    where orders.ordered_at <= run_parameters.as_of_at
+
+),
+
+reps as (
+
+    select rep_id, team from {{ ref('stg_crm__reps') }}
+
+),
+
+-- Customers that facts mention: those without an account are orphans, kept so no fact loses its
+-- customer (dimensions often arrive later than facts).
+fact_customers as (
+
+    select customer_id from activities
+    union
+    select customer_id from responses
+    union
+    select customer_id from orders
+
+),
+
+orphans as (
+
+    select fact_customers.customer_id
+    from fact_customers
+    left join accounts
+        on accounts.customer_id = fact_customers.customer_id
+    where accounts.customer_id is null
+
+),
+
+first_orders as (
+
+    select customer_id, min(ordered_at) as first_order_at
+    from orders
+    where status = 'completed'
+    group by customer_id
+
+),
+
+-- The first week after the first order and the hand-off to account management, both read from
+-- outbound contacts only: they are what the company chose to do.
+onboarding as (
+
+    select
+        first_orders.customer_id,
+        sum(
+            case
+                when activities.occurred_at < {{ dbt.dateadd('day', 7, 'first_orders.first_order_at') }} then 1
+                else 0
+            end
+        ) as contacts_first_7d,
+        min(case when reps.team = 'account_management' then activities.occurred_at end)
+            as first_account_management_contact_at
+    from first_orders
+    inner join activities
+        on activities.customer_id = first_orders.customer_id
+        and activities.direction = 'outbound'
+        and activities.occurred_at >= first_orders.first_order_at
+    left join reps
+        on reps.rep_id = activities.rep_id
+    group by first_orders.customer_id
+
+),
+
+customers as (
+
+    select
+        customer_id,
+        segment,
+        business_unit,
+        industry,
+        region,
+        created_at,
+        owner_rep_id,
+        false as is_orphan
+    from accounts
+    union all
+    select
+        customer_id,
+        cast(null as {{ dbt.type_string() }}) as segment,
+        cast(null as {{ dbt.type_string() }}) as business_unit,
+        cast(null as {{ dbt.type_string() }}) as industry,
+        cast(null as {{ dbt.type_string() }}) as region,
+        cast(null as {{ dbt.type_timestamp() }}) as created_at,
+        cast(null as {{ dbt.type_string() }}) as owner_rep_id,
+        true as is_orphan
+    from orphans
+
+)
+
+select
+    customers.customer_id,
+    customers.segment,
+    customers.business_unit,
+    customers.industry,
+    customers.region,
+    customers.created_at,
+    customers.owner_rep_id,
+    customers.is_orphan,
+    first_orders.first_order_at,
+    -- NULL until the first week is over at as_of, so a half-observed week never reads as "few contacts".
+    case
+        when first_orders.first_order_at is null then null
+        when {{ dbt.dateadd('day', 7, 'first_orders.first_order_at') }} > run_parameters.as_of_at then null
+        else coalesce(onboarding.contacts_first_7d, 0)
+    end as outbound_contacts_first_7d,
+    onboarding.first_account_management_contact_at,
+    {{ days_between('first_orders.first_order_at', 'onboarding.first_account_management_contact_at') }}
+        as handoff_days
+from customers
+cross join run_parameters
+left join first_orders
+    on first_orders.customer_id = customers.customer_id
+left join onboarding
+    on onboarding.customer_id = customers.customer_id

@@ -1,0 +1,34 @@
+with
+
+source as (
+
+    select * from {{ source('survey', 'driver_scores') }}
+
+),
+
+versions as (
+
+    select
+        response_id,
+        driver,
+        score,
+        _source_file,
+        _delivery_seq,
+        -- A response's driver items come from the same source row as the response itself, so the
+        -- whole set of the latest delivered row wins: an item dropped by a re-delivery disappears.
+        dense_rank() over (
+            partition by response_id
+            order by _delivery_seq desc, _row_number desc
+        ) as version_rank
+    from source
+
+)
+
+select
+    cast(response_id as {{ dbt.type_string() }}) as response_id,
+    cast(driver as {{ dbt.type_string() }}) as driver,
+    cast(score as {{ dbt.type_int() }}) as score,
+    _source_file,
+    _delivery_seq
+from versions
+where version_rank = 1

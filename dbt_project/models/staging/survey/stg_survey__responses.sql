@@ -1,0 +1,41 @@
+with
+
+source as (
+
+    select * from {{ source('survey', 'responses') }}
+
+),
+
+versions as (
+
+    select
+        response_id,
+        survey_type,
+        customer_id,
+        touchpoint,
+        responded_at,
+        nps_score,
+        comment,
+        _source_file,
+        _delivery_seq,
+        row_number() over (
+            partition by response_id
+            order by _delivery_seq desc, _row_number desc
+        ) as version_rank
+    from source
+
+)
+
+select
+    cast(response_id as {{ dbt.type_string() }}) as response_id,
+    cast(survey_type as {{ dbt.type_string() }}) as survey_type,
+    cast(customer_id as {{ dbt.type_string() }}) as customer_id,
+    cast(touchpoint as {{ dbt.type_string() }}) as touchpoint,
+    cast(responded_at as {{ dbt.type_timestamp() }}) as responded_at,
+    cast(nps_score as {{ dbt.type_int() }}) as nps_score,
+    -- Free text may name people (contract pii: possible); it is kept for detractor follow-up only.
+    cast(comment as {{ dbt.type_string() }}) as comment,
+    _source_file,
+    _delivery_seq
+from versions
+where version_rank = 1
