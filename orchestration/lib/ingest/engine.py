@@ -1,0 +1,387 @@
+"""Landing -> lake: find new landing files, type and check them, write raw / quarantine / rejected.
+
+One call of `ingest_source` handles every landing file of one source that has no manifest record
+yet, in delivery order (mtime, then path). Per file, in this order:
+  1. safety: an entry that is a symlink to (or resolves) outside the data dir, or is not a regular
+     file, is refused without being read;
+  2. identity: sha256 of the bytes; bytes already loaded for this source (under any name) make a
+     'duplicate' that loads nothing;
+  3. read into DuckDB as text (readers.py), compile and run the contract's rules (rules.py);
+  4. write lake/raw/<table>/<sha256>.parquet (and survey_driver_scores), the quarantine file, or
+     the rejected copy with its reason, each through a temporary name and os.replace;
+  5. write the manifest record, last. A process killed before step 5 leaves the file pending; the
+     rerun rewrites the same sha256-named outputs, so the file is loaded exactly once.
+
+Choices worth knowing: a header-only CSV (or an empty JSONL of blank lines) loads with 0 rows; a
+0-byte file is rejected. A rejected file reports rows_read = rows_loaded = rows_quarantined = 0.
+Entries whose name starts with '.' are skipped: that is how uploads in progress are named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import json
+import os
+import shutil
+import stat
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestration.lib.ingest.manifest import ManifestStore, atomic_write_bytes, sha256_of
+from orchestration.lib.ingest.readers import RejectFile, quote_ident, quote_literal, stage_file
+from orchestration.lib.ingest.results import FileLoadResult, SourceLoadResult
+from orchestration.lib.ingest.rules import CheckPlan, compile_checks, naive_utc
+from orchestration.lib.lake import ensure_lake_tables, lake_schema, quarantine_dir, raw_dir, rejected_dir
+from orchestration.lib.settings import Settings
+from quality.contract import DRIVER_SCORES_TABLE, SourceSpec, load_contract
+
+DRIVER_PATTERN = "driver_*"
+_BATCH_ROWS = 1_000_000
+_QUARANTINE_META = {
+    "_source_file": pa.string(),
+    "_row_number": pa.int64(),
+    "_rule": pa.string(),
+    "_reason": pa.string(),
+}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One landing entry as scanned: where it is, whether it may be read, and its stat for the hash cache."""
+
+    path: Path
+    relpath: str  # relative to the landing dir, '/'-separated
+    refusal: str | None  # why the entry must not be read; None when it is a safe regular file
+    size: int
+    mtime_ns: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding work
+
+
+def _inspect(path: Path, settings: Settings, data_root: Path) -> _Entry:
+    relpath = path.relative_to(settings.landing_dir).as_posix()
+    link = path.lstat()
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return _Entry(path, relpath, "is a broken or looping symbolic link", 0, link.st_mtime_ns)
+    if not target.is_relative_to(data_root):
+        return _Entry(path, relpath, "resolves to outside the data directory; not read", 0, link.st_mtime_ns)
+    st = target.stat()
+    if not stat.S_ISREG(st.st_mode):
+        return _Entry(path, relpath, "is not a regular file; not read", 0, link.st_mtime_ns)
+    return _Entry(path, relpath, None, st.st_size, st.st_mtime_ns)
+
+
+def _scan(settings: Settings, source: str) -> list[_Entry]:
+    root = settings.landing_dir / source
+    if not root.is_dir():
+        return []
+    data_root = settings.data_dir.resolve()
+    entries: list[_Entry] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        # A symlinked folder is not walked into: it is an entry of its own, refused if it leads out.
+        linked = [d for d in dirnames if (here / d).is_symlink()]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in linked)
+        entries += [_inspect(here / n, settings, data_root) for n in filenames + linked if not n.startswith(".")]
+    return sorted(entries, key=lambda e: (e.mtime_ns, e.relpath))
+
+
+def _pending(store: ManifestStore, settings: Settings, source: str) -> list[tuple[_Entry, str | None]]:
+    """Entries of a source without a manifest record, with their sha256 (hashed only when not cached)."""
+    cache = store.load_hash_cache(source)
+    fresh: dict[str, list] = {}
+    recorded = store.recorded_names(source)
+    pending: list[tuple[_Entry, str | None]] = []
+    for entry in _scan(settings, source):
+        sha: str | None = None
+        if entry.refusal is None:
+            hit = cache.get(entry.relpath)
+            if isinstance(hit, list) and hit[:2] == [entry.size, entry.mtime_ns]:
+                sha = hit[2]
+            else:
+                try:
+                    sha = sha256_of(entry.path)
+                except OSError as exc:
+                    entry = replace(entry, refusal=f"cannot be read: {exc.strerror or exc}")
+            if sha is not None:
+                fresh[entry.relpath] = [entry.size, entry.mtime_ns, sha]
+        if store.record_path(source, entry.relpath, sha).name not in recorded:
+            pending.append((entry, sha))
+    if fresh != cache:  # also drops entries of files no longer in the landing zone
+        store.save_hash_cache(source, fresh)
+    return pending
+
+
+def pending_files(settings: Settings) -> dict[str, list[Path]]:
+    """Landing files per source that have no manifest record yet (what the next ingest will process).
+
+    Cheap enough for a sensor polling every 30 s: a file is hashed only when its (size, mtime)
+    differs from the hash cache, and "recorded?" is answered by one directory listing per source.
+    Every contract source is a key, with an empty list when nothing is pending.
+    """
+    store = ManifestStore(settings.lake_dir)
+    return {
+        source: [entry.path for entry, _ in _pending(store, settings, source)] for source in load_contract().sources
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing outputs
+
+
+def _write_query(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: dict,
+    schema: pa.Schema,
+    target: Path,
+    names: list[str] | None = None,
+) -> None:
+    """Stream a query's rows into `target` with exactly `schema`, through a temporary file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    reader = con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS)
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for batch in reader:
+            if names is not None:
+                batch = batch.rename_columns(names)
+            writer.write_batch(batch.cast(schema))
+    os.replace(tmp, target)
+
+
+def _metadata_sql() -> str:
+    return (
+        "$file AS _source_file, $sha AS _file_sha256, _rn AS _row_number, "
+        "CAST($seq AS BIGINT) AS _delivery_seq, CAST($loaded_at AS TIMESTAMP) AS _loaded_at"
+    )
+
+
+def _write_raw(con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict) -> None:
+    typed = ", ".join(f"t{k} AS {quote_ident(col)}" for k, col in enumerate(plan.contract_columns))
+    sql = f"SELECT {typed}, {_metadata_sql()} FROM checked WHERE _rule IS NULL"
+    _write_query(con, sql, meta, lake_schema(spec.name), raw_dir(lake, spec.name) / f"{meta['sha']}.parquet")
+
+
+def _write_drivers(con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict) -> None:
+    """survey_driver_scores: the driver_* columns of loaded rows, long (one row per rated item)."""
+    target = raw_dir(lake, DRIVER_SCORES_TABLE) / f"{meta['sha']}.parquet"
+    schema = lake_schema(DRIVER_SCORES_TABLE)
+    prefix = DRIVER_PATTERN.rstrip("*")
+    drivers = [(j, col.removeprefix(prefix)) for j, col in enumerate(plan.pattern_columns) if col.startswith(prefix)]
+    if not drivers:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        pq.write_table(schema.empty_table(), tmp)
+        os.replace(tmp, target)
+        return
+    key = plan.contract_columns.index(spec.key)
+    items = ", ".join(f"{{'driver': {quote_literal(name)}, 'score': p{j}}}" for j, name in drivers)
+    sql = f"""
+        SELECT response_id, d.driver AS driver, d.score AS score, {_metadata_sql()}
+        FROM (SELECT _rn, t{key} AS response_id, unnest([{items}]) AS d FROM checked WHERE _rule IS NULL)
+        WHERE d.score IS NOT NULL
+    """
+    _write_query(con, sql, meta, schema, target)
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, names: list[str], lake: Path, source: str, meta: dict) -> None:
+    """Quarantined rows as delivered (every column as text) plus where they came from and why."""
+    columns: list[str] = []
+    for name in names:
+        shown = name if name.strip() else "(unnamed)"
+        # A delivered column may not shadow the quarantine's own metadata columns.
+        columns.append(f"{shown} (delivered)" if shown in _QUARANTINE_META else shown)
+    schema = pa.schema(
+        [pa.field(n, pa.string()) for n in columns] + [pa.field(n, t) for n, t in _QUARANTINE_META.items()]
+    )
+    raw = "".join(f"s.c{i}, " for i in range(len(names)))
+    sql = f"""
+        SELECT {raw}$file AS _source_file, s._rn AS _row_number, k._rule, k._reason
+        FROM src AS s JOIN checked AS k ON s._rn = k._rn
+        WHERE k._rule IS NOT NULL
+        ORDER BY s._rn
+    """
+    params = {"file": meta["file"]}
+    _write_query(con, sql, params, schema, quarantine_dir(lake, source) / f"{meta['sha']}.parquet", schema.names)
+
+
+def _reject(
+    settings: Settings, entry: _Entry, source: str, result: FileLoadResult, rule: str, text: str
+) -> FileLoadResult:
+    """Refuse a whole file: copy it (unless unsafe to read) to lake/rejected/<source>/ beside <name>.reason.json."""
+    reason = f"{rule}: {entry.relpath} {text}"
+    inside = Path(entry.relpath).relative_to(source)
+    dest = rejected_dir(settings.lake_dir, source) / inside
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if entry.refusal is None:
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.copyfile(entry.path, tmp)
+        os.replace(tmp, dest)
+    doc = {"source": source, "file": entry.relpath, "sha256": result.sha256, "rule": rule, "reason": reason}
+    doc["rejected_at"] = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    atomic_write_bytes(
+        dest.with_name(dest.name + ".reason.json"), json.dumps(doc, ensure_ascii=False, indent=2).encode()
+    )
+    return replace(result, status="rejected", reason=reason)
+
+
+def _error_text(exc: BaseException) -> str:
+    # DuckDB errors quote the offending line, which may be megabytes long: keep the gist only.
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("Original Line")]
+    text = " ".join(lines[:2]) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@contextlib.contextmanager
+def _workspace(settings: Settings, source: str) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
+    """An in-memory DuckDB and a scratch folder (inside the data dir), both gone when the block ends."""
+    scratch_root = settings.lake_dir / ".work"
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{source}-", dir=scratch_root) as scratch:
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "threads": settings.duckdb_threads,
+                "memory_limit": settings.duckdb_memory_limit,
+                "temp_directory": str(Path(scratch) / "spill"),
+                "preserve_insertion_order": True,  # row numbers and output order follow the file
+                "autoinstall_known_extensions": False,  # offline: json, parquet and icu are built in
+            },
+        )
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            yield con, Path(scratch)
+        finally:
+            con.close()
+
+
+def _load_file(
+    con: duckdb.DuckDBPyConnection,
+    scratch: Path,
+    settings: Settings,
+    spec: SourceSpec,
+    entry: _Entry,
+    base: FileLoadResult,
+    now: datetime,
+) -> FileLoadResult:
+    con.execute("DROP VIEW IF EXISTS src")
+    for name in ("staged", "checked", "jraw"):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+    work = Path(tempfile.mkdtemp(dir=scratch))
+    try:
+        try:
+            staged = stage_file(con, entry.path, work)
+            base = replace(base, file_format=staged.file_format, encoding=staged.encoding)
+            plan = compile_checks(spec, staged.names, source_tz=settings.source_tz)
+        except RejectFile as exc:
+            return _reject(settings, entry, spec.name, base, exc.rule, exc.reason)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            return _reject(
+                settings, entry, spec.name, base, "unreadable", f"is not intact gzip data: {_error_text(exc)}"
+            )
+        except (duckdb.Error, csv.Error) as exc:
+            return _reject(settings, entry, spec.name, base, "unreadable", f"cannot be read: {_error_text(exc)}")
+
+        loaded_at = datetime.now(UTC).replace(tzinfo=None)
+        meta = {"file": entry.relpath, "sha": base.sha256, "seq": base.delivery_seq, "loaded_at": loaded_at}
+        try:
+            con.execute(plan.sql, {"file": entry.relpath, "now": now})
+            counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())
+            _write_raw(con, spec, plan, settings.lake_dir, meta)
+            if DRIVER_PATTERN in spec.column_patterns:
+                _write_drivers(con, spec, plan, settings.lake_dir, meta)
+            quarantined = sum(n for rule, n in counts.items() if rule is not None)
+            if quarantined:
+                _write_quarantine(con, staged.names, settings.lake_dir, spec.name, meta)
+        except duckdb.Error as exc:
+            return _reject(settings, entry, spec.name, base, "unreadable", f"could not be typed: {_error_text(exc)}")
+        return replace(
+            base,
+            status="loaded",
+            rows_read=sum(counts.values()),
+            rows_loaded=counts.get(None, 0),
+            rows_quarantined=quarantined,
+            rule_counts={rule: n for rule, n in sorted(counts.items(), key=lambda kv: str(kv[0])) if rule},
+            extra_columns=plan.extra_columns,
+            missing_optional_columns=plan.missing_optional_columns,
+            loaded_at=loaded_at,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def ingest_source(source: str, settings: Settings, *, now: datetime | None = None) -> SourceLoadResult:
+    """Load every landing file of `source` not yet in the manifest into the lake; return what each became.
+
+    `now` is the instant "not in the future" is judged against (default: the current UTC time;
+    a naive value is taken as UTC). Also refreshes lake/load_manifest.parquet and makes sure every
+    raw table exists, so downstream readers work even before the first delivery.
+    """
+    spec = load_contract().sources.get(source)
+    if spec is None:
+        raise ValueError(f"unknown source {source!r}; the contract has {', '.join(load_contract().sources)}")
+    cutoff = naive_utc(now or datetime.now(UTC))
+    ensure_lake_tables(settings.lake_dir)
+    store = ManifestStore(settings.lake_dir)
+    results: list[FileLoadResult] = []
+    with store.source_lock(source):
+        pending = _pending(store, settings, source)
+        if pending:
+            loaded = {r.sha256: r for r in store.records(source) if r.status == "loaded"}
+            with _workspace(settings, source) as (con, scratch):
+                for entry, sha in pending:
+                    base = FileLoadResult(
+                        source=source,
+                        file=entry.relpath,
+                        sha256=sha,
+                        status="rejected",
+                        size_bytes=entry.size,
+                        delivery_seq=store.reserve_delivery_seq(),
+                    )
+                    if entry.refusal is not None:
+                        result = _reject(settings, entry, source, base, "unsafe_path", entry.refusal)
+                    elif sha in loaded:
+                        first = loaded[sha]
+                        reason = f"same bytes as {first.file} (delivery {first.delivery_seq}); nothing loaded again"
+                        result = replace(base, status="duplicate", reason=reason)
+                    else:
+                        result = _load_file(con, scratch, settings, spec, entry, base, cutoff)
+                    result = replace(result, loaded_at=result.loaded_at or datetime.now(UTC).replace(tzinfo=None))
+                    store.write_record(result)  # last: until here the file is still pending
+                    results.append(result)
+                    if result.status == "loaded":
+                        loaded[sha] = result
+    store.write_load_manifest()
+    return SourceLoadResult(source=source, files=results)
+
+
+def ingest_all(settings: Settings, *, now: datetime | None = None) -> dict[str, SourceLoadResult]:
+    """Run `ingest_source` for every contract source, in contract order."""
+    return {source: ingest_source(source, settings, now=now) for source in load_contract().sources}
+
+
+def write_load_manifest(settings: Settings) -> Path:
+    """Consolidate every per-file record into lake/load_manifest.parquet; return its path.
+
+    The file has exactly the columns of `lake.LOAD_MANIFEST_SCHEMA`, one row per delivered file.
+    """
+    ensure_lake_tables(settings.lake_dir)
+    return ManifestStore(settings.lake_dir).write_load_manifest()
