@@ -145,6 +145,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "col_prev_nps": {"en": "Previous month", "ja": "前月"},
     "col_diff": {"en": "Change", "ja": "変化"},
     "col_p_value": {"en": "p-value", "ja": "p値"},
+    "col_p_value_adjusted": {"en": "p-value (adjusted)", "ja": "p値（補正後）"},
     # ---- (3) breakdown ----
     "breakdown_window": {
         "en": "Months covered: {start} to {end} (the last three full months before the data cut-off), "
@@ -369,6 +370,19 @@ CATALOG: dict[str, dict[str, str]] = {
             "見えることがあります。単発の有意判定ではなく、継続する変化や大きな変化をもとに判断してください。"
         ),
     },
+    "m_multiple_bh": {
+        "en": (
+            "Multiple testing: each month this report compares hundreds of groups at once. The significance "
+            "flags are adjusted for that (Benjamini–Hochberg, 5% false discovery rate), so about one flagged "
+            "change in twenty may still be chance. Act on changes that persist or that are large, not on a "
+            "single flag."
+        ),
+        "ja": (
+            "多重検定：本レポートは毎月数百のグループを同時に比較しています。有意判定はこれを補正済み"
+            "（Benjamini–Hochberg法、偽発見率5%）ですが、有意とされた変化の約20件に1件は偶然の可能性があります。"
+            "単発の有意判定ではなく、継続する変化や大きな変化をもとに判断してください。"
+        ),
+    },
     "m_privacy": {
         "en": "No personal data and no free-text survey comments appear in this report.",
         "ja": "本レポートには個人情報および自由記述コメントは含まれていません。",
@@ -376,6 +390,7 @@ CATALOG: dict[str, dict[str, str]] = {
     # ---- labels of data values ----
     "survey_relational": {"en": "Relational", "ja": "リレーショナル"},
     "survey_transactional": {"en": "Transactional", "ja": "トランザクショナル"},
+    "bin_never": {"en": "never", "ja": "なし"},
     "redacted": {"en": "[redacted]", "ja": "[削除済み]"},
 }
 

@@ -9,7 +9,6 @@ stray column (a free-text comment, an e-mail address) in an input frame never re
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from markupsafe import Markup, escape
 
+from analysis.nps import nps_from_count_arrays
 from analysis.report import svg
 from analysis.report.i18n import label_for
 from analysis.report.inputs import ReportInputs
@@ -116,18 +116,6 @@ def text_value(value: object) -> str | None:
         return None
     text = str(value).strip()
     return text or None
-
-
-def nps_from_counts(promoters: float, passives: float, detractors: float) -> tuple[float | None, float | None]:
-    """NPS and its 95% margin of error from counts, exactly as DESIGN.md defines them (moe None when n < 2)."""
-    n = promoters + passives + detractors
-    if n <= 0:
-        return None, None
-    p, d = promoters / n, detractors / n
-    nps = 100 * (p - d)
-    if n < 2:
-        return nps, None
-    return nps, 1.96 * 100 * math.sqrt(max(p + d - (p - d) ** 2, 0.0) / n)
 
 
 def month_key(values: pd.Series) -> pd.Series:
@@ -267,12 +255,13 @@ _PERIOD_COLUMNS = ("period_month", "survey_type", "dimension", "dimension_value"
 
 def _pooled(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Sum response counts over the other columns and recompute NPS and its margin from the counts."""
-    pooled = frame.groupby(by, dropna=True)[["promoters", "passives", "detractors"]].sum().reset_index()
-    figures = [nps_from_counts(float(p), float(pa), float(d)) for p, pa, d in
-               zip(pooled["promoters"], pooled["passives"], pooled["detractors"], strict=True)]
-    pooled["responses"] = pooled[["promoters", "passives", "detractors"]].sum(axis=1)
-    pooled["nps"] = [f[0] for f in figures]
-    pooled["nps_moe95"] = [f[1] for f in figures]
+    counts = ["promoters", "passives", "detractors"]
+    pooled = frame.groupby(by, dropna=True)[counts].sum().reset_index()
+    pooled[counts] = pooled[counts].apply(pd.to_numeric, errors="coerce").fillna(0)
+    figures = nps_from_count_arrays(pooled["promoters"], pooled["passives"], pooled["detractors"])
+    pooled["responses"] = figures["n"]
+    pooled["nps"] = figures["nps"]
+    pooled["nps_moe95"] = figures["moe95"]
     return pooled
 
 
@@ -355,7 +344,9 @@ def _significant_changes(changes: pd.DataFrame | None, months: Sequence[str], su
         marks.append(svg.PointMark(series=index, x_index=shown_months.index(row["month"]), up=row["diff"] > 0))
     all_months = sorted(month_key(changes["period_month"]).dropna().unique())
     recent = set(all_months[-WINDOW_MONTHS:])
-    listed = frame[frame["month"].isin(recent)].sort_values(["month", "p_value"], ascending=[False, True])
+    # Show the multiplicity-adjusted p-value when the table has it: that is the one the flag is based on.
+    p_column = "p_value_bh" if "p_value_bh" in frame.columns else "p_value"
+    listed = frame[frame["month"].isin(recent)].sort_values(["month", p_column], ascending=[False, True])
     rows = [
         {
             "month": r["month"],
@@ -365,11 +356,11 @@ def _significant_changes(changes: pd.DataFrame | None, months: Sequence[str], su
             "nps": fmt(r["nps"]),
             "prev_nps": fmt(r["prev_nps"]),
             "diff": fmt(r["diff"], signed=True),
-            "p_value": _fmt_p(r["p_value"]),
+            "p_value": _fmt_p(r[p_column]),
         }
         for r in listed.head(MAX_CHANGES_LISTED).to_dict("records")
     ]
-    return marks, {"rows": rows, "reason": None}
+    return marks, {"rows": rows, "reason": None, "adjusted": p_column == "p_value_bh"}
 
 
 def _fmt_p(value: object) -> str:
@@ -603,7 +594,8 @@ def build_revenue(inputs: ReportInputs, t: Translate, lang: str) -> Section:
 _GROUP_COLUMNS = ("bin_label", "customers", "responses", "nps", "nps_moe95", "repeat_rate", "repeat_n")
 
 
-def _group_block(frame: pd.DataFrame | None, table: str, chart_id: str, title: str, t: Translate) -> dict[str, Any]:
+def _group_block(frame: pd.DataFrame | None, table: str, chart_id: str, title: str, t: Translate,
+                 lang: str) -> dict[str, Any]:
     reason = frame_problem(frame, table, _GROUP_COLUMNS, t)
     if reason:
         return {"title": title, "reason": reason}
@@ -611,7 +603,7 @@ def _group_block(frame: pd.DataFrame | None, table: str, chart_id: str, title: s
     frame = _ordered(frame, "bin_low")
     items, rows, bands = [], [], []
     for r in frame.to_dict("records"):
-        label = text_value(r["bin_label"]) or "–"
+        label = label_for(lang, "bin", text_value(r["bin_label"]) or "–")
         small = (num(r["responses"]) or 0) < SMALL_N
         low, high = _band(r["nps"], r["nps_moe95"])
         items.append(svg.Interval(label=label, estimate=num(r["nps"]), low=low, high=high, flagged=small))
@@ -639,12 +631,12 @@ def _group_block(frame: pd.DataFrame | None, table: str, chart_id: str, title: s
     }
 
 
-def build_timing(inputs: ReportInputs, t: Translate) -> Section:
+def build_timing(inputs: ReportInputs, t: Translate, lang: str) -> Section:
     """Section 7: NPS and repeat rate by first-week contact count and by hand-off delay."""
     section = Section("timing", t("h_timing"))
     blocks = [
-        _group_block(inputs.contact_timing, "analysis.contact_timing", "contact-timing", t("timing_title"), t),
-        _group_block(inputs.handoff, "analysis.handoff", "handoff", t("handoff_title"), t),
+        _group_block(inputs.contact_timing, "analysis.contact_timing", "contact-timing", t("timing_title"), t, lang),
+        _group_block(inputs.handoff, "analysis.handoff", "handoff", t("handoff_title"), t, lang),
     ]
     if all(b["reason"] for b in blocks):
         section.reason = " ".join(b["reason"] for b in blocks)
@@ -731,9 +723,11 @@ def build_methods(inputs: ReportInputs, t: Translate) -> Section:
     adjusted = (t("m_adjusted", covariates=t("list_sep").join(c.replace("_", " ") for c in covariates))
                 if covariates else t("m_adjusted_none"))
     rw = inputs.repeat_window_days
+    adjusted_p = inputs.nps_changes is not None and "p_value_bh" in inputs.nps_changes.columns
+    multiple = "m_multiple_bh" if adjusted_p else "m_multiple"
     section.data = {
         "paragraphs": [t("m_observational"), adjusted, t("m_mediation", rw=rw), t("m_censoring", rw=rw),
-                       t("m_bootstrap"), t("m_significance"), t("m_multiple"), t("m_privacy")],
+                       t("m_bootstrap"), t("m_significance"), t(multiple), t("m_privacy")],
     }
     return section
 
@@ -747,7 +741,7 @@ def build_sections(inputs: ReportInputs, t: Translate, lang: str) -> list[Sectio
         build_dose(inputs, t),
         build_drivers(inputs, t),
         build_revenue(inputs, t, lang),
-        build_timing(inputs, t),
+        build_timing(inputs, t, lang),
         build_quality(inputs, t),
         build_methods(inputs, t),
     ]

@@ -1,0 +1,416 @@
+"""Tests of the leadership report: content, order, languages, privacy, offline-ness and the file writer."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import xml.etree.ElementTree as ET
+from datetime import date, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.report import ANALYSIS_TABLES, ReportInputs, headline_numbers, render_report, svg, write_report
+from analysis.report.i18n import CATALOG, LANGUAGES
+from analysis.report.sections import latest_full_month
+from tests.analysis import report_fixtures as fx
+
+SECTION_ORDER = ["headline", "trend", "breakdown", "dose", "drivers", "revenue", "timing", "quality", "methods"]
+HEADING_KEYS = ["h_headline", "h_trend", "h_breakdown", "h_dose", "h_drivers", "h_revenue", "h_timing",
+                "h_quality", "h_methods"]
+
+
+class _Page(HTMLParser):
+    """Collects what the tests look at: section order, h2 texts, headline spans and SVG chart ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.headings: list[str] = []
+        self.headline: dict[str, str] = {}
+        self.charts: list[str] = []
+        self._h2: list[str] | None = None
+        self._span: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "section":
+            self.sections.append(attributes["data-section"] or "")
+        elif tag == "h2":
+            self._h2 = []
+        elif tag == "span" and attributes.get("data-headline"):
+            self._span = attributes["data-headline"]
+        elif tag == "svg":
+            self.charts.append(attributes.get("data-chart") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h2" and self._h2 is not None:
+            self.headings.append("".join(self._h2).strip())
+            self._h2 = None
+        elif tag == "span":
+            self._span = None
+
+    def handle_data(self, data: str) -> None:
+        if self._h2 is not None:
+            self._h2.append(data)
+        if self._span is not None:
+            self.headline[self._span] = self.headline.get(self._span, "") + data
+
+
+def parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+@pytest.fixture(scope="module")
+def inputs() -> ReportInputs:
+    return fx.make_inputs()
+
+
+@pytest.fixture(scope="module")
+def html_en(inputs: ReportInputs) -> str:
+    return render_report(inputs)
+
+
+@pytest.fixture(scope="module")
+def html_ja(inputs: ReportInputs) -> str:
+    return render_report(inputs, lang="ja")
+
+
+def empty_inputs() -> ReportInputs:
+    return ReportInputs(as_of=fx.AS_OF, run_id=fx.RUN_ID)
+
+
+# ---- structure and headline ----
+
+
+def test_render_report_full_inputs_sections_in_design_order(html_en: str) -> None:
+    page = parse(html_en)
+    assert page.sections == SECTION_ORDER
+    assert [h.split(" ", 1)[1] for h in page.headings] == [CATALOG[k]["en"] for k in HEADING_KEYS]
+    assert "Not enough data" not in html_en
+
+
+def test_render_report_full_inputs_every_chart_drawn(html_en: str) -> None:
+    assert parse(html_en).charts == ["nps-trend", "nps-segment", "nps-business-unit", "nps-touchpoint",
+                                     "dose-score", "dose-repeat", "drivers", "revenue", "contact-timing", "handoff"]
+
+
+def test_render_report_headline_spans_equal_headline_numbers(inputs: ReportInputs, html_en: str) -> None:
+    expected = headline_numbers(inputs.link_effects)
+    shown = parse(html_en).headline
+    keys = ["a_path", "a_path_ci_low", "a_path_ci_high", "b_path", "b_path_ci_low", "b_path_ci_high", "total",
+            "total_ci_low", "total_ci_high", "proportion_mediated"]
+    assert set(keys) <= set(shown)
+    for key in keys:
+        assert float(shown[key]) == expected[key], key
+    # Printed with two decimals and a sign on the estimates, as the sentence promises.
+    assert shown["a_path"] == "+0.52" and shown["b_path"] == "+4.10" and shown["total_ci_high"] == "3.50"
+
+
+def test_headline_numbers_probability_effects_become_percentage_points() -> None:
+    numbers = headline_numbers(fx.link_effects())
+    assert numbers["a_path"] == 0.52  # 0-10 score points, not rescaled
+    assert (numbers["b_path"], numbers["b_path_ci_low"], numbers["b_path_ci_high"]) == (4.10, 3.60, 4.61)
+    assert (numbers["total"], numbers["indirect"], numbers["direct"]) == (3.27, 2.15, 1.12)
+    assert numbers["proportion_mediated"] == 66 and isinstance(numbers["proportion_mediated"], int)
+    assert (numbers["n_responses"], numbers["n_customers"]) == (4210, 1875)
+
+
+def test_headline_numbers_missing_effect_raises_value_error() -> None:
+    effects = fx.link_effects()
+    with pytest.raises(ValueError, match="b_path"):
+        headline_numbers(effects[effects["effect"] != "b_path"])
+
+
+def test_headline_numbers_tiny_negative_estimate_prints_without_minus_zero() -> None:
+    effects = fx.link_effects()
+    effects.loc[effects["effect"] == "total", ["estimate", "ci_low"]] = [-0.00001, -0.004]
+    numbers = headline_numbers(effects)
+    assert numbers["total"] == 0.0 and str(numbers["total"]) == "0.0"
+
+
+def test_render_report_total_interval_spans_zero_no_share_claimed() -> None:
+    effects = fx.link_effects()
+    effects.loc[effects["effect"] == "total", ["estimate", "ci_low", "ci_high"]] = [0.004, -0.002, 0.01]
+    html = render_report(fx.make_inputs(link_effects=effects))
+    assert 'data-headline="proportion_mediated"' not in html
+    assert "cannot be pinned down" in html
+    assert "contacts → repeat rate (total)" in html  # listed among the effects not distinguishable from zero
+
+
+# ---- languages ----
+
+
+def test_catalog_every_text_has_every_language() -> None:
+    for key, texts in CATALOG.items():
+        assert set(texts) == set(LANGUAGES), key
+        assert all(texts[lang].strip() for lang in LANGUAGES), key
+
+
+def test_render_report_japanese_headings_translated(html_ja: str) -> None:
+    page = parse(html_ja)
+    assert page.sections == SECTION_ORDER
+    assert [h.split(" ", 1)[1] for h in page.headings] == [CATALOG[k]["ja"] for k in HEADING_KEYS]
+    assert '<html lang="ja">' in html_ja
+    for english in ("Methods and caveats", "Not enough data", "Significant month-on-month", "Mean rating",
+                    "Rejected files", "Outbound contacts per month"):
+        assert english not in html_ja
+
+
+def test_render_report_japanese_numbers_equal_english(html_en: str, html_ja: str) -> None:
+    assert parse(html_ja).headline == parse(html_en).headline
+
+
+def test_render_report_unknown_language_raises_value_error(inputs: ReportInputs) -> None:
+    with pytest.raises(ValueError, match="unsupported report language"):
+        render_report(inputs, lang="fr")
+
+
+# ---- offline and private ----
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_render_report_output_references_nothing_outside(inputs: ReportInputs, lang: str) -> None:
+    html = render_report(inputs, lang=lang)
+    for needle in ("http", "//", "url(", "<script", "<link", "<img", "<iframe", "@import", "src=", "href="):
+        assert needle not in html.lower(), needle
+
+
+def test_render_report_stray_comment_and_email_never_shown(inputs: ReportInputs, html_en: str,
+                                                           html_ja: str) -> None:
+    # The fixtures put a comment column with an e-mail address in two frames, and an address in a reason.
+    assert "comment" in inputs.nps_by_period.columns and "comment" in inputs.load_audit.columns
+    for html in (html_en, html_ja):
+        assert fx.SECRET_EMAIL not in html
+        assert fx.SECRET_COMMENT not in html
+        assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", html)
+    assert "(sent by [redacted])" in html_en
+
+
+def test_render_report_email_or_url_in_a_group_label_is_blanked() -> None:
+    period = fx.nps_by_period()
+    period.loc[period["dimension_value"] == "smb", "dimension_value"] = "ops@corp.example.com"
+    period.loc[period["dimension_value"] == "media", "dimension_value"] = "see https://intranet.example/x"
+    html = render_report(fx.make_inputs(nps_by_period=period))
+    assert "ops@corp" not in html and "intranet.example" not in html and "http" not in html
+
+
+def test_render_report_does_not_modify_its_inputs(inputs: ReportInputs) -> None:
+    before = {name: getattr(inputs, name).copy() for name in (*ANALYSIS_TABLES, "nps_by_period", "load_audit")}
+    render_report(inputs)
+    for name, frame in before.items():
+        pd.testing.assert_frame_equal(getattr(inputs, name), frame)
+
+
+# ---- missing data ----
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_render_report_no_inputs_every_data_section_says_not_enough_data(lang: str) -> None:
+    html = render_report(empty_inputs(), lang=lang)
+    page = parse(html)
+    assert page.sections == SECTION_ORDER
+    assert page.charts == []
+    label = CATALOG["not_enough_data"][lang].split("{")[0]
+    assert html.count('class="not-enough"') == 8  # every section but the methods
+    assert html.count(label) == 8
+
+
+def test_render_report_empty_frames_say_not_enough_data_naming_the_table() -> None:
+    empty = {name: pd.DataFrame() for name in (*ANALYSIS_TABLES, "nps_by_period", "load_audit")}
+    html = render_report(fx.make_inputs(**empty))
+    assert "Not enough data: the table analysis.link_effects has no rows in this run." in html
+    assert "Not enough data: the table marts.load_audit has no rows in this run." in html
+
+
+def test_render_report_missing_column_says_which() -> None:
+    dose = fx.dose_response().drop(columns=["repeat_ci_high"])
+    html = render_report(fx.make_inputs(dose_response=dose))
+    assert "Not enough data: the table analysis.dose_response lacks the columns repeat_ci_high." in html
+    assert 'data-chart="dose-score"' not in html
+    assert 'data-chart="drivers"' in html  # other sections are unaffected
+
+
+def test_render_report_missing_headline_effect_says_which() -> None:
+    effects = fx.link_effects()
+    html = render_report(fx.make_inputs(link_effects=effects[effects["effect"] != "indirect"]))
+    assert "Not enough data: the link model did not report the effects indirect." in html
+
+
+def test_render_report_all_nan_values_do_not_crash() -> None:
+    timing = fx.contact_timing()
+    timing[["nps", "nps_moe95", "repeat_rate"]] = float("nan")
+    drivers = fx.key_drivers().assign(importance=float("nan"))
+    html = render_report(fx.make_inputs(contact_timing=timing, key_drivers=drivers))
+    assert "analysis.key_drivers has no rows" in html
+    assert 'data-chart="handoff"' in html and 'data-chart="contact-timing"' not in html
+
+
+# ---- section content ----
+
+
+def test_render_report_small_groups_flagged(html_en: str) -> None:
+    # 'consumer' (about 18 responses over three months) and the 24-response 'no hand-off' group.
+    assert re.search(r'<tr class="small-n"><td>consumer</td>', html_en)
+    assert "no hand-off †" in html_en
+    assert "NPS ranges from -9.3 (&gt; 30 days) to 18.4 (≤ 7 days)" in html_en  # small group left out
+
+
+def test_render_report_breakdown_pools_last_three_full_months(html_en: str) -> None:
+    assert "Months covered: 2025-04 to 2025-06" in html_en
+
+
+def test_render_report_mid_month_cutoff_excludes_the_partial_month() -> None:
+    html = render_report(fx.make_inputs(as_of=datetime(2025, 6, 15, 3, 0, 0)))
+    assert "Months covered: 2025-03 to 2025-05" in html
+
+
+def test_latest_full_month_uses_reporting_time_zone() -> None:
+    # 2025-06-30 15:00 UTC is already 2025-07-01 00:00 in Tokyo: June is complete there, not in UTC.
+    tokyo = fx.make_inputs(as_of=datetime(2025, 6, 30, 15, 0, 0))
+    utc = fx.make_inputs(as_of=datetime(2025, 6, 30, 15, 0, 0), reporting_tz="UTC")
+    assert (latest_full_month(tokyo), latest_full_month(utc)) == ("2025-06", "2025-05")
+
+
+def test_render_report_lists_significant_recent_changes_with_adjusted_p(inputs: ReportInputs,
+                                                                       html_en: str) -> None:
+    changes = inputs.nps_changes
+    months = pd.to_datetime(changes["period_month"]).dt.strftime("%Y-%m")
+    flagged = changes[changes["is_significant"] & months.isin(["2025-04", "2025-05", "2025-06"])]
+    assert len(flagged) > 0  # the fixture must exercise the list
+    section = html_en.split('data-section="trend"')[1].split("</section>")[0]
+    listed = re.findall(r"<tr><td>(\d{4}-\d{2})</td>", section)
+    assert len(listed) == min(len(flagged), 15)
+    assert listed == sorted(listed, reverse=True)
+    assert "p-value (adjusted)" in section
+    assert "Benjamini–Hochberg" in html_en
+
+
+def test_render_report_data_quality_counts_and_rejected_file(html_en: str) -> None:
+    assert "survey/responses_broken.csv" in html_en
+    assert "required column customer_id missing" in html_en
+    # The duplicate activities file counts as a file only: 1,900 + 48,210 + 4,730 + 12,880 rows read.
+    assert "<td class=\"r\">67,720</td>" in html_en
+    assert "occurred_at_parse: 100" in html_en
+
+
+def test_render_report_revenue_and_correlation(html_en: str) -> None:
+    assert "1,512,300,000" in html_en
+    assert "r = 0.41 (95% CI 0.19 to 0.60)" in html_en
+
+
+def test_render_report_methods_name_the_covariates(html_en: str) -> None:
+    assert "Adjusted for: segment, business unit, tenure days, revenue prior 365d, inbound before." in html_en
+
+
+# ---- SVG helpers ----
+
+
+def _parse_svg(markup: str) -> ET.Element:
+    root = ET.fromstring(str(markup))
+    assert root.tag == "svg" and root.get("data-chart")
+    return root
+
+
+def test_line_chart_gaps_and_marks_valid_xml() -> None:
+    chart = svg.line_chart(
+        chart_id="t", title="A & <B>", x_labels=["2025-01", "2025-02", "2025-03"],
+        series=[svg.LineSeries("all", [10.0, None, 30.0], [5.0, None, 20.0], [15.0, None, 40.0]),
+                svg.LineSeries("x", [float("nan"), 12.0, 14.0])],
+        x_label="Month", y_label="NPS", marks=[svg.PointMark(series=0, x_index=2, up=True)], mark_label="sig",
+    )
+    root = _parse_svg(chart)
+    assert root.find("title").text == "A & <B>"
+    paths = [p.get("d") for p in root.iter("path")]
+    # The missing middle month breaks the first line into two single points (two M commands, no L).
+    assert paths[0].count("M") == 2 and "L" not in paths[0]
+    assert paths[1].count("M") == 1 and paths[1].count("L") == 1
+    assert any(poly.get("fill") == "#c62828" for poly in root.iter("polygon"))
+
+
+def test_interval_forest_scatter_bar_charts_valid_xml() -> None:
+    items = [svg.Interval("a<1", 1.0, 0.5, 1.5), svg.Interval("b", None), svg.Interval("c", 2.0, 1.0, 3.0, True)]
+    charts = [
+        svg.interval_chart(chart_id="i", title="t", items=items, x_label="x", y_label="y"),
+        svg.forest_chart(chart_id="f", title="t", items=items, x_label="x", reference=0.0),
+        svg.scatter_chart(chart_id="s", title="t", points=[svg.ScatterPoint(1, 2, "p&q"),
+                                                           svg.ScatterPoint(3, 1, "重要", True)],
+                          x_label="x", y_label="y"),
+        svg.bar_chart(chart_id="b", title="t", labels=["x", "y"], values=[5.0, None], x_label="v",
+                      value_format=str),
+    ]
+    for chart in charts:
+        root = _parse_svg(chart)
+        assert float(root.get("width")) > 0 and float(root.get("height")) > 0
+    assert "† " not in "".join(ET.fromstring(str(charts[0])).itertext())  # only the forest chart marks flags
+    assert "c †" in "".join(ET.fromstring(str(charts[1])).itertext())
+
+
+def test_chart_helpers_no_finite_value_raise_value_error() -> None:
+    with pytest.raises(ValueError):
+        svg.interval_chart(chart_id="i", title="t", items=[svg.Interval("a", None)], x_label="x", y_label="y")
+    with pytest.raises(ValueError):
+        svg.line_chart(chart_id="l", title="t", x_labels=["a"], series=[svg.LineSeries("s", [None])],
+                       x_label="x", y_label="y")
+    with pytest.raises(ValueError, match="2 values for 1"):
+        svg.line_chart(chart_id="l", title="t", x_labels=["a"], series=[svg.LineSeries("s", [1.0, 2.0])],
+                       x_label="x", y_label="y")
+
+
+@pytest.mark.parametrize(("low", "high"), [(0.0, 1.0), (-37.2, 81.9), (6.41, 8.02), (5.0, 5.0), (0.0, 1.5e9)])
+def test_nice_ticks_cover_range_with_even_round_steps(low: float, high: float) -> None:
+    ticks = svg.nice_ticks(low, high)
+    assert ticks[0] <= low and ticks[-1] >= high
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(ticks)}
+    assert len(steps) == 1
+    mantissa = f"{steps.pop():e}".split("e")[0]
+    assert float(mantissa) in (1.0, 2.0, 2.5, 5.0)
+    assert 3 <= len(ticks) <= 8
+
+
+def test_text_width_counts_wide_characters_double() -> None:
+    assert svg.text_width("重要", 10) == pytest.approx(20)
+    assert svg.text_width("ab", 10) == pytest.approx(11.6)
+
+
+# ---- write_report ----
+
+
+def test_write_report_latest_and_dated_copies_with_csvs(inputs: ReportInputs, html_en: str, tmp_path: Path) -> None:
+    tables = inputs.analysis_tables()
+    paths = write_report(html_en, tmp_path, as_of=date(2025, 6, 30), tables=tables)
+    assert paths.latest_html == tmp_path / "leadership_report.html"
+    assert paths.dated_html == tmp_path / "2025-06-30" / "leadership_report.html"
+    assert paths.latest_html.read_text(encoding="utf-8") == html_en == paths.dated_html.read_text(encoding="utf-8")
+    assert set(paths.latest_csv) == set(paths.dated_csv) == set(ANALYSIS_TABLES)
+    for name in ANALYSIS_TABLES:
+        assert paths.latest_csv[name] == tmp_path / f"{name}.csv"
+        assert paths.dated_csv[name] == tmp_path / "2025-06-30" / f"{name}.csv"
+        assert len(pd.read_csv(paths.dated_csv[name])) == len(tables[name])
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_write_report_second_day_keeps_history_and_replaces_latest(tmp_path: Path) -> None:
+    write_report("<p>day one</p>", tmp_path, as_of=date(2025, 6, 29), tables={})
+    write_report("<p>day two</p>", tmp_path, as_of=date(2025, 6, 30), tables={})
+    assert (tmp_path / "2025-06-29" / "leadership_report.html").read_text(encoding="utf-8") == "<p>day one</p>"
+    assert (tmp_path / "leadership_report.html").read_text(encoding="utf-8") == "<p>day two</p>"
+
+
+def test_write_report_private_columns_left_out_of_csv(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"driver": ["x"], "importance": [1.0], "comment": [fx.SECRET_COMMENT],
+                          "email": [fx.SECRET_EMAIL]})
+    paths = write_report("<p></p>", tmp_path, as_of=date(2025, 6, 30), tables={"key_drivers": frame})
+    text = paths.latest_csv["key_drivers"].read_text(encoding="utf-8")
+    assert text.splitlines()[0] == "driver,importance"
+    assert fx.SECRET_EMAIL not in text
+
+
+def test_write_report_path_like_table_name_raises_value_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="plain lowercase identifier"):
+        write_report("<p></p>", tmp_path, as_of=date(2025, 6, 30), tables={"../escape": pd.DataFrame()})
+    assert not list(tmp_path.iterdir())
