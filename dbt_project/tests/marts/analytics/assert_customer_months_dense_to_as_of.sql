@@ -1,0 +1,33 @@
+-- Fails with each customer whose months in fct_customer_months have a gap or do not reach the
+-- as_of month: the spine is broken, and a quiet month would silently vanish from the analysis.
+
+with
+
+run_parameters as (
+
+    select {{ reporting_month('as_of_at') }} as as_of_month from {{ ref('int_run_parameters') }}
+
+),
+
+customer_spans as (
+
+    select
+        customer_id,
+        min(month) as first_month,
+        max(month) as last_month,
+        count(*) as months
+    from {{ ref('fct_customer_months') }}
+    group by customer_id
+
+)
+
+select
+    customer_spans.customer_id,
+    customer_spans.first_month,
+    customer_spans.last_month,
+    customer_spans.months,
+    run_parameters.as_of_month
+from customer_spans
+cross join run_parameters
+where customer_spans.last_month <> run_parameters.as_of_month
+    or customer_spans.months <> {{ dbt.datediff('customer_spans.first_month', 'customer_spans.last_month', 'month') }} + 1
