@@ -367,7 +367,8 @@ def _fmt_p(value: object) -> str:
     v = num(value)
     if v is None:
         return "–"
-    return "< 0.001" if v < 0.001 else f"{v:.3f}"
+    # Three significant digits, so a p-value just under 0.05 never prints as "0.050".
+    return "< 0.001" if v < 0.001 else f"{v:.3g}"
 
 
 # ---- (3) NPS by segment, business unit and touchpoint ----
