@@ -302,17 +302,17 @@ def _load_file(
 
         loaded_at = datetime.now(UTC).replace(tzinfo=None)
         meta = {"file": entry.relpath, "sha": base.sha256, "seq": base.delivery_seq, "loaded_at": loaded_at}
-        try:
-            con.execute(plan.sql, {"file": entry.relpath, "now": now})
-            counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())
-            _write_raw(con, spec, plan, settings.lake_dir, meta)
-            if DRIVER_PATTERN in spec.column_patterns:
-                _write_drivers(con, spec, plan, settings.lake_dir, meta)
-            quarantined = sum(n for rule, n in counts.items() if rule is not None)
-            if quarantined:
-                _write_quarantine(con, staged.names, settings.lake_dir, spec.name, meta)
-        except duckdb.Error as exc:
-            return _reject(settings, entry, spec.name, base, "unreadable", f"could not be typed: {_error_text(exc)}")
+        # No try here: every value is typed with TRY_CAST-style expressions, so an error from this
+        # point on is the engine's or the machine's (e.g. out of memory), not the file's. It must
+        # fail the run and leave the file pending, not reject a good delivery.
+        con.execute(plan.sql, plan.parameters(entry.relpath, now))
+        counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())
+        _write_raw(con, spec, plan, settings.lake_dir, meta)
+        if DRIVER_PATTERN in spec.column_patterns:
+            _write_drivers(con, spec, plan, settings.lake_dir, meta)
+        quarantined = sum(n for rule, n in counts.items() if rule is not None)
+        if quarantined:
+            _write_quarantine(con, staged.names, settings.lake_dir, spec.name, meta)
         return replace(
             base,
             status="loaded",

@@ -64,6 +64,13 @@ class CheckPlan:
     extra_columns: list[str]  # delivered names outside the contract: schema drift
     missing_optional_columns: list[str]
 
+    def parameters(self, file: str, now: datetime) -> dict[str, object]:
+        """The values to bind when running `sql`: DuckDB refuses a parameter the query does not use."""
+        params: dict[str, object] = {"file": file}
+        if "$now" in self.sql:
+            params["now"] = now
+        return params
+
 
 def normalise(name: str) -> str:
     """How a delivered column name is matched to the contract: trimmed, lower case."""

@@ -1,0 +1,237 @@
+"""Every contract rule: a row that breaks it is quarantined with its reason, the rest of the file loads."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from orchestration.lib.ingest import FileLoadResult, ingest_source
+from orchestration.lib.lake import lake_schema, quarantine_dir, raw_dir
+from orchestration.lib.settings import Settings
+from quality.contract import load_contract
+
+NOW = datetime(2025, 6, 1)  # "not in the future" is judged against this instant (naive UTC)
+
+# One valid row per source; each case below breaks exactly one value of it.
+VALID: dict[str, dict[str, str]] = {
+    "crm_accounts": {
+        "customer_id": "c1",
+        "segment": "smb",
+        "created_at": "2025-01-01T00:00:00+09:00",
+        "updated_at": "2025-01-02T00:00:00+09:00",
+    },
+    "crm_reps": {"rep_id": "r1", "team": "new_sales", "active": "true"},
+    "crm_activities": {
+        "activity_id": "a1",
+        "customer_id": "c1",
+        "activity_type": "call",
+        "direction": "outbound",
+        "occurred_at": "2025-01-02 09:00:00",
+        "duration_minutes": "5",
+    },
+    "survey_responses": {
+        "response_id": "s1",
+        "survey_type": "relational",
+        "customer_id": "c1",
+        "responded_at": "2025-02-01T12:00:00+09:00",
+        "nps_score": "9",
+        "driver_ease": "8",
+    },
+    "orders": {
+        "order_id": "o1",
+        "customer_id": "c1",
+        "ordered_at": "2025-03-01",
+        "amount": "100.5",
+        "currency": "USD",
+        "status": "completed",
+    },
+}
+
+# (source, column, bad value, rule reported, fragment of the reason after "<file> row 2: ")
+ACC, REP, ACT, SUR, ORD = "crm_accounts", "crm_reps", "crm_activities", "survey_responses", "orders"
+CASES = [
+    (ACC, "customer_id", "", "customer_id:required", "customer_id is empty, breaks rule customer_id is required"),
+    (ACC, "created_at", "yesterday", "created_at:type", "created_at=yesterday breaks rule created_at is an ISO 8601"),
+    (ACC, "created_at", "2030-01-01T00:00:00Z", "created_at:not_in_future", "breaks rule created_at not in the future"),
+    (ACC, "created_at", "", "created_at:required", "created_at is empty"),
+    (ACC, "updated_at", "2025-02-30T00:00:00", "updated_at:type", "updated_at=2025-02-30T00:00:00 breaks rule"),
+    (REP, "rep_id", " ", "rep_id:required", "rep_id is empty"),
+    (REP, "team", "ceo", "team:enum", "team=ceo breaks rule team in (new_sales, account_management, support, other)"),
+    (REP, "team", "", "team:required", "team is empty"),
+    (REP, "active", "maybe", "active:type", "active=maybe breaks rule active is a boolean"),
+    (ACT, "activity_id", "", "activity_id:required", "activity_id is empty"),
+    (ACT, "customer_id", "", "customer_id:required", "customer_id is empty"),
+    (ACT, "activity_type", "fax", "activity_type:enum", "activity_type=fax breaks rule activity_type in"),
+    (ACT, "activity_type", "", "activity_type:required", "activity_type is empty"),
+    (ACT, "direction", "", "direction:required", "direction is empty"),
+    (ACT, "direction", "sideways", "direction:enum", "direction=sideways breaks rule direction in"),
+    (ACT, "occurred_at", "2025-13-01 10:00", "occurred_at:type", "occurred_at=2025-13-01 10:00 breaks rule"),
+    (ACT, "occurred_at", "2025-06-02T00:00:00", "occurred_at:not_in_future", "not in the future"),
+    (ACT, "occurred_at", "", "occurred_at:required", "occurred_at is empty"),
+    (ACT, "duration_minutes", "-5", "duration_minutes:range", "duration_minutes=-5 breaks rule duration_minutes >= 0"),
+    (ACT, "duration_minutes", "ten", "duration_minutes:type", "duration_minutes=ten breaks rule"),
+    (ACT, "duration_minutes", "inf", "duration_minutes:type", "is a finite number"),
+    (SUR, "response_id", "", "response_id:required", "response_id is empty"),
+    (SUR, "survey_type", "", "survey_type:required", "survey_type is empty"),
+    (SUR, "survey_type", "annual", "survey_type:enum", "survey_type=annual breaks rule survey_type in"),
+    (SUR, "customer_id", "", "customer_id:required", "customer_id is empty"),
+    (SUR, "responded_at", "2025/02/01 12:00", "responded_at:type", "responded_at=2025/02/01 12:00 breaks"),
+    (SUR, "responded_at", "2031-01-01", "responded_at:not_in_future", "responded_at not in the future"),
+    (SUR, "responded_at", "", "responded_at:required", "responded_at is empty"),
+    (SUR, "nps_score", "11", "nps_score:range", "nps_score=11 breaks rule 0 <= nps_score <= 10"),
+    (SUR, "nps_score", "-1", "nps_score:range", "nps_score=-1 breaks rule 0 <= nps_score <= 10"),
+    (SUR, "nps_score", "8.5", "nps_score:type", "nps_score=8.5 breaks rule nps_score is an integer"),
+    (SUR, "nps_score", "", "nps_score:required", "nps_score is empty"),
+    (SUR, "driver_ease", "12", "driver_ease:range", "driver_ease=12 breaks rule 0 <= driver_ease <= 10"),
+    (SUR, "driver_ease", "good", "driver_ease:type", "driver_ease=good breaks rule driver_ease is an integer"),
+    (ORD, "order_id", "", "order_id:required", "order_id is empty"),
+    (ORD, "customer_id", "", "customer_id:required", "customer_id is empty"),
+    (ORD, "ordered_at", "2025-07-01", "ordered_at:not_in_future", "ordered_at not in the future"),
+    (ORD, "ordered_at", "", "ordered_at:required", "ordered_at is empty"),
+    (ORD, "ordered_at", "1 March 2025", "ordered_at:type", "ordered_at=1 March 2025 breaks rule"),
+    (ORD, "amount", "1,000", "amount:type", "amount=1,000 breaks rule amount is a decimal"),
+    (ORD, "amount", "", "amount:required", "amount is empty"),
+    (ORD, "currency", "XYZ", "currency:iso4217", "currency=XYZ breaks rule currency is an active ISO 4217"),
+    (ORD, "status", "pending", "status:enum", "status=pending breaks rule status in (completed, cancelled, refunded)"),
+]
+
+
+def write_csv(settings: Settings, source: str, name: str, rows: list[dict[str, str]]) -> Path:
+    path = settings.landing_dir / source / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def only_file(settings: Settings, source: str) -> FileLoadResult:
+    result = ingest_source(source, settings, now=NOW)
+    assert len(result.files) == 1
+    return result.files[0]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=(tmp_path / "data").resolve())
+
+
+@pytest.mark.parametrize(("source", "column", "bad", "rule", "fragment"), CASES, ids=[c[3] + "=" + c[2] for c in CASES])
+def test_ingest_row_breaking_rule_is_quarantined_with_reason_and_rest_loads(
+    settings: Settings, source: str, column: str, bad: str, rule: str, fragment: str
+) -> None:
+    good = VALID[source]
+    key = load_contract().sources[source].key
+    broken = {**good, key: good[key] + "-2", column: bad} if column != key else {**good, column: bad}
+    rows = [good, broken, {**good, key: good[key] + "-3"}]
+    write_csv(settings, source, "delivery.csv", rows)
+
+    loaded = only_file(settings, source)
+
+    assert (loaded.status, loaded.rows_read, loaded.rows_loaded, loaded.rows_quarantined) == ("loaded", 3, 2, 1)
+    assert loaded.rule_counts == {rule: 1}
+    raw = pq.read_table(raw_dir(settings.lake_dir, source) / f"{loaded.sha256}.parquet")
+    assert raw.column("_row_number").to_pylist() == [1, 3]
+    quarantined = pq.read_table(quarantine_dir(settings.lake_dir, source) / f"{loaded.sha256}.parquet").to_pylist()
+    assert len(quarantined) == 1
+    row = quarantined[0]
+    assert (row["_row_number"], row["_rule"], row["_source_file"]) == (2, rule, f"{source}/delivery.csv")
+    assert row["_reason"].startswith(f"{source}/delivery.csv row 2: ")
+    assert fragment in row["_reason"]
+    # The raw value is kept exactly as delivered (CSV turns an empty field into NULL).
+    assert row[column] == (bad or None)
+
+
+def test_ingest_cases_cover_every_rule_of_the_contract() -> None:
+    """A rule added to the contract must get a case above (and an implementation in the engine)."""
+    covered = {(source, rule.split(":")[0], rule.split(":")[1]) for source, _c, _b, rule, _f in CASES}
+    for source, spec in load_contract().sources.items():
+        for col in [*spec.columns.values(), *spec.column_patterns.values()]:
+            name = "driver_ease" if col.name == "driver_*" else col.name
+            if col.required and col.default is None:
+                assert (source, name, "required") in covered, (source, name)
+            if col.type not in ("string", "enum"):
+                assert (source, name, "type") in covered, (source, name)
+            if col.type == "enum":
+                assert (source, name, "enum") in covered, (source, name)
+            if col.rule:
+                assert any(s == source and c == name and k not in ("required", "type", "enum") for s, c, k in covered)
+
+
+def test_ingest_row_breaking_several_rules_reports_first_in_contract_order_and_counts_once(settings: Settings) -> None:
+    good = VALID["survey_responses"]
+    # customer_id comes before nps_score in the contract, so its rule is the one reported.
+    broken = {**good, "response_id": "s2", "customer_id": "", "nps_score": "99"}
+    write_csv(settings, "survey_responses", "x.csv", [good, broken])
+
+    loaded = only_file(settings, "survey_responses")
+
+    assert (loaded.rows_read, loaded.rows_loaded, loaded.rows_quarantined) == (2, 1, 1)
+    assert loaded.rule_counts == {"customer_id:required": 1}
+
+
+def test_ingest_valid_rows_are_typed_per_contract_with_defaults_applied(settings: Settings) -> None:
+    write_csv(
+        settings,
+        "orders",
+        "o.csv",
+        [
+            {
+                "order_id": " o1 ",
+                "customer_id": "c1",
+                "ordered_at": "2025-03-01",
+                "amount": "-12.3456",
+                "currency": "usd",
+            },
+            {"order_id": "o2", "customer_id": "c1", "ordered_at": "2025-03-01", "amount": "7", "currency": ""},
+        ],
+    )
+    write_csv(settings, "crm_reps", "r.csv", [{"rep_id": "r1", "team": " Support "}, {"rep_id": "r2", "team": "other"}])
+
+    orders = only_file(settings, "orders")
+    reps = only_file(settings, "crm_reps")
+
+    assert orders.missing_optional_columns == ["status", "product_line"]
+    table = pq.read_table(raw_dir(settings.lake_dir, "orders") / f"{orders.sha256}.parquet")
+    assert table.schema == lake_schema("orders")
+    got = table.select(["order_id", "amount", "currency", "status"]).to_pylist()
+    assert got == [
+        {"order_id": "o1", "amount": Decimal("-12.3456"), "currency": "USD", "status": "completed"},
+        {"order_id": "o2", "amount": Decimal("7.0000"), "currency": "JPY", "status": "completed"},
+    ]
+    rep_rows = pq.read_table(raw_dir(settings.lake_dir, "crm_reps") / f"{reps.sha256}.parquet").to_pylist()
+    assert [(r["team"], r["active"]) for r in rep_rows] == [("support", True), ("other", True)]
+
+
+def test_ingest_integer_written_with_zero_fraction_loads_as_integer(settings: Settings) -> None:
+    good = VALID["survey_responses"]
+    write_csv(settings, "survey_responses", "s.csv", [{**good, "nps_score": "7.0", "driver_ease": "10"}])
+
+    loaded = only_file(settings, "survey_responses")
+
+    table = pq.read_table(raw_dir(settings.lake_dir, "survey_responses") / f"{loaded.sha256}.parquet")
+    assert table.column("nps_score").to_pylist() == [7]
+
+
+def test_ingest_survey_driver_columns_are_written_long_for_loaded_rows_only(settings: Settings) -> None:
+    good = VALID["survey_responses"]
+    rows = [
+        {**good, "driver_ease": "8", "Driver_Speed": "3"},
+        {**good, "response_id": "s2", "driver_ease": "", "Driver_Speed": "10"},
+        {**good, "response_id": "s3", "nps_score": "42", "driver_ease": "1", "Driver_Speed": "1"},
+    ]
+    write_csv(settings, "survey_responses", "s.csv", rows)
+
+    loaded = only_file(settings, "survey_responses")
+
+    assert loaded.extra_columns == []
+    table = pq.read_table(raw_dir(settings.lake_dir, "survey_driver_scores") / f"{loaded.sha256}.parquet")
+    assert table.schema == lake_schema("survey_driver_scores")
+    got = [(r["response_id"], r["driver"], r["score"], r["_row_number"]) for r in table.to_pylist()]
+    assert got == [("s1", "ease", 8, 1), ("s1", "speed", 3, 1), ("s2", "speed", 10, 2)]
