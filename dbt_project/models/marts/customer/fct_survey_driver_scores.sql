@@ -8,11 +8,18 @@ driver_scores as (
 
 responses as (
 
-    select response_id from {{ ref('fct_survey_responses') }}
+    select * from {{ ref('stg_survey__responses') }}
+
+),
+
+run_parameters as (
+
+    select as_of_at from {{ ref('int_run_parameters') }}
 
 )
 
--- Only items of responses in the response fact (same cut-off), so every row joins to a response.
+-- Items of the responses in fct_survey_responses (same cut-off), and only from the delivery whose
+-- version of the response won: a re-delivered response without ratings must not keep old ones.
 select
     driver_scores.response_id,
     driver_scores.driver,
@@ -20,3 +27,6 @@ select
 from driver_scores
 inner join responses
     on responses.response_id = driver_scores.response_id
+    and responses._delivery_seq = driver_scores._delivery_seq
+cross join run_parameters
+where responses.responded_at <= run_parameters.as_of_at
