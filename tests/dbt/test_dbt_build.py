@@ -490,9 +490,8 @@ def test_detractor_followups_lists_detractors_with_owner_and_manager(warehouse: 
 
 
 def test_int_run_parameters_as_of_var_is_the_cut_off(warehouse: duckdb.DuckDBPyConnection) -> None:
-    assert rows(warehouse, "select as_of_at, latest_event_at, contact_window_days from intermediate.int_run_parameters") == [
-        (ts(AS_OF), ts("2025-08-01 00:00:00"), 90)
-    ]
+    got = rows(warehouse, "select as_of_at, latest_event_at, contact_window_days from intermediate.int_run_parameters")
+    assert got == [(ts(AS_OF), ts("2025-08-01 00:00:00"), 90)]  # O4 (08-01) is the latest event loaded
 
 
 def test_load_audit_one_row_per_manifest_entry(warehouse: duckdb.DuckDBPyConnection) -> None:
