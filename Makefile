@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 	mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	touch $(STAMP)
 
-# Debian's Chromium for the report's browser test (the test tool's own browser download cannot work here).
+# Debian's Chromium for the report's browser test (the test tool's own browser download cannot work
+# here), and a CJK font so the Japanese report renders glyphs, not boxes.
 setup-browser:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@{ command -v chromium >/dev/null 2>&1 && fc-list 2>/dev/null | grep -q "Noto Sans CJK"; } || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; }
 
 demo: setup
 	$(BIN)/nps-link demo-data --data-dir $(DATA_DIR) --customers 3000 --seed 7

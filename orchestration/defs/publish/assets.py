@@ -5,15 +5,21 @@ import dagster as dg
 from orchestration.lib.publish import publish_warehouse
 from orchestration.lib.resources import NpsLinkResource
 
-# Everything that must have succeeded (with its blocking checks) before analysts see a new warehouse.
-PUBLISH_AFTER = dg.AssetSelection.groups("ingest", "staging", "intermediate", "marts", "analysis", "report")
+# The last assets of the graph: everything upstream of them (ingest, dbt, analysis) must have succeeded,
+# with its blocking checks, before analysts see a new warehouse.
+PUBLISH_AFTER = [
+    dg.AssetKey(["reports", "leadership_report"]),
+    dg.AssetKey(["ops", "detractor_followups_sent"]),
+    dg.AssetKey(["marts", "fct_customer_months"]),
+    dg.AssetKey(["marts", "load_audit"]),
+]
 
 
 @dg.asset(
     key=dg.AssetKey(["warehouse", "published"]),
     group_name="publish",
     kinds={"duckdb"},
-    deps=[dg.AssetKey(["marts", "fct_customer_months"])],
+    deps=PUBLISH_AFTER,
 )
 def published_warehouse(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> dg.MaterializeResult:
     """The published warehouse `warehouse/nps_link.duckdb` that analysts open read-only.
