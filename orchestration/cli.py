@@ -20,11 +20,12 @@ from orchestration.lib.settings import Settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     as_of = date.fromisoformat(args.as_of) if getattr(args, "as_of", None) else None
-    return Settings.from_env(data_dir=args.data_dir, as_of=as_of)
+    return Settings.from_env(data_dir=args.data_dir, as_of=as_of, report_lang=getattr(args, "lang", None))
 
 
 def _export(settings: Settings) -> None:
     """Make the run's settings visible to Dagster resources and to dbt (both read the environment)."""
+    os.environ["NPS_LINK_REPORT_LANG"] = settings.report_lang
     os.environ["NPS_LINK_DATA_DIR"] = str(settings.data_dir)
     os.environ["DUCKDB_PATH"] = str(settings.build_db_path)
     if settings.as_of is not None:
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="one full refresh; non-zero exit when a step or blocking check fails")
     run.add_argument("--data-dir", default=None)
     run.add_argument("--as-of", default=None, help="data cut-off date (end of that day, reporting time zone)")
+    run.add_argument("--lang", default=None, choices=["en", "ja"], help="report language")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.set_defaults(func=cmd_run)
 
