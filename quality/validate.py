@@ -268,13 +268,25 @@ def _distinct(values: Sequence[Any]) -> list[Any]:
     return seen
 
 
+def _exception_message(info: dict[str, Any] | None) -> str | None:
+    """The message of an exception GX caught while evaluating an expectation, if any.
+
+    GX reports it either at the top level or, when a metric failed to resolve, keyed by metric id.
+    """
+    if not info:
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    nested = [
+        str(v.get("exception_message")) for v in info.values() if isinstance(v, dict) and v.get("raised_exception")
+    ]
+    return "; ".join(dict.fromkeys(nested)) if nested else None
+
+
 def _check_from_gx(r: Any, basis: str) -> CheckResult:
     kind, column, severity, kwargs = _config_parts(r.expectation_config)
-    info = r.exception_info or {}
-    if info.get("raised_exception"):
-        observed = f"error: {info.get('exception_message')}"
-    else:
-        observed = _observed_text(r.result or {}, r.expectation_config.type)
+    error = _exception_message(r.exception_info)
+    observed = f"error: {error}" if error is not None else _observed_text(r.result or {}, kind)
     notes = kwargs.get("notes") or getattr(r.expectation_config, "notes", None) or ""
     basis = BASIS_SCHEMA if basis == BASIS_SAMPLE and kind in SCHEMA_EXPECTATIONS else basis
     return CheckResult(kind, column, bool(r.success), severity, _expected_text(kwargs), observed, basis, str(notes))
@@ -286,9 +298,8 @@ def _check_from_gx(r: Any, basis: str) -> CheckResult:
 def _exact_or_sample(r: Any, frame: pd.DataFrame) -> CheckResult:
     kind, column, severity, kwargs = _config_parts(r.expectation_config)
     exact = _EXACT.get(kind)
-    info = r.exception_info or {}
     # A raised exception (e.g. a missing column) is a schema fact, true of every sample.
-    if exact is None or kwargs.get("row_condition") or info.get("raised_exception"):
+    if exact is None or kwargs.get("row_condition") or _exception_message(r.exception_info) is not None:
         return _check_from_gx(r, BASIS_SAMPLE)
     success, result = exact(frame, kwargs)
     base = _check_from_gx(r, BASIS_EXACT)

@@ -38,7 +38,8 @@ class PlannedExpectation:
 
     def build(self, now: datetime) -> object:
         """Instantiate the GX expectation with `now` in place of the NOW placeholder."""
-        return self.kind(**{k: (now if v is NOW else v) for k, v in self.kwargs})
+        # GX reads a tuple column_list as one column name, so tuples go back to lists here.
+        return self.kind(**{k: now if v is NOW else list(v) if isinstance(v, tuple) else v for k, v in self.kwargs})
 
 
 def plan(kind: type, /, *, skip_if_absent: str | None = None, **kwargs: object) -> PlannedExpectation:
