@@ -61,7 +61,8 @@ def test_relative_weights_swiss_sum_to_ols_r_squared(swiss: pd.DataFrame) -> Non
 def test_relative_weights_orthogonal_drivers_equal_squared_correlations() -> None:
     # With uncorrelated drivers there is no shared variance to split: each weight is r^2 with the outcome.
     rng = np.random.default_rng(3)
-    a, b = np.linalg.qr(rng.normal(size=(200, 2)))[0].T * np.sqrt(200)
+    raw = rng.normal(size=(200, 2))
+    a, b = np.linalg.qr(raw - raw.mean(axis=0))[0].T  # centred and orthogonal = exactly uncorrelated
     frame = pd.DataFrame({"a": a, "b": b, "y": 0.5 * a - 0.2 * b + rng.normal(size=200)})
     got = relative_weights(frame, outcome="y", drivers=["a", "b"])
     expected = [np.corrcoef(frame[c], frame["y"])[0, 1] ** 2 for c in ("a", "b")]
