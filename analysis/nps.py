@@ -74,9 +74,7 @@ def _as_counts(values: CountsLike, name: str) -> npt.NDArray[np.float64]:
     return array
 
 
-def nps_from_count_arrays(
-    promoters: CountsLike, passives: CountsLike, detractors: CountsLike
-) -> pd.DataFrame:
+def nps_from_count_arrays(promoters: CountsLike, passives: CountsLike, detractors: CountsLike) -> pd.DataFrame:
     """NPS, standard error, 95% margin of error and Wald interval for many groups at once.
 
     Each argument is a 1-d array or Series of counts, one element per group. Returns a DataFrame
@@ -159,6 +157,4 @@ def compare_counts(a: Sequence[int], b: Sequence[int]) -> NpsComparison:
     if len(a) != 3 or len(b) != 3:
         raise ValueError("a and b must each be (promoters, passives, detractors)")
     row = compare_count_arrays([a[0]], [a[1]], [a[2]], [b[0]], [b[1]], [b[2]]).iloc[0]
-    return NpsComparison(
-        diff=float(row["diff"]), se=float(row["se"]), z=float(row["z"]), p_value=float(row["p_value"])
-    )
+    return NpsComparison(diff=float(row["diff"]), se=float(row["se"]), z=float(row["z"]), p_value=float(row["p_value"]))

@@ -107,9 +107,7 @@ def test_nps_from_count_arrays_rows_match_scalar_function_and_keep_index() -> No
     assert list(table.columns) == ["n", "nps", "se", "moe95", "ci_low", "ci_high"]
     assert list(table.index) == ["a", "b", "c", "d"]
     for label, row in frame.iterrows():
-        scalar = nps_from_counts(
-            promoters=row["promoters"], passives=row["passives"], detractors=row["detractors"]
-        )
+        scalar = nps_from_counts(promoters=row["promoters"], passives=row["passives"], detractors=row["detractors"])
         expected = [scalar.n, scalar.nps, scalar.se, scalar.moe95, scalar.ci_low, scalar.ci_high]
         np.testing.assert_allclose(table.loc[label].to_numpy(dtype=float), expected, equal_nan=True)
 
