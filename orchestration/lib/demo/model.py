@@ -51,8 +51,8 @@ class PlantedModel:
     # Outbound contacts per month by segment: enterprise gets the most attention (the confounder).
     outbound_rate_by_segment: tuple[float, ...] = (3.0, 1.8, 1.0)
     outbound_rate_by_business_unit: tuple[float, ...] = (1.1, 0.9, 0.9)
-    outbound_customer_gamma_shape: float = 4.0  # customer-level rate heterogeneity (CV 0.5)
-    outbound_quarter_gamma_shape: float = 5.0  # 90-day blocks: reps' attention shifts over time
+    outbound_customer_gamma_shape: float = 8.0  # customer-level rate heterogeneity (CV 0.35)
+    outbound_quarter_gamma_shape: float = 10.0  # 90-day blocks: reps' attention shifts over time (CV 0.32)
     inbound_rate_by_segment: tuple[float, ...] = (0.9, 0.6, 0.4)
     inbound_satisfaction_slope: float = -0.35  # unhappy customers call in more (log-rate per sd)
     first_week_contact_prob: tuple[float, ...] = (0.65, 0.40, 0.20)  # binomial(3, p) planted calls
@@ -60,13 +60,13 @@ class PlantedModel:
     handoff_max_days: float = 60.0
     # NPS latent = intercept + segment + business unit + survey type + contacts term + drivers
     #            + first-week term + hand-off term + noise; score = clip(round(latent), 0, 10).
-    nps_intercept: float = 5.2
-    nps_segment: tuple[float, ...] = (0.8, 0.2, -0.3)
+    nps_intercept: float = 4.6
+    nps_segment: tuple[float, ...] = (0.4, 0.1, -0.2)
     nps_business_unit: tuple[float, ...] = (0.0, -0.3, 0.2)
     nps_survey_type: tuple[float, ...] = (0.0, 0.35)
     a_contacts: float = 0.5  # score points per outbound contact/month, up to the knee
-    contacts_knee: float = 8.0  # above this, over-contact: each extra contact/month costs
-    a_contacts_above_knee: float = -0.3
+    contacts_knee: float = 10.0  # diminishing returns: above this, each extra contact/month is worth less
+    a_contacts_above_knee: float = 0.25
     first_week_per_contact: float = 0.25  # per outbound contact in the 7 days after the first order
     handoff_per_day: float = -0.02  # per day from first order to first account-management contact
     nps_noise_sd: float = 1.3
@@ -98,9 +98,9 @@ class PlantedModel:
     )
     driver_ask_prob: float = 0.88  # an asked item is still skipped now and then
     # Repeat: logit P = c0(segment) + b*score + c*contacts_per_month + tenure + prior revenue.
-    repeat_intercept: tuple[float, ...] = (-1.7, -2.0, -2.3)
+    repeat_intercept: tuple[float, ...] = (-1.85, -2.15, -2.45)
     b_score: float = 0.24
-    c_contacts: float = 0.12
+    c_contacts: float = 0.2
     tenure_per_year: float = 0.12
     log_revenue_coef: float = 0.15  # per unit of ln(1 + revenue_prior_365d / 1e6 JPY)
     # Orders.
@@ -117,6 +117,7 @@ class PlantedModel:
     relational_every_days: float = 182.0
     relational_response_rate: float = 0.62
     onboarding_response_rate: float = 0.55
+    onboarding_survey_days: tuple[float, float] = (35.0, 60.0)  # after the first order
     event_surveys_per_year: dict[str, tuple[float, ...]] = field(
         default_factory=lambda: {
             # touchpoint -> invitations per year by business unit (staffing, media, finance)
@@ -129,7 +130,7 @@ class PlantedModel:
     event_response_rate: float = 0.35
     support_survey_share: float = 0.12  # of inbound contacts that trigger a support survey
     support_response_rate: float = 0.4
-    min_tenure_days_at_response: float = 20.0
+    min_tenure_days_at_response: float = 45.0
     # Survey fatigue rule: at most two responses in any 92 days, and never two within 2 days.
     # It also keeps every repeat draw realisable with orders (see simulate.place_repeat_orders).
     fatigue_span_days: float = 92.0
@@ -152,7 +153,7 @@ MODEL = PlantedModel()
 
 
 def contacts_term(model: PlantedModel, cpm: np.ndarray) -> np.ndarray:
-    """The contacts part of the NPS latent: linear up to the knee, over-contact slope above it."""
+    """The contacts part of the NPS latent: linear up to the knee, a flatter slope above it."""
     below = np.minimum(cpm, model.contacts_knee)
     above = np.maximum(cpm - model.contacts_knee, 0.0)
     return model.a_contacts * below + model.a_contacts_above_knee * above

@@ -325,7 +325,7 @@ def _draw_responses(rng: np.random.Generator, model: PlantedModel, window: Windo
     parts.append((r_cust[ok], r_t[ok] + (rng.uniform(0, 10, ok.sum()) * DAY).astype(np.int64), -1))
     # Onboarding survey after the first order.
     ok = rng.random(n) < model.onboarding_response_rate
-    o_t = acc["first_order_at"] + (rng.uniform(20, 45, n) * DAY).astype(np.int64)
+    o_t = acc["first_order_at"] + (rng.uniform(*model.onboarding_survey_days, n) * DAY).astype(np.int64)
     parts.append((np.flatnonzero(ok), o_t[ok], TOUCHPOINTS.index("onboarding")))
     # Event surveys (placement, delivery, billing, renewal) at each business unit's own pace.
     life = np.maximum(end - created - 30 * DAY, 0)
