@@ -456,3 +456,12 @@ def test_append_day_writes_only_new_files_for_the_next_day(tmp_path: Path) -> No
     second = append_day(tmp_path, seed=2)
     assert all("2026-10-01" in p.name or "20261001" in p.name for p in second.files)
     assert not set(second.files) & set(summary.files)
+    # The new days come from the same simulation: with the later as_of, responses that were censored
+    # get a measured repeat, and it still equals the generator's draw.
+    valid, _, _ = _load_landing(tmp_path)
+    measured = _measured(_warehouse(valid))
+    draws = _draws(tmp_path)
+    uncensored = {k: v[2] for k, v in measured.items() if v[2] is not None}
+    assert len(uncensored) > summary.truth["link"]["n_responses"]
+    assert all(draws[k]["repeat_draw"] == v for k, v in uncensored.items())
+    assert all(measured[k][0] == draws[k]["contacts_before"] for k in measured)
