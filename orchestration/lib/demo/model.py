@@ -115,7 +115,7 @@ class PlantedModel:
     refunded_share: float = 0.01
     # Surveys.
     relational_every_days: float = 182.0
-    relational_response_rate: float = 0.62
+    relational_response_rate: float = 0.7
     onboarding_response_rate: float = 0.55
     onboarding_survey_days: tuple[float, float] = (35.0, 60.0)  # after the first order
     event_surveys_per_year: dict[str, tuple[float, ...]] = field(
