@@ -141,7 +141,7 @@ def validate(
     started = time.perf_counter()
     rows = len(frame)
     sampled = rows > full_gx_max_rows
-    step = math.ceil(rows / sample_rows) if sampled else 1
+    step = max(1, math.ceil(rows / sample_rows)) if sampled else 1
     batch_frame = frame.iloc[::step] if sampled else frame
     with run_lock:
         batch = whole_frame_batch_definition().get_batch(batch_parameters={"dataframe": batch_frame})

@@ -19,7 +19,7 @@ from quality.contract import LOAD_METADATA_COLUMNS, ColumnSpec, load_contract
 
 E = gx.expectations
 
-# Placeholder in a plan for the batch's load time: "not in the future" means max <= this instant.
+# Placeholder in a plan for the batch's load time: "not in the future" means every value <= it.
 NOW = object()
 
 # A sha256 hex digest as ingestion writes it into _file_sha256.
@@ -73,7 +73,9 @@ def rule_expectations(spec: ColumnSpec) -> list[PlannedExpectation]:
     column = spec.name
     why = f"contract rule: {rule}"
     if rule.strip().lower() == "not in the future":
-        return [plan(E.ExpectColumnMaxToBeBetween, column=column, max_value=NOW, notes=why)]
+        # Row-level rather than a max: an empty or all-null batch has no future value (GX fails a
+        # max it cannot compute), and a failure counts and quotes the offending values.
+        return [plan(E.ExpectColumnValuesToBeBetween, column=column, max_value=NOW, notes=why)]
     if match := _BETWEEN.match(rule):
         low, high = (_number(g) for g in match.groups())
         return [plan(E.ExpectColumnValuesToBeBetween, column=column, min_value=low, max_value=high, notes=why)]
@@ -122,7 +124,9 @@ def load_metadata_expectations(*, row_number_unique: bool) -> list[PlannedExpect
     planned.append(plan(E.ExpectColumnValuesToBeBetween, column="_row_number", min_value=1))
     if row_number_unique:
         planned.append(plan(E.ExpectColumnValuesToBeUnique, column="_row_number", notes="one lake row per file row"))
-    planned.append(plan(E.ExpectColumnMaxToBeBetween, column="_loaded_at", max_value=NOW, notes="not after the load"))
+    planned.append(
+        plan(E.ExpectColumnValuesToBeBetween, column="_loaded_at", max_value=NOW, notes="not after the load")
+    )
     return planned
 
 
