@@ -168,7 +168,9 @@ class LinkResult:
     `n_used` rows entered the models, `n_dropped` were left out for a missing (or infinite) value in a
     used column. `n_clusters` is the number of clusters used (None without `cluster`); `n_boot_units`
     is how many units the bootstrap resampled (rows, clusters, or random buckets of them). `replicates`
-    holds the n_boot bootstrap values of each effect.
+    holds the n_boot bootstrap values of each effect. In `mediator_coefficients` and
+    `outcome_coefficients` the exposure and mediator are in their own units, numeric covariates per
+    standard deviation (they are centred and scaled internally), dummies against the first level.
     """
 
     effects: pd.DataFrame
