@@ -254,3 +254,12 @@ def test_ingest_quoted_values_with_newlines_and_quotes_load_intact(settings: Set
     loaded = only_file(settings, "survey_responses")
 
     assert raw_rows(settings, "survey_responses", loaded.sha256)[0]["comment"] == 'line one\nsaid "ok"'
+
+
+def test_ingest_crlf_line_endings_leave_no_carriage_returns_in_values(settings: Settings) -> None:
+    land(settings, "crm_reps", "crlf.csv", b"rep_id,team,active\r\nr1,support,true\r\nr2,other,false\r\n")
+
+    loaded = only_file(settings, "crm_reps")
+
+    rows = raw_rows(settings, "crm_reps", loaded.sha256)
+    assert [(r["rep_id"], r["team"], r["active"]) for r in rows] == [("r1", "support", True), ("r2", "other", False)]
