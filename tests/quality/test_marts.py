@@ -1,0 +1,171 @@
+"""Mart-level outcomes: planted anomalies are flagged with specific messages, normal data is not."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from quality.marts import (
+    ERROR,
+    WARN,
+    contact_explosion_outcome,
+    daily_volume_outcome,
+    nps_jump_outcome,
+    repeat_rate_jump_outcome,
+)
+
+
+def daily_series(last_value: float | None = None, days: int = 60, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(100, size=days).astype(float)
+    if last_value is not None:
+        counts[-1] = last_value
+    return pd.DataFrame({"day": pd.date_range("2025-03-01", periods=days, freq="D"), "responses": counts})
+
+
+def test_daily_volume_normal_series_passes():
+    outcome = daily_volume_outcome(daily_series())
+    assert outcome.success and outcome.severity == WARN
+    assert "2025-04-29" in outcome.message
+
+
+def test_daily_volume_planted_spike_is_flagged_naming_day():
+    outcome = daily_volume_outcome(daily_series(last_value=1200))
+    assert not outcome.success
+    assert outcome.severity == WARN
+    assert "2025-04-29: 1,200 responses" in outcome.message and "spike" in outcome.message
+
+
+def test_daily_volume_drop_to_zero_is_flagged_including_missing_day():
+    frame = daily_series()
+    frame = frame[frame["day"] != frame["day"].max()]  # 2025-04-29 has no rows at all
+    frame = pd.concat([frame, pd.DataFrame({"day": [pd.Timestamp("2025-04-30")], "responses": [100.0]})])
+    outcome = daily_volume_outcome(frame, through=date(2025, 4, 29))
+    assert not outcome.success
+    assert "2025-04-29: 0 responses" in outcome.message and "drop" in outcome.message
+
+
+def test_daily_volume_rows_of_one_day_are_summed():
+    frame = daily_series()
+    halves = pd.concat([frame.assign(responses=frame["responses"] / 2)] * 2)
+    assert daily_volume_outcome(halves).success
+
+
+def test_daily_volume_short_history_is_not_judged():
+    outcome = daily_volume_outcome(daily_series(last_value=5000, days=10))
+    assert outcome.success
+    assert "not judged" in outcome.message
+
+
+def nps_rows(counts: dict[str, tuple[int, int, int]], survey_type: str = "relational") -> pd.DataFrame:
+    rows = []
+    for month, (promoters, passives, detractors) in counts.items():
+        responses = promoters + passives + detractors
+        rows.append(
+            {
+                "period_month": pd.Timestamp(month).date(),
+                "survey_type": survey_type,
+                "dimension": "overall",
+                "dimension_value": "all",
+                "responses": responses,
+                "promoters": promoters,
+                "passives": passives,
+                "detractors": detractors,
+                "nps": 100 * (promoters - detractors) / responses,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_nps_jump_within_sampling_error_passes():
+    # 10-point drop on 50 responses a month: a standard error of about 16 points explains it.
+    outcome = nps_jump_outcome(nps_rows({"2025-04-01": (25, 15, 10), "2025-05-01": (22, 15, 13)}))
+    assert outcome.success
+    assert "within sampling error" in outcome.message
+    assert "relational NPS 2025-05" in outcome.message
+
+
+def test_nps_jump_beyond_sampling_error_is_flagged_with_months_and_values():
+    # 20-point drop on 2,000 responses a month: z is about 8.
+    outcome = nps_jump_outcome(nps_rows({"2025-04-01": (1000, 600, 400), "2025-05-01": (800, 600, 600)}))
+    assert not outcome.success and outcome.severity == WARN
+    assert "relational NPS 2025-05: +10.0 (n=2,000) vs 2025-04: +30.0 (n=2,000)" in outcome.message
+    assert "diff -20.0 points" in outcome.message
+    assert outcome.details["relational"]["p_value"] < 1e-6
+
+
+def test_nps_jump_judges_each_survey_type_and_ignores_other_dimensions():
+    steady = nps_rows({"2025-04-01": (1000, 600, 400), "2025-05-01": (1000, 600, 400)}, "transactional")
+    jump = nps_rows({"2025-04-01": (1000, 600, 400), "2025-05-01": (800, 600, 600)})
+    segment = jump.assign(dimension="segment", dimension_value="smb", promoters=[0, 2000])
+    outcome = nps_jump_outcome(pd.concat([steady, jump, segment]))
+    assert not outcome.success
+    assert "relational NPS" in outcome.message and "beyond sampling error" in outcome.message
+    assert "transactional NPS 2025-05: +30.0" in outcome.message
+
+
+def test_nps_jump_without_previous_month_is_not_judged():
+    outcome = nps_jump_outcome(nps_rows({"2025-02-01": (10, 0, 0), "2025-05-01": (0, 0, 10)}))
+    assert outcome.success
+    assert "no 2025-04 data" in outcome.message
+
+
+def test_repeat_rate_jump_flagged_beyond_sampling_error_and_not_within():
+    frame = pd.DataFrame(
+        {
+            "period_month": pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"]),
+            "repeat_n": [1500, 1500, 1500, 12],
+            "repeats": [600, 600, 390, 12],
+        }
+    )
+    outcome = repeat_rate_jump_outcome(frame)
+    assert not outcome.success
+    # April has too few known outcomes (censored), so March is compared with February.
+    assert "repeat rate 2025-03: 26.0% (n=1,500) vs 2025-02: 40.0% (n=1,500)" in outcome.message
+    small = frame.assign(repeat_n=[40, 40, 40, 12], repeats=[16, 16, 13, 12])
+    within = repeat_rate_jump_outcome(small)
+    assert within.success and "within sampling error" in within.message
+
+
+def customer_months(latest_contacts: dict[str, int], months: int = 8) -> pd.DataFrame:
+    rows = []
+    for customer, latest in latest_contacts.items():
+        for i, month in enumerate(pd.date_range("2024-10-01", periods=months, freq="MS")):
+            contacts = latest if i == months - 1 else 4 + (i % 3)
+            rows.append({"customer_id": customer, "month": month.date(), "contacts": contacts})
+    return pd.DataFrame(rows)
+
+
+def test_contact_explosion_planted_customer_is_flagged_with_counts():
+    frame = customer_months({"C1": 5, "C2": 6, "C3": 400, **{f"N{i}": 5 for i in range(40)}})
+    outcome = contact_explosion_outcome(frame)
+    assert not outcome.success
+    assert "C3: 400 contacts in 2025-05 vs trailing median 5.0" in outcome.message
+    assert outcome.severity == ERROR  # 400 of ~620 contacts: the month's exposure is distorted
+    assert [f["customer_id"] for f in outcome.details["flagged"]] == ["C3"]
+
+
+def test_contact_explosion_small_share_is_a_warning():
+    frame = customer_months({"C3": 120, **{f"N{i}": 30 for i in range(40)}})
+    outcome = contact_explosion_outcome(
+        frame.assign(contacts=frame["contacts"].where(frame["customer_id"] == "C3", 30))
+    )
+    assert not outcome.success and outcome.severity == WARN
+
+
+def test_contact_explosion_busy_but_small_month_and_steady_key_account_pass():
+    frame = customer_months({"C1": 40, "C2": 5})  # 8x but below 50 contacts
+    steady = pd.DataFrame(
+        {"customer_id": "K1", "month": pd.date_range("2024-10-01", periods=8, freq="MS").date, "contacts": 300}
+    )
+    outcome = contact_explosion_outcome(pd.concat([frame, steady]))
+    assert outcome.success
+    assert "3 customers judged" in outcome.message
+
+
+def test_contact_explosion_new_customer_without_history_is_not_judged():
+    frame = customer_months({"C1": 5})
+    newcomer = pd.DataFrame({"customer_id": ["NEW"], "month": [date(2025, 5, 1)], "contacts": [500]})
+    assert contact_explosion_outcome(pd.concat([frame, newcomer])).success
