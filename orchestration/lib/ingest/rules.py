@@ -16,8 +16,6 @@ Values are trimmed of spaces (DuckDB's trim: the ASCII space and Unicode spaces 
 ideographic space U+3000 of Japanese input; tabs and line breaks are kept, as trimming them costs
 twice as much at 20M rows and they do not occur at the edges of ids) and an empty value is NULL
 before typing; enum values and booleans are matched in lower case, currency codes in upper case.
-The typed stage is materialised once: its expressions are referenced by several rules, and
-re-evaluating them per reference costs more than storing them.
 """
 
 from __future__ import annotations
@@ -260,7 +258,7 @@ def compile_checks(source: SourceSpec, names: list[str], *, source_tz: str) -> C
     sql = f"""
         CREATE OR REPLACE TEMP TABLE checked AS
         WITH n AS (SELECT _rn, {", ".join(values)} FROM src),
-        p AS MATERIALIZED (SELECT *, {", ".join(typed)} FROM n),
+        p AS (SELECT *, {", ".join(typed)} FROM n),
         r AS (SELECT *, CASE {rule_case} END AS _rule FROM p)
         SELECT _rn, {", ".join(outputs)}, _rule,
             CASE WHEN _rule IS NOT NULL THEN concat($file, ' row ', _rn, ': ', CASE _rule {reason_case} END) END
