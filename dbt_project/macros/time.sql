@@ -4,7 +4,24 @@
 #}
 
 {% macro to_reporting_tz(column) -%}
-    {{ return(adapter.dispatch('to_reporting_tz', 'nps_link')(column)) }}
+    {#-
+        A naive UTC timestamp as wall time in the reporting time zone. Where the zone's offset has
+        been constant over the whole range events can have (Asia/Tokyo since 1951), this is plain
+        arithmetic, the same on every engine and several times faster than a time-zone lookup per
+        row; anything outside that range, and every zone with daylight saving, goes through the
+        engine's time-zone conversion.
+    -#}
+    {%- set offset_minutes = fixed_utc_offset_minutes(var('reporting_tz')) -%}
+    {%- if offset_minutes is none -%}
+        {{ adapter.dispatch('to_reporting_tz', 'nps_link')(column) }}
+    {%- else -%}
+        case
+            when {{ column }} >= cast('{{ fixed_offset_range()[0] }}' as {{ dbt.type_timestamp() }})
+                and {{ column }} < cast('{{ fixed_offset_range()[1] }}' as {{ dbt.type_timestamp() }})
+                then {{ dbt.dateadd('minute', offset_minutes, column) }}
+            else {{ adapter.dispatch('to_reporting_tz', 'nps_link')(column) }}
+        end
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro default__to_reporting_tz(column) -%}
@@ -15,6 +32,38 @@
     {#- timezone(zone, naive) reads the value as wall time in `zone` and returns an instant;
         timezone(zone, instant) returns the wall time there. Neither depends on the session zone. -#}
     timezone('{{ var("reporting_tz") }}', timezone('UTC', {{ column }}))
+{%- endmacro %}
+
+
+{% macro fixed_offset_range() -%}
+    {#- The years over which a zone must keep one UTC offset for to_reporting_tz's arithmetic path. -#}
+    {{ return(['1990-01-01', '2050-01-01']) }}
+{%- endmacro %}
+
+
+{% macro fixed_utc_offset_minutes(tz_name) -%}
+    {#-
+        The zone's UTC offset in minutes if it is the same on the 1st and 15th of every month in
+        fixed_offset_range() (no daylight saving, no change of standard time), else none. Read at
+        compile time from the tz database dbt ships (pytz). Sampling twice a month catches every
+        daylight-saving period, which lasts weeks, and every permanent change.
+    -#}
+    {%- set zone = modules.pytz.timezone(tz_name) -%}
+    {%- set first_year = fixed_offset_range()[0][:4] | int -%}
+    {%- set last_year = fixed_offset_range()[1][:4] | int -%}
+    {%- set offsets = [] -%}
+    {%- for year in range(first_year, last_year) -%}
+        {%- for month in range(1, 13) -%}
+            {%- for day in [1, 15] -%}
+                {%- set offset = zone.utcoffset(modules.datetime.datetime(year, month, day, 12)) -%}
+                {%- set minutes = (offset.total_seconds() // 60) | int -%}
+                {%- if minutes not in offsets -%}
+                    {%- do offsets.append(minutes) -%}
+                {%- endif -%}
+            {%- endfor -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{ return(offsets[0] if offsets | length == 1 else none) }}
 {%- endmacro %}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -511,3 +512,23 @@ def test_warehouse_no_personal_data_columns_in_any_schema(warehouse: duckdb.Duck
     assert [c for c in columns if c[2].lower() in PII_COLUMNS] == []
     with_comment = {table for _, table, column in columns if column == "comment"}
     assert with_comment <= {"stg_survey__responses", "int_responses_categorized", "detractor_followups"}
+
+
+def test_warehouse_views_resolve_in_a_copy_under_another_file_name(
+    warehouse: duckdb.DuckDBPyConnection, build: tuple[dbtRunnerResult, Path]
+) -> None:
+    # The publish step copies build.duckdb to nps_link.duckdb, and DuckDB names a database after its
+    # file: every view must still resolve there (DuckDB stores a view without its own catalog name,
+    # and views over the lake use absolute paths), or analysts' staging/intermediate queries break.
+    _, db_path = build
+    warehouse.execute("checkpoint")
+    published = db_path.with_name("nps_link.duckdb")
+    shutil.copy(db_path, published)
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        views = rows(con, "select table_schema, table_name from information_schema.tables where table_type = 'VIEW'")
+        assert len(views) >= 5
+        for schema, name in views:
+            con.execute(f'select count(*) from "{schema}"."{name}"').fetchall()
+    finally:
+        con.close()

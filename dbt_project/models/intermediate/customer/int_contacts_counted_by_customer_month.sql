@@ -27,7 +27,7 @@ dated as (
 select
     customer_id,
     month,
-    sum(case when direction = 'outbound' then 1 else 0 end) as contacts,
-    sum(case when direction = 'inbound' then 1 else 0 end) as inbound_contacts
+    cast(sum(case when direction = 'outbound' then 1 else 0 end) as {{ dbt.type_bigint() }}) as contacts,
+    cast(sum(case when direction = 'inbound' then 1 else 0 end) as {{ dbt.type_bigint() }}) as inbound_contacts
 from dated
 group by customer_id, month

@@ -26,8 +26,8 @@ contacts_in_window as (
 
     select
         responses.response_id,
-        sum(case when activities.direction = 'outbound' then 1 else 0 end) as contacts_before,
-        sum(case when activities.direction = 'inbound' then 1 else 0 end) as inbound_before
+        cast(sum(case when activities.direction = 'outbound' then 1 else 0 end) as {{ dbt.type_bigint() }}) as contacts_before,
+        cast(sum(case when activities.direction = 'inbound' then 1 else 0 end) as {{ dbt.type_bigint() }}) as inbound_before
     from responses
     inner join activities
         on activities.customer_id = responses.customer_id

@@ -96,12 +96,12 @@ customer_months as (
 select
     customer_months.customer_id,
     customer_months.month,
-    coalesce(contacts.contacts, 0) as contacts,
-    coalesce(contacts.inbound_contacts, 0) as inbound_contacts,
-    coalesce(responses.responses, 0) as responses,
+    cast(coalesce(contacts.contacts, 0) as {{ dbt.type_bigint() }}) as contacts,
+    cast(coalesce(contacts.inbound_contacts, 0) as {{ dbt.type_bigint() }}) as inbound_contacts,
+    cast(coalesce(responses.responses, 0) as {{ dbt.type_bigint() }}) as responses,
     responses.avg_nps_score,
-    coalesce(orders.revenue, 0) as revenue,
-    coalesce(orders.orders, 0) as orders
+    coalesce(orders.revenue, 0.0) as revenue,
+    cast(coalesce(orders.orders, 0) as {{ dbt.type_bigint() }}) as orders
 from customer_months
 left join contacts
     on contacts.customer_id = customer_months.customer_id

@@ -83,9 +83,9 @@ counted as (
         dimension,
         dimension_value,
         count(*) as responses,
-        sum(is_promoter) as promoters,
-        sum(is_passive) as passives,
-        sum(is_detractor) as detractors
+        cast(sum(is_promoter) as {{ dbt.type_bigint() }}) as promoters,
+        cast(sum(is_passive) as {{ dbt.type_bigint() }}) as passives,
+        cast(sum(is_detractor) as {{ dbt.type_bigint() }}) as detractors
     from responses_by_dimension
     group by grouping sets (
         (period_month, survey_type, dimension, dimension_value),

@@ -82,12 +82,12 @@ onboarding as (
 
     select
         first_orders.customer_id,
-        sum(
+        cast(sum(
             case
                 when activities.occurred_at < {{ dbt.dateadd('day', 7, 'first_orders.first_order_at') }} then 1
                 else 0
             end
-        ) as contacts_first_7d,
+        ) as {{ dbt.type_bigint() }}) as contacts_first_7d,
         min(case when reps.team = 'account_management' then activities.occurred_at end)
             as first_account_management_contact_at
     from first_orders
