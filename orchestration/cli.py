@@ -47,7 +47,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         end = date.fromisoformat(args.end_date) if args.end_date else DEFAULT_END_DATE
         summary = generate_demo_data(data_dir, customers=args.customers, seed=args.seed, end_date=end)
     print(f"demo sources written under {data_dir / 'landing'} in {time.perf_counter() - started:.1f} s")
-    for source, rows in sorted(summary.row_counts.items()):
+    for source, rows in sorted(summary.rows.items()):
         print(f"  {source:<18} {rows:>12,} rows")
     print(f"planted truth: {data_dir / 'demo_truth.json'}")
     return 0
@@ -128,6 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\nRUN FAILED after {elapsed:.0f} s; the published warehouse was left as it was.", file=sys.stderr)
         for event in failed_steps:
             error = event.step_failure_data.error
+            while error is not None and error.cause is not None:  # the root cause, not Dagster's wrapper
+                error = error.cause
             message = error.message.strip().splitlines()[0] if error else "unknown error"
             print(f"  step {event.step_key}: {message}", file=sys.stderr)
         return 1
@@ -143,13 +145,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_docs(args: argparse.Namespace) -> int:
     """Build the dbt docs site (models, columns, tests, lineage) as static files for analysts."""
-    from orchestration.lib.dbt import DBT_PROJECT_DIR, dbt_vars
+    from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, dbt_vars
 
     settings = _settings(args)
     _export(settings)
     out = settings.data_dir / "docs"
-    dbt = Path(sys.executable).with_name("dbt")
-    cmd = [str(dbt), "docs", "generate", "--static", "--project-dir", str(DBT_PROJECT_DIR),
+    cmd = [str(DBT_EXECUTABLE), "docs", "generate", "--static", "--project-dir", str(DBT_PROJECT_DIR),
            "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(out),
            "--vars", json.dumps(dbt_vars(settings))]
     completed = subprocess.run(cmd, check=False)

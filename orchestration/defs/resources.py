@@ -3,7 +3,7 @@
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from orchestration.lib.dbt import dbt_project
+from orchestration.lib.dbt import DBT_EXECUTABLE, dbt_project
 from orchestration.lib.resources import NpsLinkResource
 
 
@@ -13,6 +13,6 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "nps_link": NpsLinkResource(),
-            "dbt": DbtCliResource(project_dir=dbt_project),
+            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=str(DBT_EXECUTABLE)),
         }
     )

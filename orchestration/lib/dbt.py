@@ -25,6 +25,8 @@ from orchestration.lib.settings import Settings
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 DBT_TARGET_DIR = DBT_PROJECT_DIR / "target"
+# The dbt installed beside this interpreter (the project venv), whether or not the venv is on PATH.
+DBT_EXECUTABLE = Path(sys.executable).with_name("dbt")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target_path=DBT_TARGET_DIR)
 
@@ -89,9 +91,8 @@ def ensure_manifest(env: Mapping[str, str] | None = None) -> Path:
             # Parsing renders env_var() calls; the values only matter at run time.
             parse_env.setdefault("NPS_LINK_DATA_DIR", str(Path("data").resolve()))
             parse_env.setdefault("DUCKDB_PATH", str(Path("data/warehouse/build.duckdb").resolve()))
-            dbt = Path(sys.executable).with_name("dbt")
             subprocess.run(
-                [str(dbt), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                [str(DBT_EXECUTABLE), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
                  "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(DBT_TARGET_DIR)],
                 check=True,
                 env=parse_env,

@@ -1,13 +1,15 @@
-"""Billing deliveries (orders, invoices, credit notes): landing files -> typed lake Parquet."""
+"""Billing deliveries (orders, invoices, credit notes): landing files -> typed lake Parquet, validated."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 
-from orchestration.lib.ingest_assets import load_source, source_key
+from orchestration.lib.ingest_assets import ingest_and_check, ingest_check_specs, source_key
 from orchestration.lib.resources import NpsLinkResource
 
 
-@dg.asset(key=source_key("orders"), group_name="ingest", kinds={"python", "parquet"})
-def orders(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> dg.MaterializeResult:
-    """Orders and invoices (amounts in their own currency; may be negative for credit notes) as typed lake rows."""
-    _, metadata = load_source("orders", nps_link.settings(), context.log)
-    return dg.MaterializeResult(metadata=metadata)
+@dg.asset(key=source_key("orders"), group_name="ingest", kinds={"python", "parquet"},
+          check_specs=ingest_check_specs("orders"))
+def orders(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
+    """Orders, invoices and credit notes (amounts in their own currency) as typed lake rows."""
+    yield from ingest_and_check("orders", ["orders"], nps_link.settings(), context)

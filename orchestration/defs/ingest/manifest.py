@@ -14,10 +14,11 @@ from orchestration.lib.resources import NpsLinkResource
     kinds={"python", "parquet"},
     deps=[source_key(table) for table in LAKE_TABLES],
 )
-def load_manifest(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> dg.MaterializeResult:
+def load_manifest(nps_link: NpsLinkResource) -> dg.MaterializeResult:
     """Every delivered file with its sha256, rows read / loaded / quarantined, status and reason.
 
-    Grain: one row per delivery of a landing file (a re-delivered copy has its own row, status duplicate).
+    Grain: one row per delivery of a landing file (a re-delivered copy has its own row, status
+    duplicate).
     """
     path = write_load_manifest(nps_link.settings())
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path))})

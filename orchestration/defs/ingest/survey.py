@@ -1,31 +1,29 @@
-"""NPS survey deliveries: landing files -> typed responses and their driver items, in the lake."""
+"""NPS survey deliveries: landing files -> typed responses and their driver items in the lake, validated."""
 
 from collections.abc import Iterator
 
 import dagster as dg
 
-from orchestration.lib.ingest_assets import load_source, source_key
+from orchestration.lib.ingest_assets import ingest_and_check, ingest_check_specs, source_key
 from orchestration.lib.resources import NpsLinkResource
+from quality.contract import DRIVER_SCORES_TABLE
+
+TABLES = ["survey_responses", DRIVER_SCORES_TABLE]
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            source_key("survey_responses"),
-            group_name="ingest",
-            kinds={"python", "parquet"},
+            source_key("survey_responses"), group_name="ingest", kinds={"python", "parquet"},
             description="NPS responses (relational and transactional) as typed lake rows, every delivery kept.",
         ),
         dg.AssetSpec(
-            source_key("survey_driver_scores"),
-            group_name="ingest",
-            kinds={"python", "parquet"},
+            source_key(DRIVER_SCORES_TABLE), group_name="ingest", kinds={"python", "parquet"},
             description="The driver_* items of each response, long: one row per response and item rated.",
         ),
     ],
+    check_specs=[spec for table in TABLES for spec in ingest_check_specs(table)],
 )
-def survey_responses(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator[dg.MaterializeResult]:
+def survey_responses(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
     """Survey responses and their driver items: one landing file feeds both lake tables."""
-    _, metadata = load_source("survey_responses", nps_link.settings(), context.log)
-    yield dg.MaterializeResult(asset_key=source_key("survey_responses"), metadata=metadata)
-    yield dg.MaterializeResult(asset_key=source_key("survey_driver_scores"))
+    yield from ingest_and_check("survey_responses", TABLES, nps_link.settings(), context)
