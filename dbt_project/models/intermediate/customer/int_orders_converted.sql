@@ -14,7 +14,9 @@ fx_rates as (
 
 reporting_rate as (
 
-    select rate from fx_rates where currency = '{{ var("reporting_currency") }}'
+    -- Aggregated so it is always exactly one row: a reporting currency missing from the seed gives
+    -- NULL amounts (and a failing test) instead of silently dropping every order.
+    select max(rate) as rate from fx_rates where currency = '{{ var("reporting_currency") }}'
 
 )
 
