@@ -19,10 +19,15 @@ from analysis.link import fit_link
 from orchestration.lib.resources import NpsLinkResource
 from orchestration.lib.warehouse import run_as_of, write_run_table
 
-# The link model's covariates: what confounds contact frequency, NPS and repeat purchase (DESIGN.md,
-# issue "The link"): segment and business unit drive contact policy and loyalty; survey type changes
-# who answers; tenure and prior-year revenue capture relationship depth.
-LINK_COVARIATES = ("segment", "business_unit", "survey_type", "tenure_years", "log_revenue_prior_365d")
+# The link model's covariates: what confounds contact frequency, NPS and repeat purchase. Segment and
+# business unit drive contact policy and loyalty; survey type changes who answers; tenure and prior-year
+# revenue (log, per million) capture relationship depth; first-week contacts and the hand-off delay
+# are the onboarding experience, which moves NPS on its own. Customers never handed off get the
+# window's length as delay and a flag, so they are kept rather than dropped.
+LINK_COVARIATES = (
+    "segment", "business_unit", "survey_type", "tenure_years", "log_revenue_prior_365d",
+    "first_week_contacts", "handoff_days_filled", "never_handed_off",
+)
 LINK_BOOTSTRAP_REPLICATES = 1000
 
 Builder = Callable[[duckdb.DuckDBPyConnection], pd.DataFrame]
@@ -85,12 +90,17 @@ def _usable(table: str) -> dg.AssetCheckSpec:
 
 LINK_FRAME_SQL = """
     select
-        response_id, customer_id, contacts_per_month, nps_score, repeat_after,
-        segment, business_unit, survey_type,
-        tenure_days / 365.25 as tenure_years,
-        ln(1 + greatest(coalesce(revenue_prior_365d, 0), 0)) as log_revenue_prior_365d
-    from marts.fct_survey_responses
-    where repeat_after is not null
+        r.response_id, r.customer_id, r.contacts_per_month, r.nps_score, r.repeat_after,
+        r.segment, r.business_unit, r.survey_type,
+        r.tenure_days / 365.25 as tenure_years,
+        ln(1 + greatest(coalesce(r.revenue_prior_365d, 0), 0) / 1e6) as log_revenue_prior_365d,
+        coalesce(c.outbound_contacts_first_7d, 0) as first_week_contacts,
+        coalesce(c.handoff_days, p.contact_window_days) as handoff_days_filled,
+        case when c.handoff_days is null then 1 else 0 end as never_handed_off
+    from marts.fct_survey_responses as r
+    left join marts.dim_customers as c on r.customer_id = c.customer_id
+    cross join intermediate.int_run_parameters as p
+    where r.repeat_after is not null
 """
 
 
@@ -110,7 +120,7 @@ def build_link_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 @dg.multi_asset(
-    specs=[_spec("link_effects", ["fct_survey_responses"],
+    specs=[_spec("link_effects", ["fct_survey_responses", "dim_customers"],
                  "Indirect, direct and total effect of one more outbound contact a month on repeat rate, via NPS.")],
     check_specs=[_usable("link_effects")],
 )

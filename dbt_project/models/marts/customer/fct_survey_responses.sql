@@ -36,6 +36,7 @@ select
     responses.survey_type,
     responses.touchpoint,
     responses.responded_at,
+    {{ reporting_month('responses.responded_at') }} as response_month,
     responses.nps_score,
     responses.nps_category,
     exposure.contacts_before,

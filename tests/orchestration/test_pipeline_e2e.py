@@ -1,0 +1,252 @@
+"""End to end: `nps-link run` on generated demo data, in real processes, against real files.
+
+Covers the spine's acceptance: the published warehouse holds every analyst-interface table with rows,
+an analyst reading it during a run is never blocked, a killed run leaves it as it was and the next
+run loads the pending files once, a re-run changes nothing, a file over the quarantine threshold
+blocks the publish, and no e-mail address reaches a published table or the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from orchestration.lib.demo_data import append_day
+from quality.pii import scan_duckdb_for_emails, scan_file_for_emails
+from tests.conftest import copy_data_dir, run_cli, start_cli
+
+pytestmark = pytest.mark.slow
+
+# DESIGN.md "The analyst interface": table -> columns it must include.
+ANALYST_INTERFACE: dict[str, list[str]] = {
+    "marts.dim_customers": ["customer_id", "segment", "business_unit", "created_at", "owner_rep_id", "is_orphan"],
+    "marts.dim_reps": ["rep_id", "team", "manager_rep_id"],
+    "marts.fct_crm_contacts": ["activity_id", "customer_id", "rep_id", "activity_type", "direction", "occurred_at"],
+    "marts.fct_orders": ["order_id", "customer_id", "ordered_at", "status", "amount_reporting"],
+    "marts.fct_survey_responses": [
+        "response_id", "customer_id", "survey_type", "touchpoint", "responded_at", "nps_score", "nps_category",
+        "contacts_before", "inbound_before", "contacts_per_month", "repeat_after",
+    ],
+    "marts.fct_customer_months": [
+        "customer_id", "month", "contacts", "responses", "avg_nps_score", "revenue", "orders",
+    ],
+    "marts.nps_by_period": [
+        "period_month", "survey_type", "dimension", "dimension_value", "responses", "promoters", "passives",
+        "detractors", "nps", "nps_moe95",
+    ],
+    "marts.detractor_followups": [
+        "response_id", "customer_id", "responded_at", "nps_score", "comment", "owner_rep_id", "manager_rep_id",
+        "touchpoint",
+    ],
+    "marts.load_audit": ["source", "file", "sha256", "rows_read", "rows_loaded", "rows_quarantined", "status",
+                         "reason", "loaded_at"],
+    "analysis.link_effects": ["run_id", "as_of", "effect", "estimate", "ci_low", "ci_high", "p_value",
+                              "n_responses", "n_customers"],
+    "analysis.key_drivers": ["run_id", "driver", "importance", "rank", "mean_score", "n"],
+    "analysis.dose_response": ["run_id", "n", "mean_nps_score", "nps", "repeat_rate"],
+    "analysis.nps_revenue": ["run_id", "category", "customers"],
+    "analysis.nps_changes": ["run_id", "period_month", "diff", "p_value", "is_significant"],
+    "analysis.contact_timing": ["run_id", "nps", "repeat_rate"],
+    "analysis.handoff": ["run_id", "nps", "repeat_rate"],
+}
+
+
+def _published(data_dir: Path) -> Path:
+    return data_dir / "warehouse" / "nps_link.duckdb"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    schema, name = table.split(".")
+    rows = con.execute(
+        "select column_name from information_schema.columns where table_schema = ? and table_name = ?", [schema, name]
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_published_warehouse_holds_every_analyst_table_with_rows(published_demo: Path) -> None:
+    con = duckdb.connect(str(_published(published_demo)), read_only=True)
+    for table, required in ANALYST_INTERFACE.items():
+        columns = _columns(con, table)
+        assert columns, f"{table} missing from the published warehouse"
+        assert set(required) <= set(columns), f"{table} lacks {sorted(set(required) - set(columns))}"
+        assert con.execute(f"select count(*) from {table}").fetchone()[0] > 0, f"{table} is empty"
+    schemas = {r[0] for r in con.execute("select schema_name from information_schema.schemata").fetchall()}
+    assert {"staging", "intermediate", "marts", "analysis"} <= schemas
+    assert not any(s.startswith(("main_", "dbt_")) for s in schemas)
+    con.close()
+
+
+def test_load_audit_reconciles_every_file_and_rejected_files_carry_reasons(published_demo: Path) -> None:
+    con = duckdb.connect(str(_published(published_demo)), read_only=True)
+    broken = con.execute(
+        "select file from marts.load_audit where status = 'loaded' and rows_read <> rows_loaded + rows_quarantined"
+    ).fetchall()
+    assert broken == []
+    assert con.execute("select count(*) from marts.load_audit where status = 'rejected' and reason is null"
+                       ).fetchone()[0] == 0
+    truth = json.loads((published_demo / "demo_truth.json").read_text())
+    quarantined = dict(con.execute(
+        "select source, sum(rows_quarantined)::bigint from marts.load_audit group by source").fetchall())
+    assert quarantined == truth["faults"]["expected_quarantined_rows"]
+    assert con.execute("select count(*) from marts.load_audit where status = 'duplicate'").fetchone()[0] >= 1
+    con.close()
+
+
+def test_run_prints_quality_summary_data_docs_and_published_path(published_demo: Path) -> None:
+    log = (published_demo.parent / "first_run.log").read_text()
+    assert "Data quality (files delivered in this run):" in log
+    assert re.search(r"survey_responses\s+\d+\s+0\s+0\s+[\d,]+\s+[\d,]+\s+6", log)
+    assert f"Published warehouse: {_published(published_demo)}" in log
+    docs = published_demo / "quality" / "latest" / "index.html"
+    assert docs.exists() and "crm_activities" in docs.read_text(encoding="utf-8")
+
+
+def test_no_email_address_in_published_tables_or_report(published_demo: Path) -> None:
+    assert scan_duckdb_for_emails(_published(published_demo)) == []
+    report = published_demo / "reports" / "leadership_report.html"
+    assert report.exists()
+    assert scan_file_for_emails(report) == []
+    for csv in (published_demo / "reports").glob("*.csv"):
+        assert scan_file_for_emails(csv) == [], csv
+
+
+def test_rerun_on_same_inputs_changes_nothing(published_demo: Path, tmp_path: Path) -> None:
+    data_dir = copy_data_dir(published_demo, tmp_path)
+    query = """
+        select (select count(*) from marts.fct_survey_responses), (select count(*) from marts.fct_crm_contacts),
+               (select count(*) from marts.fct_orders), (select count(*) from marts.load_audit),
+               (select sum(contacts_before) from marts.fct_survey_responses),
+               (select count(*) from ops.followup_ledger)
+    """
+    con = duckdb.connect(str(_published(data_dir)), read_only=True)
+    before = con.execute(query).fetchone()
+    con.close()
+    outbox_before = sorted(p.name for p in (data_dir / "outbox").glob("*.eml"))
+    result = run_cli(data_dir, "run", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no new landing files" in result.stdout
+    con = duckdb.connect(str(_published(data_dir)), read_only=True)
+    assert con.execute(query).fetchone() == before
+    con.close()
+    assert sorted(p.name for p in (data_dir / "outbox").glob("*.eml")) == outbox_before
+    # The same rows again in a new file (other bytes: reversed order): the marts do not double.
+    source = sorted((data_dir / "landing" / "orders").glob("orders_2025-*.csv"))[0]
+    header, *body = source.read_text(encoding="utf-8").splitlines()
+    (source.parent / "orders_resent_by_hand.csv").write_text("\n".join([header, *reversed(body)]) + "\n",
+                                                            encoding="utf-8")
+    result = run_cli(data_dir, "run", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    con = duckdb.connect(str(_published(data_dir)), read_only=True)
+    after = con.execute(query).fetchone()
+    con.close()
+    assert after[:3] == before[:3] and after[4:] == before[4:]
+    assert after[3] == before[3] + 1  # the new delivery is audited, its rows replace the same keys
+
+
+def _read_in_loop(published: str, stop_file: str, out: mp.Queue) -> None:
+    """An analyst: open the published file read-only and query it, over and over, until told to stop."""
+    errors, reads = [], 0
+    while not os.path.exists(stop_file):
+        try:
+            con = duckdb.connect(published, read_only=True)
+            con.execute("select count(*), avg(nps_score) from marts.fct_survey_responses").fetchall()
+            con.execute("select * from marts.nps_by_period limit 5").fetchall()
+            con.close()
+            reads += 1
+        except Exception as exc:  # every error counts against the pipeline
+            errors.append(repr(exc))
+        time.sleep(0.05)
+    out.put((reads, errors))
+
+
+def test_analyst_reading_published_file_during_a_run_is_never_blocked(published_demo: Path, tmp_path: Path) -> None:
+    data_dir = copy_data_dir(published_demo, tmp_path)
+    append_day(data_dir)  # new deliveries, so the run rebuilds and publishes a new warehouse
+    stop = tmp_path / "stop"
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()
+    reader = ctx.Process(target=_read_in_loop, args=(str(_published(data_dir)), str(stop), queue))
+    reader.start()
+    try:
+        result = run_cli(data_dir, "run", "--data-dir", str(data_dir))
+    finally:
+        stop.touch()
+    reads, errors = queue.get(timeout=60)
+    reader.join(timeout=30)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert errors == []
+    assert reads > 10
+
+
+def _wait_for(log: Path, marker: str, proc, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and marker in log.read_text(errors="replace"):
+            return
+        assert proc.poll() is None, f"run ended before '{marker}': {log.read_text(errors='replace')[-3000:]}"
+        time.sleep(0.1)
+    raise AssertionError(f"'{marker}' never appeared in {log}")
+
+
+@pytest.mark.parametrize("kill_at", ["[ingest]", "[dbt]"])
+def test_kill_9_mid_run_leaves_published_unchanged_and_next_run_loads_pending_once(
+    published_demo: Path, tmp_path: Path, kill_at: str
+) -> None:
+    data_dir = copy_data_dir(published_demo, tmp_path)
+    published = _published(data_dir)
+    before = _sha(published)
+    new_files = append_day(data_dir).files
+    proc = start_cli(data_dir, "run", "--data-dir", str(data_dir), log=tmp_path / "killed.log")
+    _wait_for(tmp_path / "killed.log", kill_at, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    # The published file is byte-identical and opens.
+    assert _sha(published) == before
+    con = duckdb.connect(str(published), read_only=True)
+    assert con.execute("select count(*) from marts.fct_survey_responses").fetchone()[0] > 0
+    con.close()
+    # The next run completes and every new file is loaded exactly once.
+    result = run_cli(data_dir, "run", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    con = duckdb.connect(str(published), read_only=True)
+    landing = data_dir / "landing"
+    for path in new_files:
+        rel = str(path.relative_to(landing))
+        rows = con.execute("select status, count(*) from marts.load_audit where file = ? group by status",
+                           [rel]).fetchall()
+        assert rows == [("loaded", 1)], (rel, rows)
+    for table in ("crm_activities", "survey_responses", "orders"):
+        raw = data_dir / "lake" / "raw" / table
+        loaded = con.execute("select coalesce(sum(rows_loaded), 0) from marts.load_audit where source = ?",
+                             [table]).fetchone()[0]
+        in_lake = duckdb.sql(f"select count(*) from read_parquet('{raw}/*.parquet')").fetchone()[0]
+        assert in_lake == loaded, table
+    con.close()
+
+
+def test_file_over_quarantine_threshold_blocks_publish_and_exits_non_zero(published_demo: Path, tmp_path: Path) -> None:
+    data_dir = copy_data_dir(published_demo, tmp_path)
+    published = _published(data_dir)
+    before = _sha(published)
+    rows = ["response_id,survey_type,customer_id,touchpoint,responded_at,nps_score"]
+    rows += [f"BAD{i:03d},relational,C00000001,,2026-09-01T10:00:00+09:00,{11 if i < 10 else 8}" for i in range(40)]
+    target = data_dir / "landing" / "survey_responses" / "bad_batch.csv"
+    target.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = run_cli(data_dir, "run", "--data-dir", str(data_dir))
+    assert result.returncode != 0
+    assert "quarantine_share" in result.stdout + result.stderr
+    assert "RUN FAILED" in result.stderr
+    assert _sha(published) == before
