@@ -232,7 +232,7 @@ def test_kill_9_mid_run_leaves_published_unchanged_and_next_run_loads_pending_on
         raw = data_dir / "lake" / "raw" / table
         loaded = con.execute("select coalesce(sum(rows_loaded), 0) from marts.load_audit where source = ?",
                              [table]).fetchone()[0]
-        in_lake = duckdb.sql(f"select count(*) from read_parquet('{raw}/*.parquet')").fetchone()[0]
+        in_lake = con.execute(f"select count(*) from read_parquet('{raw}/*.parquet')").fetchone()[0]
         assert in_lake == loaded, table
     con.close()
 
