@@ -1,0 +1,94 @@
+"""The code location: loads, validates, and holds the graph the README promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from orchestration.definitions import defs
+from orchestration.lib.lake import LAKE_TABLES
+
+REPO = Path(__file__).resolve().parents[2]
+MARTS = ["dim_customers", "dim_reps", "fct_crm_contacts", "fct_orders", "fct_survey_responses",
+         "fct_survey_driver_scores", "fct_customer_months", "nps_by_period", "detractor_followups", "load_audit"]
+ANALYSIS = ["link_effects", "dose_response", "key_drivers", "nps_revenue", "nps_changes", "contact_timing", "handoff"]
+
+
+@pytest.fixture(scope="module")
+def definitions() -> dg.Definitions:
+    return defs()
+
+
+def test_asset_graph_has_ingestion_dbt_analysis_report_and_publish(definitions: dg.Definitions) -> None:
+    keys = {k.to_user_string() for k in definitions.resolve_asset_graph().get_all_asset_keys()}
+    expected = {"/".join(key) for key in LAKE_TABLES.values()} | {"lake/load_manifest"}
+    expected |= {f"marts/{m}" for m in MARTS} | {f"analysis/{a}" for a in ANALYSIS}
+    expected |= {"reports/leadership_report", "ops/detractor_followups_sent", "warehouse/published"}
+    assert expected <= keys, sorted(expected - keys)
+
+
+def test_ingestion_assets_feed_the_dbt_sources_as_one_lineage_graph(definitions: dg.Definitions) -> None:
+    graph = definitions.resolve_asset_graph()
+    staging_parents = {
+        p.to_user_string()
+        for key in graph.get_all_asset_keys() if key.path[0] == "staging"
+        for p in graph.get(key).parent_keys
+    }
+    assert {"/".join(key) for key in LAKE_TABLES.values()} <= staging_parents
+    published = graph.get(dg.AssetKey(["warehouse", "published"]))
+    assert dg.AssetKey(["reports", "leadership_report"]) in published.parent_keys
+
+
+def test_dbt_tests_and_quality_checks_are_asset_checks(definitions: dg.Definitions) -> None:
+    checks = {k.to_user_string() for k in definitions.resolve_asset_graph().asset_check_keys}
+    assert "marts/fct_survey_responses:unique_fct_survey_responses_response_id" in checks
+    assert any(c.startswith("marts/nps_by_period:expression_is_true") for c in checks)
+    for source in ("crm/accounts", "crm/reps", "crm/activities", "survey/responses", "survey/driver_scores",
+                   "billing/orders"):
+        assert f"{source}:contract_expectations" in checks
+        assert f"{source}:quarantine_share" in checks
+    assert {f"analysis/{a}:usable_output" for a in ANALYSIS} <= checks
+
+
+def test_refresh_job_daily_schedule_at_six_tokyo_and_landing_sensor(definitions: dg.Definitions) -> None:
+    job = definitions.resolve_job_def("refresh")
+    assert job.executor_def.name == "in_process"
+    schedule = definitions.resolve_schedule_def("daily_refresh")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", "Asia/Tokyo")
+    sensor = definitions.resolve_sensor_def("landing_zone_sensor")
+    assert sensor.job_name == "refresh"
+
+
+def test_every_asset_has_a_description(definitions: dg.Definitions) -> None:
+    graph = definitions.resolve_asset_graph()
+    missing = [k.to_user_string() for k in graph.get_all_asset_keys()
+               if graph.get(k).is_materializable and not (graph.get(k).description or "").strip()]
+    assert missing == []
+
+
+def test_landing_sensor_requests_a_run_only_for_new_files(tmp_path: Path, definitions: dg.Definitions,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NPS_LINK_DATA_DIR", str(tmp_path))
+    sensor = definitions.resolve_sensor_def("landing_zone_sensor")
+    resources = {"nps_link": definitions.resources["nps_link"]}
+    with dg.build_sensor_context(resources=resources) as context:
+        assert sensor(context).skip_reason is not None
+    landing = tmp_path / "landing" / "crm_reps"
+    landing.mkdir(parents=True)
+    (landing / "reps.csv").write_text("rep_id,team\nR1,support\n", encoding="utf-8")
+    with dg.build_sensor_context(resources=resources) as context:
+        result = sensor(context)
+    assert len(result.run_requests) == 1
+    assert result.run_requests[0].run_key.startswith("landing-")
+
+
+def test_dagster_definitions_validate_passes_for_the_workspace() -> None:
+    dagster = Path(sys.executable).with_name("dagster")
+    result = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "nps_link" in result.stdout + result.stderr
