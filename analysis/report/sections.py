@@ -253,6 +253,17 @@ _PERIOD_COLUMNS = ("period_month", "survey_type", "dimension", "dimension_value"
                    "passives", "detractors", "nps", "nps_moe95")
 
 
+# marts.nps_by_period also carries survey_type 'all' (every survey type together). The report pools the
+# individual types from counts itself, so those rows are set aside: pooled with them, every response
+# would count twice (same NPS, but doubled n and a too-small margin of error).
+ALL_SURVEY_TYPES = "all"
+
+
+def _per_survey_type(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of individual survey types, without the mart's pre-pooled 'all' rows."""
+    return frame[frame["survey_type"].map(text_value) != ALL_SURVEY_TYPES]
+
+
 def _pooled(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Sum response counts over the other columns and recompute NPS and its margin from the counts."""
     counts = ["promoters", "passives", "detractors"]
@@ -280,7 +291,7 @@ def build_trend(inputs: ReportInputs, t: Translate, lang: str) -> Section:
     if section.reason:
         return section
     assert frame is not None
-    overall = frame[frame["dimension"] == "overall"].copy()
+    overall = _per_survey_type(frame[frame["dimension"] == "overall"]).copy()
     if overall.empty:
         section.reason = t("reason_no_overall_rows", table="marts.nps_by_period")
         return section
@@ -382,7 +393,7 @@ def build_breakdown(inputs: ReportInputs, t: Translate, lang: str) -> Section:
     if section.reason:
         return section
     assert frame is not None
-    frame = frame.copy()
+    frame = _per_survey_type(frame).copy()
     frame["month"] = month_key(frame["period_month"])
     end = latest_full_month(inputs)
     window = [shift_month(end, -k) for k in range(WINDOW_MONTHS - 1, -1, -1)]

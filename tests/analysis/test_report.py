@@ -414,3 +414,18 @@ def test_write_report_path_like_table_name_raises_value_error(tmp_path: Path) ->
     with pytest.raises(ValueError, match="plain lowercase identifier"):
         write_report("<p></p>", tmp_path, as_of=date(2025, 6, 30), tables={"../escape": pd.DataFrame()})
     assert not list(tmp_path.iterdir())
+
+
+def test_render_report_ignores_the_marts_pre_pooled_all_survey_type_rows(inputs: ReportInputs) -> None:
+    # marts.nps_by_period carries survey_type 'all' besides each type; pooled with them, every
+    # response would count twice (doubled n, too-small margin of error) and the trend would show
+    # the same line twice.
+    period = fx.nps_by_period()
+    counts = ["responses", "promoters", "passives", "detractors"]
+    all_rows = period.groupby(["period_month", "dimension", "dimension_value"], as_index=False)[counts].sum()
+    all_rows["survey_type"] = "all"
+    all_rows["nps"] = 100 * (all_rows["promoters"] - all_rows["detractors"]) / all_rows["responses"]
+    all_rows["nps_moe95"] = 1.0
+    with_all = pd.concat([period, all_rows.reindex(columns=period.columns)], ignore_index=True)
+    plain = render_report(fx.make_inputs(nps_by_period=period))
+    assert render_report(fx.make_inputs(nps_by_period=with_all)) == plain
