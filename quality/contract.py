@@ -25,6 +25,11 @@ LOAD_METADATA_COLUMNS: dict[str, pa.DataType] = {
     "_loaded_at": pa.timestamp("us"),  # UTC, naive
 }
 
+# Suffix of the keyed hash (HMAC-SHA256, key NPS_LINK_PII_KEY) ingestion adds beside every `pii: true`
+# column: the warehouse keeps the hash, so e.g. a respondent can be matched to the account contact,
+# and never the address itself.
+PII_KEY_SUFFIX = "_key"
+
 # Contract type -> Arrow type of the typed lake column. Timestamps are stored as naive UTC.
 ARROW_TYPES: dict[str, pa.DataType] = {
     "string": pa.string(),
@@ -72,6 +77,11 @@ class SourceSpec:
     def pii_columns(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.pii]
 
+    @property
+    def pii_key_columns(self) -> list[str]:
+        """The keyed-hash columns ingestion adds, one per personal-data column."""
+        return [f"{name}{PII_KEY_SUFFIX}" for name in self.pii_columns]
+
     def pattern_for(self, column: str) -> ColumnSpec | None:
         """The pattern spec a column name matches (e.g. driver_responsiveness -> driver_*), if any."""
         for pattern, spec in self.column_patterns.items():
@@ -80,8 +90,9 @@ class SourceSpec:
         return None
 
     def lake_schema(self) -> pa.Schema:
-        """Arrow schema of lake/raw/<source>: contract columns in contract order, then load metadata."""
+        """Arrow schema of lake/raw/<source>: contract columns in order, keyed hashes of PII, then load metadata."""
         fields = [pa.field(c.name, c.arrow_type) for c in self.columns.values()]
+        fields += [pa.field(name, pa.string()) for name in self.pii_key_columns]
         fields += [pa.field(n, t) for n, t in LOAD_METADATA_COLUMNS.items()]
         return pa.schema(fields)
 

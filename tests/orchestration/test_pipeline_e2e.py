@@ -116,6 +116,13 @@ def test_run_prints_quality_summary_data_docs_and_published_path(published_demo:
 
 def test_no_email_address_in_published_tables_or_report(published_demo: Path) -> None:
     assert scan_duckdb_for_emails(_published(published_demo)) == []
+    con = duckdb.connect(str(_published(published_demo)), read_only=True)
+    # Addresses are replaced by keyed hashes where a join needs them: 64 hex digits, never the address.
+    keys = con.execute("select count(*), count(*) filter (where regexp_full_match(respondent_email_key, "
+                       "'[0-9a-f]{64}')) from marts.fct_survey_responses where respondent_email_key is not null"
+                       ).fetchone()
+    con.close()
+    assert keys[0] > 0 and keys[0] == keys[1]
     report = published_demo / "reports" / "leadership_report.html"
     assert report.exists()
     assert scan_file_for_emails(report) == []

@@ -28,13 +28,14 @@ import shutil
 import stat
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestration.lib.ingest.manifest import ManifestStore, atomic_write_bytes, sha256_of
@@ -44,6 +45,7 @@ from orchestration.lib.ingest.rules import CheckPlan, compile_checks, naive_utc
 from orchestration.lib.lake import ensure_lake_tables, lake_schema, quarantine_dir, raw_dir, rejected_dir
 from orchestration.lib.settings import Settings
 from quality.contract import DRIVER_SCORES_TABLE, SourceSpec, load_contract
+from quality.pii import keyed_hash, load_or_create_pii_key
 
 DRIVER_PATTERN = "driver_*"
 _BATCH_ROWS = 1_000_000
@@ -150,6 +152,7 @@ def _write_query(
     schema: pa.Schema,
     target: Path,
     names: list[str] | None = None,
+    transform: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
 ) -> None:
     """Stream a query's rows into `target` with exactly `schema`, through a temporary file."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -159,8 +162,25 @@ def _write_query(
         for batch in reader:
             if names is not None:
                 batch = batch.rename_columns(names)
+            if transform is not None:
+                batch = transform(batch)
             writer.write_batch(batch.cast(schema))
     os.replace(tmp, target)
+
+
+def _pii_keys(spec: SourceSpec, key: bytes) -> Callable[[pa.RecordBatch], pa.RecordBatch] | None:
+    """Append the keyed hash of every personal-data column (trimmed, lower-cased: one address, one key)."""
+    if not spec.pii_columns:
+        return None
+
+    def add_keys(batch: pa.RecordBatch) -> pa.RecordBatch:
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        for name, key_name in zip(spec.pii_columns, spec.pii_key_columns, strict=True):
+            normalised = pc.utf8_lower(pc.utf8_trim_whitespace(batch.column(name)))
+            columns[key_name] = keyed_hash(normalised, key)
+        return pa.RecordBatch.from_pydict(columns).select(lake_schema(spec.name).names)
+
+    return add_keys
 
 
 def _metadata_sql() -> str:
@@ -170,10 +190,13 @@ def _metadata_sql() -> str:
     )
 
 
-def _write_raw(con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict) -> None:
+def _write_raw(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict, pii_key: bytes
+) -> None:
     typed = ", ".join(f"t{k} AS {quote_ident(col)}" for k, col in enumerate(plan.contract_columns))
     sql = f"SELECT {typed}, {_metadata_sql()} FROM checked WHERE _rule IS NULL"
-    _write_query(con, sql, meta, lake_schema(spec.name), raw_dir(lake, spec.name) / f"{meta['sha']}.parquet")
+    _write_query(con, sql, meta, lake_schema(spec.name), raw_dir(lake, spec.name) / f"{meta['sha']}.parquet",
+                 transform=_pii_keys(spec, pii_key))
 
 
 def _write_drivers(con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict) -> None:
@@ -307,7 +330,8 @@ def _load_file(
         # fail the run and leave the file pending, not reject a good delivery.
         con.execute(plan.sql, plan.parameters(entry.relpath, now))
         counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())
-        _write_raw(con, spec, plan, settings.lake_dir, meta)
+        pii_key = load_or_create_pii_key(settings.data_dir, os.environ) if spec.pii_columns else b""
+        _write_raw(con, spec, plan, settings.lake_dir, meta, pii_key)
         if DRIVER_PATTERN in spec.column_patterns:
             _write_drivers(con, spec, plan, settings.lake_dir, meta)
         quarantined = sum(n for rule, n in counts.items() if rule is not None)

@@ -16,6 +16,7 @@ categorized as (
         responded_at,
         nps_score,
         comment,
+        respondent_email_key,
         {{ nps_category('nps_score') }} as nps_category
     from responses
 
@@ -29,6 +30,7 @@ select
     responded_at,
     nps_score,
     comment,
+    respondent_email_key,
     nps_category,
     -- 0/1 flags derived from the category (never from the score again), so sums give the counts.
     case when nps_category = 'promoter' then 1 else 0 end as is_promoter,

@@ -111,6 +111,7 @@ customers as (
         region,
         created_at,
         owner_rep_id,
+        contact_email_key,
         false as is_orphan
     from accounts
     union all
@@ -122,6 +123,7 @@ customers as (
         cast(null as {{ dbt.type_string() }}) as region,
         cast(null as {{ dbt.type_timestamp() }}) as created_at,
         cast(null as {{ dbt.type_string() }}) as owner_rep_id,
+        cast(null as {{ dbt.type_string() }}) as contact_email_key,
         true as is_orphan
     from orphans
 
@@ -135,6 +137,7 @@ select
     customers.region,
     customers.created_at,
     customers.owner_rep_id,
+    customers.contact_email_key,
     customers.is_orphan,
     first_orders.first_order_at,
     -- NULL until the first week is over at as_of, so a half-observed week never reads as "few contacts".

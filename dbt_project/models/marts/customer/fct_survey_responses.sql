@@ -20,7 +20,8 @@ repeat_purchases as (
 
 customers as (
 
-    select customer_id, segment, business_unit, created_at, is_orphan from {{ ref('dim_customers') }}
+    select customer_id, segment, business_unit, created_at, contact_email_key, is_orphan
+    from {{ ref('dim_customers') }}
 
 ),
 
@@ -49,7 +50,13 @@ select
     {{ days_between('customers.created_at', 'responses.responded_at') }} as tenure_days,
     repeat_purchases.revenue_prior_365d,
     repeat_purchases.revenue_next_365d,
-    coalesce(customers.is_orphan, true) as is_orphan_customer
+    coalesce(customers.is_orphan, true) as is_orphan_customer,
+    responses.respondent_email_key,
+    -- Did the account's registered contact answer? Compared on keyed hashes, never on addresses.
+    case
+        when responses.respondent_email_key is null or customers.contact_email_key is null then null
+        else responses.respondent_email_key = customers.contact_email_key
+    end as is_account_contact
 from responses
 cross join run_parameters
 inner join exposure

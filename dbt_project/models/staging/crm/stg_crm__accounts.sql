@@ -16,6 +16,7 @@ versions as (
         region,
         created_at,
         owner_rep_id,
+        contact_email_key,
         updated_at,
         _source_file,
         _delivery_seq,
@@ -37,6 +38,8 @@ select
     cast(region as {{ dbt.type_string() }}) as region,
     cast(created_at as {{ dbt.type_timestamp() }}) as created_at,
     cast(owner_rep_id as {{ dbt.type_string() }}) as owner_rep_id,
+    -- The keyed hash ingestion computed; the address itself stays in the lake.
+    cast(contact_email_key as {{ dbt.type_string() }}) as contact_email_key,
     cast(updated_at as {{ dbt.type_timestamp() }}) as updated_at,
     _source_file,
     _delivery_seq

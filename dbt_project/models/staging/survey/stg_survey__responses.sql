@@ -16,6 +16,7 @@ versions as (
         responded_at,
         nps_score,
         comment,
+        respondent_email_key,
         _source_file,
         _delivery_seq,
         row_number() over (
@@ -35,6 +36,8 @@ select
     cast(nps_score as {{ dbt.type_int() }}) as nps_score,
     -- Free text may name people (contract pii: possible); it is kept for detractor follow-up only.
     cast(comment as {{ dbt.type_string() }}) as comment,
+    -- The keyed hash ingestion computed; the address itself stays in the lake.
+    cast(respondent_email_key as {{ dbt.type_string() }}) as respondent_email_key,
     _source_file,
     _delivery_seq
 from versions
