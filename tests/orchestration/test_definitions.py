@@ -52,6 +52,9 @@ def test_dbt_tests_and_quality_checks_are_asset_checks(definitions: dg.Definitio
         assert f"{source}:contract_expectations" in checks
         assert f"{source}:quarantine_share" in checks
     assert {f"analysis/{a}:usable_output" for a in ANALYSIS} <= checks
+    assert {"marts/fct_survey_responses:daily_response_volume", "marts/nps_by_period:nps_month_on_month_jump",
+            "marts/fct_survey_responses:repeat_rate_month_on_month_jump",
+            "marts/fct_customer_months:contact_count_explosion"} <= checks
 
 
 def test_refresh_job_daily_schedule_at_six_tokyo_and_landing_sensor(definitions: dg.Definitions) -> None:

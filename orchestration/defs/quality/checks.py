@@ -1,0 +1,96 @@
+"""Mart-level expectations: what row rules cannot catch, judged on the built marts before publish.
+
+Each check wraps one function of `quality/marts.py` (plain Python, tested on its own). A failure with
+severity ERROR blocks the publish; WARN is shown in the UI and in `nps-link run`'s summary.
+"""
+
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+
+from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.warehouse import run_as_of
+from quality.marts import (
+    ERROR,
+    MartOutcome,
+    contact_explosion_outcome,
+    daily_volume_outcome,
+    nps_jump_outcome,
+    repeat_rate_jump_outcome,
+)
+
+
+def _result(outcome: MartOutcome) -> dg.AssetCheckResult:
+    severity = dg.AssetCheckSeverity.ERROR if outcome.severity == ERROR else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(
+        passed=outcome.success, severity=severity,
+        metadata={"message": outcome.message, "check": outcome.check},
+    )
+
+
+def _local_day(reporting_tz: str) -> str:
+    """SQL for a response's calendar day in the reporting time zone (the same cut as dbt's macro)."""
+    return f"cast(timezone('{reporting_tz}', timezone('UTC', responded_at)) as date)"
+
+
+@dg.asset_check(asset=dg.AssetKey(["marts", "fct_survey_responses"]), blocking=True,
+                description="Responses per day within the trailing 28-day median's range (latest complete day).")
+def daily_response_volume(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
+    """A day with far more or far fewer responses than usual: a double export or a broken feed."""
+    settings = nps_link.settings()
+    if "'" in settings.reporting_tz:
+        raise ValueError(f"not a time zone name: {settings.reporting_tz!r}")
+    with nps_link.build_connection() as con:
+        day = _local_day(settings.reporting_tz)
+        daily = con.execute(f"select {day} as day, count(*) as responses from marts.fct_survey_responses group by 1"
+                            ).df()
+        as_of = run_as_of(con)
+        last_day = con.execute(f"select cast(timezone('{settings.reporting_tz}', timezone('UTC', ?::timestamp)) "
+                               "as date)", [as_of]).fetchone()[0]
+    # The as_of day may still be filling up: judge the last complete day before it.
+    return _result(daily_volume_outcome(daily, through=last_day - timedelta(days=1)))
+
+
+@dg.asset_check(asset=dg.AssetKey(["marts", "nps_by_period"]), blocking=True,
+                description="The latest month's NPS moved no more than sampling error explains.")
+def nps_month_on_month_jump(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
+    """An NPS jump between the last two months beyond sampling error (p < 0.001 and >= 3 points)."""
+    with nps_link.build_connection() as con:
+        frame = con.execute("select * from marts.nps_by_period where survey_type <> 'all'").df()
+    return _result(nps_jump_outcome(frame))
+
+
+@dg.asset_check(asset=dg.AssetKey(["marts", "fct_survey_responses"]), blocking=True,
+                description="The latest month's repeat rate moved no more than sampling error explains.")
+def repeat_rate_month_on_month_jump(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
+    """A repeat-rate jump between the last two months with uncensored responses."""
+    with nps_link.build_connection() as con:
+        frame = con.execute(
+            """
+            select response_month as period_month, count(repeat_after) as repeat_n,
+                   coalesce(sum(repeat_after), 0) as repeats
+            from marts.fct_survey_responses
+            where repeat_after is not null
+            group by 1
+            """
+        ).df()
+    return _result(repeat_rate_jump_outcome(frame))
+
+
+@dg.asset_check(asset=dg.AssetKey(["marts", "fct_customer_months"]), blocking=True,
+                description="No customer's contacts in the latest month exploded against their own history.")
+def contact_count_explosion(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
+    """Contacts per customer exploding in the latest month: a logging loop or a re-imported batch."""
+    with nps_link.build_connection() as con:
+        latest = con.execute("select max(month) from marts.fct_customer_months").fetchone()[0]
+        if latest is None:
+            frame = pd.DataFrame(columns=["customer_id", "month", "contacts"])
+        else:
+            # Only the months the check looks at (latest + 6 trailing), not the whole panel.
+            frame = con.execute(
+                "select customer_id, month, contacts from marts.fct_customer_months "
+                "where month >= ?::date - interval 7 month",
+                [latest],
+            ).df()
+    return _result(contact_explosion_outcome(frame))
