@@ -257,3 +257,60 @@ def test_file_over_quarantine_threshold_blocks_publish_and_exits_non_zero(publis
     assert "quarantine_share" in result.stdout + result.stderr
     assert "RUN FAILED" in result.stderr
     assert _sha(published) == before
+
+
+def test_analysis_tables_agree_with_the_planted_structure(published_demo: Path) -> None:
+    truth = json.loads((published_demo / "demo_truth.json").read_text())
+    con = duckdb.connect(str(_published(published_demo)), read_only=True)
+    # Key drivers: the planted strongest item ranks first and the planted top three are the fitted top
+    # three (their order among 2 and 3, planted weights 0.22 and 0.15, is within noise at this size).
+    fitted = [d for d, in con.execute("select driver from analysis.key_drivers where rank is not null order by rank"
+                                      ).fetchall()]
+    planted = [d for d in truth["key_drivers"]["rank"] if d in fitted]
+    assert fitted[0] == planted[0]
+    assert set(fitted[:3]) == set(planted[:3])
+    # First-week contacts raise NPS and a slow hand-off lowers it, beyond the margins of error.
+    timing = dict(con.execute("select bin_label, (nps, nps_moe95) from analysis.contact_timing").fetchall())
+    assert timing["3+"][0] - timing["3+"][1] > timing["0"][0] + timing["0"][1]
+    handoff = dict(con.execute("select bin_label, (nps, nps_moe95) from analysis.handoff").fetchall())
+    assert handoff["<=7 d"][0] - handoff["<=7 d"][1] > handoff["31-60 d"][0] + handoff["31-60 d"][1]
+    # More contacts, higher scores, up to 4 a month (the planted slope is 0.5 points per contact).
+    means = [m for m, in con.execute("select mean_nps_score from analysis.dose_response where bin_high <= 4 "
+                                     "order by bin_low").fetchall()]
+    assert means == sorted(means) and len(means) >= 4
+    # The link: the chain's effects are positive with CIs away from zero, and near the truth.
+    effects = {e: (est, lo, hi) for e, est, lo, hi in con.execute(
+        "select effect, estimate, ci_low, ci_high from analysis.link_effects").fetchall()}
+    for effect in ("a_path", "b_path", "indirect", "total"):
+        estimate, low, high = effects[effect]
+        assert 0 < low < estimate < high, effect
+        assert abs(estimate - truth["link"]["effects"][effect]) < 0.3 * truth["link"]["effects"][effect], effect
+    con.close()
+
+
+def test_report_headline_numbers_equal_the_published_link_effects(published_demo: Path) -> None:
+    from analysis.report import headline_numbers
+
+    con = duckdb.connect(str(_published(published_demo)), read_only=True)
+    effects = con.execute("select * exclude (run_id, as_of) from analysis.link_effects").df()
+    as_of = con.execute("select max(as_of) from analysis.link_effects").fetchone()[0]
+    con.close()
+    expected = headline_numbers(effects)
+    html = (published_demo / "reports" / "leadership_report.html").read_text(encoding="utf-8")
+    shown = dict(re.findall(r'data-headline="([a-z_]+)"[^>]*>\s*([+\-−]?[\d.,]+)', html))
+    assert shown, "no headline numbers in the report"
+    for key, text in shown.items():
+        value = float(text.replace("−", "-").replace("+", "").replace(",", ""))
+        assert value == pytest.approx(expected[key], abs=0.005), key
+    assert {"a_path", "total"} <= set(shown)
+    dated = list((published_demo / "reports").glob("*/leadership_report.html"))
+    assert len(dated) == 1 and (dated[0].parent / "link_effects.csv").exists()
+    assert as_of is not None
+
+
+def test_docs_command_builds_static_dbt_docs_for_analysts(published_demo: Path, tmp_path: Path) -> None:
+    data_dir = copy_data_dir(published_demo, tmp_path)
+    result = run_cli(data_dir, "docs", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    page = data_dir / "docs" / "static_index.html"
+    assert page.exists() and "fct_survey_responses" in page.read_text(encoding="utf-8")
