@@ -14,8 +14,12 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestration.lib.settings import Settings
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -85,6 +89,29 @@ def _print_quality_summary(settings: Settings, since_epoch: float) -> None:
         print(f"  {source:<18}{loaded:>7}{rejected:>10}{dup:>5}{read:>13,}{ok:>13,}{quarantined:>13,}")
 
 
+def step_timings(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, float]]:
+    """Start and end (epoch seconds) of every step of a finished run, read from its event log.
+
+    Steps that failed end at their failure event; a step with no end event is left out.
+    """
+    steps: dict[str, dict[str, float]] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            steps.setdefault(event.step_key, {})["start"] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            steps.setdefault(event.step_key, {})["end"] = entry.timestamp
+    return {key: span for key, span in steps.items() if {"start", "end"} <= span.keys()}
+
+
+def write_step_timings(instance: dg.DagsterInstance, run_id: str, path: Path) -> None:
+    """Write the run id and every step's start/end as JSON, for the benchmark harness."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run_id": run_id, "steps": step_timings(instance, run_id)}, indent=1))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """One full refresh: ingest -> dbt -> checks -> analysis -> report -> publish."""
     settings = _settings(args)
@@ -106,11 +133,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"nps-link run: data dir {settings.data_dir}, as_of {settings.as_of or 'latest event loaded'}")
     job = defs().resolve_job_def("refresh")
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
-    )
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    if args.full_refresh:
+        # dbt rebuilds every incremental model from the whole lake (the always-available path).
+        run_config["ops"] = {"dbt_models": {"config": {"full_refresh": True}}}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+    if args.timings:
+        write_step_timings(instance, result.run_id, Path(args.timings))
     failed_steps = [e for e in result.all_events if e.is_step_failure]
     failed_checks = [
         e.asset_check_evaluation_data
@@ -177,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--as-of", default=None, help="data cut-off date (end of that day, reporting time zone)")
     run.add_argument("--lang", default=None, choices=["en", "ja"], help="report language")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--full-refresh", action="store_true",
+                     help="rebuild every incremental dbt model from the whole lake instead of the new deliveries")
+    run.add_argument("--timings", default=None, help="write each step's start and end (JSON) to this file")
     run.set_defaults(func=cmd_run)
 
     docs = sub.add_parser("docs", help="build the dbt docs site as static files")
