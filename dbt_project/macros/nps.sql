@@ -13,10 +13,11 @@
 
 
 {% macro nps(promoters, detractors, responses) -%}
-    {#- 100 x (promoters - detractors) / responses; NULL for an empty group. -#}
+    {#- 100 x (promoters - detractors) / responses; NULL for an empty group. A DOUBLE on every engine:
+        with the literal 100.0, Spark would compute a DECIMAL(38,14) where DuckDB gives a DOUBLE. -#}
     case
         when {{ responses }} > 0
-            then 100.0 * ({{ promoters }} - {{ detractors }}) / {{ responses }}
+            then cast(100 as {{ type_double() }}) * ({{ promoters }} - {{ detractors }}) / {{ responses }}
     end
 {%- endmacro %}
 

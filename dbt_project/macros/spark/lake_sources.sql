@@ -19,12 +19,16 @@
 {% macro spark__register_lake_sources() -%}
     {%- if execute -%}
         {%- set lake_dir = env_var('NPS_LINK_DATA_DIR').rstrip('/') ~ '/lake' -%}
+        {%- set databases = [] -%}
         {%- for node in graph.sources.values() if node.package_name == project_name -%}
             {%- set lake_path = node.config.meta.get('lake_path') or node.meta.get('lake_path') -%}
             {%- if not lake_path -%}
                 {{ exceptions.raise_compiler_error("source " ~ node.source_name ~ "." ~ node.name ~ " has no meta.lake_path") }}
             {%- endif -%}
-            {%- do run_query('create database if not exists ' ~ node.schema) -%}
+            {%- if node.schema not in databases -%}
+                {%- do run_query('create database if not exists ' ~ node.schema) -%}
+                {%- do databases.append(node.schema) -%}
+            {%- endif -%}
             {#- Dropped and created, never altered: the schema is read from the files on every run, so a
                 column added by a new delivery appears. Dropping an external table leaves its files. -#}
             {%- do run_query('drop table if exists ' ~ node.schema ~ '.' ~ node.identifier) -%}
