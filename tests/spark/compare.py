@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from orchestration.lib.dbt import DBT_PROJECT_DIR, dbt_vars
+from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, dbt_vars
 from orchestration.lib.settings import Settings
 from tests.spark.comparison import Difference, TableComparison, compare_tables, grain_keys, summary_line
 
@@ -64,19 +65,14 @@ def prepare_lake(data_dir: Path, *, customers: int, seed: int) -> Settings:
     return settings
 
 
-def dbt_build(settings: Settings, target: str) -> Path:
-    """Build seeds and models on `target` (full refresh) in this process; return its dbt target dir.
+def dbt_build_args(settings: Settings, target: str) -> list[str]:
+    """The dbt arguments that build seeds and models on `target` (full refresh) for these settings.
 
     Data tests are not run here: `make test` runs them on DuckDB, and two of them read DuckDB's
     information_schema, which Spark's catalog does not have. Equality of the marts is the proof.
     """
-    from dbt.cli.main import dbtRunner
-
     target_dir = settings.data_dir / "dbt" / target
-    os.environ["NPS_LINK_DATA_DIR"] = str(settings.data_dir)
-    os.environ["DUCKDB_PATH"] = str(settings.build_db_path)
-    settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
-    args = [
+    return [
         "build", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
         "--target", target, "--target-path", str(target_dir), "--log-path", str(target_dir / "logs"),
         "--vars", json.dumps(dbt_vars(settings)),
@@ -85,15 +81,66 @@ def dbt_build(settings: Settings, target: str) -> Path:
         # partial update with a full build.
         "--full-refresh", "--quiet",
     ]
-    outcome = dbtRunner().invoke(args)
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The environment both dbt builds read: the data dir (lake and Spark dirs) and the DuckDB file."""
+    return {"NPS_LINK_DATA_DIR": str(settings.data_dir), "DUCKDB_PATH": str(settings.build_db_path)}
+
+
+def build_on_duckdb(settings: Settings) -> Path:
+    """Build on the duckdb target in a child process; return the dbt target dir (with manifest.json).
+
+    A child process, because dbt-duckdb keeps its database open inside the process that ran it and
+    the comparison then needs its own read-only connection.
+    """
+    settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [str(DBT_EXECUTABLE), *dbt_build_args(settings, "duckdb")], env={**os.environ, **dbt_env(settings)},
+        cwd=DBT_PROJECT_DIR, capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise StepFailed(f"dbt build on duckdb failed:\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
+    return settings.data_dir / "dbt" / "duckdb"
+
+
+def build_on_spark(settings: Settings) -> None:
+    """Build on the spark target in this process, so its Spark session stays open to read the marts."""
+    from dbt.cli.main import dbtRunner
+
+    os.environ.update(dbt_env(settings))
+    outcome = dbtRunner().invoke(dbt_build_args(settings, "spark"))
     if not outcome.success:
         failed = [
             f"{r.node.name}: {r.message}" for r in getattr(outcome.result, "results", None) or []
             if str(r.status) not in ("success", "pass")
         ]
-        detail = "; ".join(failed) or str(outcome.exception)
-        raise StepFailed(f"dbt build on {target} failed: {detail}")
-    return target_dir
+        raise StepFailed(f"dbt build on spark failed: {'; '.join(failed) or outcome.exception}")
+
+
+def quiet_spark_logs(conf_dir: Path) -> None:
+    """Point Spark at a log4j2 configuration that prints errors only, unless SPARK_CONF_DIR is set.
+
+    Spark's default prints every WARN, including a stack trace for each lake glob it resolves; the
+    build's own errors still reach dbt's output.
+    """
+    if os.environ.get("SPARK_CONF_DIR"):
+        return
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "log4j2.properties").write_text(
+        "rootLogger.level = error\n"
+        "rootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\n"
+        "appender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex\n"
+        # As in Spark's own template: the Hive metastore logs "already exists" as an error for
+        # every `create database if not exists` that finds the database.
+        "logger.hms.name = org.apache.hadoop.hive.metastore.RetryingHMSHandler\n"
+        "logger.hms.level = fatal\n"
+    )
+    os.environ["SPARK_CONF_DIR"] = str(conf_dir)
 
 
 def duckdb_marts(db_path: Path) -> dict[str, pa.Table]:
@@ -163,9 +210,10 @@ def run(data_dir: Path, *, customers: int, seed: int) -> int:
     except Exception as exc:
         raise StepFailed(f"demo sources or ingestion failed: {exc!r}") from exc
     _say(f"demo sources for {customers:,} customers (seed {seed}) ingested into {settings.lake_dir}", started)
-    duckdb_target = dbt_build(settings, "duckdb")
+    duckdb_target = build_on_duckdb(settings)
     _say("dbt seeds and models built on DuckDB", started)
-    dbt_build(settings, "spark")
+    quiet_spark_logs(data_dir / "spark" / "conf")
+    build_on_spark(settings)
     _say("dbt seeds and models built on Spark", started)
 
     manifest: dict[str, Any] = json.loads((duckdb_target / "manifest.json").read_text())

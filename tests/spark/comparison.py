@@ -4,7 +4,9 @@ Plain pyarrow + numpy + pandas, no engine: `tests/spark/compare.py` feeds it Duc
 and `tests/spark/test_comparison.py` pins its rules on small hand-made tables.
 
 The rules (what "equal" means for the DuckDB-vs-Spark proof):
-- the same columns, each of the same kind (numeric, string, boolean, date, timestamp);
+- the same columns, each of the same kind (integer, float, decimal, string, boolean, date,
+  timestamp; integer widths may differ, a DOUBLE on one engine and a DECIMAL on the other may not,
+  because analysts' arithmetic on them differs);
 - the same number of rows, no duplicated grain key, the same set of grain keys;
 - for every row, the same NULL pattern; strings, booleans and dates exactly equal; timestamps equal
   to the microsecond (a time-zone-aware column is read as its UTC instant, a naive one as naive UTC);
@@ -29,6 +31,7 @@ NUMERIC_TOLERANCE = 1e-9
 # How many example rows a difference keeps for the report; the count is always complete.
 MAX_EXAMPLES = 3
 GRAIN_TESTS = ("unique", "unique_combination_of_columns")
+NUMERIC_KINDS = ("integer", "float", "decimal")
 
 
 @dataclass(frozen=True)
@@ -99,13 +102,17 @@ def grain_keys(manifest: Mapping[str, Any], schema: str = "marts") -> dict[str, 
 class _Column:
     kind: str
     nulls: np.ndarray  # bool per row
-    values: np.ndarray  # float64 for numeric (NULL -> 0.0), object otherwise (NULL -> None)
+    values: np.ndarray  # float64 for NUMERIC_KINDS (NULL -> 0.0), object otherwise (NULL -> None)
 
 
 def column_kind(data_type: pa.DataType) -> str:
-    """The comparison kind of an Arrow type: numeric, string, boolean, date, timestamp or other."""
-    if pa.types.is_integer(data_type) or pa.types.is_floating(data_type) or pa.types.is_decimal(data_type):
-        return "numeric"
+    """The comparison kind of an Arrow type: integer, float, decimal, string, boolean, date, timestamp or other."""
+    if pa.types.is_integer(data_type):
+        return "integer"
+    if pa.types.is_floating(data_type):
+        return "float"
+    if pa.types.is_decimal(data_type):
+        return "decimal"
     if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
         return "string"
     if pa.types.is_boolean(data_type):
@@ -120,7 +127,7 @@ def column_kind(data_type: pa.DataType) -> str:
 def _canonical(array: pa.ChunkedArray | pa.Array) -> _Column:
     kind = column_kind(array.type)
     nulls = np.asarray(pc.is_null(array).to_numpy(zero_copy_only=False), dtype=bool)
-    if kind == "numeric":
+    if kind in NUMERIC_KINDS:
         values = np.asarray(pc.fill_null(array.cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False), dtype=float)
     elif kind == "timestamp":
         # A zone-aware timestamp's integer is its UTC instant; a naive one's is its wall time, which
@@ -136,7 +143,7 @@ def _canonical(array: pa.ChunkedArray | pa.Array) -> _Column:
 
 def _key_values(array: pa.ChunkedArray | pa.Array) -> list[Any]:
     # Numbers stay exact Python values here (a NULL key must not meet a 0), the rest as in _canonical.
-    if column_kind(array.type) == "numeric":
+    if column_kind(array.type) in NUMERIC_KINDS:
         return array.to_pylist()
     return list(_canonical(array).values)
 
@@ -154,7 +161,7 @@ def _render(value: Any, kind: str) -> str:
         return str(pd.Timestamp(int(value), unit="us"))
     if kind == "date":
         return str(pd.Timestamp(int(value), unit="D").date())
-    if kind == "numeric":
+    if kind in NUMERIC_KINDS:
         return repr(float(value))
     return repr(value)
 
@@ -171,7 +178,7 @@ def _unequal(left: _Column, right: _Column, left_rows: np.ndarray, right_rows: n
     """A mask over matched row pairs: True where the two cells differ (NULL pattern or value)."""
     left_null, right_null = left.nulls[left_rows], right.nulls[right_rows]
     both = ~left_null & ~right_null
-    if left.kind == "numeric":
+    if left.kind in NUMERIC_KINDS:
         a, b = left.values[left_rows], right.values[right_rows]
         with np.errstate(invalid="ignore", over="ignore"):
             scale = np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))
