@@ -147,11 +147,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
     ]
     _print_quality_summary(settings, started_epoch)
-    if failed_checks:
-        print("\nChecks that failed:")
-        for check in failed_checks:
-            severity = check.severity.value if check.severity else ""
-            print(f"  {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name} [{severity}]")
+    for title, severities in (("Checks that failed (blocking):", ("ERROR",)), ("Warnings (not blocking):", ("WARN",))):
+        listed = [c for c in failed_checks if (c.severity.value if c.severity else "ERROR") in severities]
+        if listed:
+            print(f"\n{title}")
+        for check in listed:
+            description = (check.description or "").strip().splitlines()
+            note = f": {description[0][:140]}" if description else ""
+            print(f"  {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name}{note}")
     elapsed = time.perf_counter() - started
     if not result.success:
         print(f"\nRUN FAILED after {elapsed:.0f} s; the published warehouse was left as it was.", file=sys.stderr)
