@@ -14,7 +14,8 @@ refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     executor_def=dg.in_process_executor,
     description="Full refresh: ingest -> dbt -> checks -> analysis -> report -> publish.",
-    tags={"dagster/max_runtime": 3 * 3600},
+    # One writer of the build warehouse at a time (dagster.yaml limits runs with this tag to one).
+    tags={"dagster/max_runtime": 3 * 3600, "nps_link/warehouse_writer": "build"},
 )
 
 # The seed companies read the report at the start of the Tokyo working day.

@@ -60,10 +60,22 @@ def test_dbt_tests_and_quality_checks_are_asset_checks(definitions: dg.Definitio
 def test_refresh_job_daily_schedule_at_six_tokyo_and_landing_sensor(definitions: dg.Definitions) -> None:
     job = definitions.resolve_job_def("refresh")
     assert job.executor_def.name == "in_process"
+    assert job.tags["nps_link/warehouse_writer"] == "build"
     schedule = definitions.resolve_schedule_def("daily_refresh")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", "Asia/Tokyo")
     sensor = definitions.resolve_sensor_def("landing_zone_sensor")
     assert sensor.job_name == "refresh"
+
+
+def test_instance_config_queues_refreshes_one_writer_at_a_time(tmp_path: Path) -> None:
+    # The schedule and the landing sensor may both ask for a refresh; the second must wait in the
+    # queue, not fail on DuckDB's single-writer lock.
+    import yaml
+
+    overrides = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    with dg.instance_for_test(overrides=overrides, temp_dir=str(tmp_path)) as instance:
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert {"key": "nps_link/warehouse_writer", "limit": 1} in limits
 
 
 def test_every_asset_has_a_description(definitions: dg.Definitions) -> None:
