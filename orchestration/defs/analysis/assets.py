@@ -7,6 +7,7 @@ data are too thin for the figure (the report then says "not enough data" instead
 """
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 import duckdb
@@ -74,18 +75,6 @@ def _run(
     yield dg.AssetCheckResult(asset_key=key, check_name="usable_output", passed=ok, metadata={"reason": reason})
 
 
-def _spec(table: str, deps: list[str], description: str) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key=dg.AssetKey(["analysis", table]), deps=[_mart(d) for d in deps], group_name="analysis",
-        kinds={"python", "duckdb"}, description=description,
-    )
-
-
-def _usable(table: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec("usable_output", asset=dg.AssetKey(["analysis", table]), blocking=True,
-                             description="Enough rows, a converged model, and finite numbers.")
-
-
 # ---- link: contacts -> NPS score -> repeat ----------------------------------------------------------
 
 LINK_FRAME_SQL = """
@@ -119,21 +108,6 @@ def build_link_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     )
 
 
-@dg.multi_asset(
-    specs=[_spec("link_effects", ["fct_survey_responses", "dim_customers"],
-                 "Indirect, direct and total effect of one more outbound contact a month on repeat rate, via NPS.")],
-    check_specs=[_usable("link_effects")],
-)
-def link_effects(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
-    """The link: a_path, b_path, direct, indirect, total and proportion mediated, with bootstrap CIs.
-
-    Grain: run x effect. Uncensored responses only; covariates LINK_COVARIATES; clusters = customers.
-    """
-    yield from _run(context, nps_link, "link_effects", build_link_effects)
-
-
-# ---- dose-response -----------------------------------------------------------------------------------
-
 def build_dose_response(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Score, NPS and repeat rate by contacts-per-month bin."""
     frame = con.execute(
@@ -142,36 +116,12 @@ def build_dose_response(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return tables.dose_response(frame)
 
 
-@dg.multi_asset(
-    specs=[_spec("dose_response", ["fct_survey_responses"],
-                 "NPS and repeat rate by contact-frequency bin, to show diminishing returns or over-contact.")],
-    check_specs=[_usable("dose_response")],
-)
-def dose_response(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
-    """Mean score, NPS and repeat rate per contacts-per-month bin, with CIs. Grain: run x bin."""
-    yield from _run(context, nps_link, "dose_response", build_dose_response)
-
-
-# ---- key drivers -------------------------------------------------------------------------------------
-
 def build_key_drivers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Relative weights of the driver items on the 0-10 score, with their mean rating."""
     scores = con.execute("select response_id, driver, score from marts.fct_survey_driver_scores").df()
     responses = con.execute("select response_id, nps_score from marts.fct_survey_responses").df()
     return tables.key_drivers(scores, responses)
 
-
-@dg.multi_asset(
-    specs=[_spec("key_drivers", ["fct_survey_driver_scores", "fct_survey_responses"],
-                 "Which CX items move the score most (Johnson's relative weights) and the top 5 to improve.")],
-    check_specs=[_usable("key_drivers")],
-)
-def key_drivers(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
-    """Importance (share of R-squared) x performance (mean rating) per driver item. Grain: run x driver."""
-    yield from _run(context, nps_link, "key_drivers", build_key_drivers)
-
-
-# ---- NPS and revenue ---------------------------------------------------------------------------------
 
 def build_nps_revenue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Revenue in the year after a response by NPS category, and NPS-revenue correlation by segment-month."""
@@ -192,34 +142,10 @@ def build_nps_revenue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return tables.nps_revenue(responses, months)
 
 
-@dg.multi_asset(
-    specs=[_spec("nps_revenue", ["fct_survey_responses", "fct_customer_months", "dim_customers"],
-                 "Revenue after a response by NPS category, and how NPS tracks revenue by segment and month.")],
-    check_specs=[_usable("nps_revenue")],
-)
-def nps_revenue(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
-    """NPS vs revenue. Grain: run x NPS category (plus one correlation row)."""
-    yield from _run(context, nps_link, "nps_revenue", build_nps_revenue)
-
-
-# ---- month-on-month changes --------------------------------------------------------------------------
-
 def build_nps_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Each NPS cell against the same cell a month earlier, with a multiple-testing-adjusted p-value."""
     return tables.nps_changes(con.execute("select * from marts.nps_by_period").df())
 
-
-@dg.multi_asset(
-    specs=[_spec("nps_changes", ["nps_by_period"],
-                 "Month-on-month NPS changes per cell, flagged when beyond sampling error.")],
-    check_specs=[_usable("nps_changes")],
-)
-def nps_changes(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
-    """NPS changes against the previous month. Grain: run x month x survey type x dimension x value."""
-    yield from _run(context, nps_link, "nps_changes", build_nps_changes)
-
-
-# ---- contact timing and hand-off ---------------------------------------------------------------------
 
 RESPONSES_FOR_CUSTOMER_BINS = "select customer_id, nps_category, repeat_after from marts.fct_survey_responses"
 
@@ -230,27 +156,70 @@ def build_contact_timing(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return tables.contact_timing(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
 
 
-@dg.multi_asset(
-    specs=[_spec("contact_timing", ["dim_customers", "fct_survey_responses"],
-                 "Does contact in the first week after the first order pay off in NPS and repeat rate?")],
-    check_specs=[_usable("contact_timing")],
-)
-def contact_timing(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
-    """NPS and repeat by first-week contacts. Grain: run x contact bin."""
-    yield from _run(context, nps_link, "contact_timing", build_contact_timing)
-
-
 def build_handoff(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by days from first order to the first account-management contact."""
     customers = con.execute("select customer_id, handoff_days from marts.dim_customers").df()
     return tables.handoff(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
 
 
-@dg.multi_asset(
-    specs=[_spec("handoff", ["dim_customers", "fct_survey_responses"],
-                 "Does a slow hand-off from new sales to account management cost NPS?")],
-    check_specs=[_usable("handoff")],
+# ---- the assets: one per analysis table ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnalysisTable:
+    """One `analysis.<table>` asset: the marts it reads, what it is (the UI description), how to build it."""
+
+    table: str
+    marts: tuple[str, ...]
+    description: str
+    build: Builder
+
+
+ANALYSIS_ASSETS = (
+    AnalysisTable("link_effects", ("fct_survey_responses", "dim_customers"),
+                  "The link: indirect, direct and total effect of one more outbound contact a month on the repeat "
+                  "rate via the NPS score, with a_path, b_path, proportion mediated and cluster-bootstrap CIs. "
+                  "Grain: run x effect. Uncensored responses; covariates LINK_COVARIATES.", build_link_effects),
+    AnalysisTable("dose_response", ("fct_survey_responses",),
+                  "Mean score, NPS and repeat rate by contacts-per-month bin with CIs, so diminishing returns or "
+                  "over-contact show. Grain: run x bin.", build_dose_response),
+    AnalysisTable("key_drivers", ("fct_survey_driver_scores", "fct_survey_responses"),
+                  "Which CX items move the score most (Johnson's relative weights) against their mean rating, "
+                  "and the top 5 to improve. Grain: run x driver.", build_key_drivers),
+    AnalysisTable("nps_revenue", ("fct_survey_responses", "fct_customer_months", "dim_customers"),
+                  "Revenue in the year after a response by NPS category, and how NPS tracks revenue by segment "
+                  "and month. Grain: run x category (plus one correlation row).", build_nps_revenue),
+    AnalysisTable("nps_changes", ("nps_by_period",),
+                  "Each NPS cell against the same cell a month earlier, flagged when beyond sampling error "
+                  "(Benjamini-Hochberg within a month). Grain: run x month x survey type x dimension x value.",
+                  build_nps_changes),
+    AnalysisTable("contact_timing", ("dim_customers", "fct_survey_responses"),
+                  "NPS and repeat rate by outbound contacts in the first 7 days after the first order. "
+                  "Grain: run x contact bin.", build_contact_timing),
+    AnalysisTable("handoff", ("dim_customers", "fct_survey_responses"),
+                  "NPS and repeat rate by days from the first order to the first account-management contact "
+                  "(the new-sales to account-management hand-off). Grain: run x delay bin.", build_handoff),
 )
-def handoff(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
-    """NPS and repeat by hand-off delay. Grain: run x delay bin."""
-    yield from _run(context, nps_link, "handoff", build_handoff)
+
+
+def analysis_asset(spec: AnalysisTable) -> dg.AssetsDefinition:
+    """The asset (with its `usable_output` check) that builds and appends one analysis table per run."""
+    key = dg.AssetKey(["analysis", spec.table])
+
+    @dg.multi_asset(
+        name=spec.table,
+        specs=[dg.AssetSpec(key=key, deps=[_mart(m) for m in spec.marts], group_name="analysis",
+                            kinds={"python", "duckdb"}, description=spec.description)],
+        check_specs=[dg.AssetCheckSpec("usable_output", asset=key, blocking=True,
+                                       description="Enough rows, a converged model, and finite numbers.")],
+    )
+    def _asset(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
+        yield from _run(context, nps_link, spec.table, spec.build)
+
+    return _asset
+
+
+# Module-level names, so the defs folder loader finds every asset.
+(link_effects, dose_response, key_drivers, nps_revenue, nps_changes, contact_timing, handoff) = (
+    analysis_asset(spec) for spec in ANALYSIS_ASSETS
+)
