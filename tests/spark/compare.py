@@ -1,19 +1,21 @@
 """`make test-spark`: build the dbt project on DuckDB and on local Spark, and prove every mart equal.
 
-    python -m tests.spark.compare [--customers N] [--seed S] [--data-dir DIR] [--keep]
+    python -m tests.spark.compare [--customers N] [--seed S] [--reporting-tz ZONE ...] [--data-dir DIR] [--keep]
 
 GIVEN demo sources (`generate_demo_data`) ingested into the Parquet lake as the pipeline does it
 (`ingest_all` + `write_load_manifest`),
 WHEN the same dbt project builds its seeds and models, full refresh, with the same vars, once on the
 `duckdb` target and once on the `spark` target (dbt-spark `method: session`, pyspark in this process),
+for each reporting time zone (default: Asia/Tokyo, a fixed offset, and America/New_York, with
+daylight saving, so both paths of every month cut run),
 THEN every table of schema `marts` (listed from DuckDB's information_schema, so a new mart is covered
 without editing this file) is equal on both engines under the rules of `tests/spark/comparison.py`:
 the same columns and kinds, row counts, grain keys (from each mart's unique test), NULL patterns,
 strings, dates and timestamps exactly, numbers to 1e-9.
 
 Prints one line per mart, every difference, and finally one summary line
-(`spark-vs-duckdb: 10 marts, N rows, 0 differences`). Exit status: 0 equal, 1 any difference,
-2 a step failed (generation, ingestion, a dbt build, or Java missing).
+(`spark-vs-duckdb: 10 marts x 2 builds, N rows, 0 differences`). Exit status: 0 equal, 1 any
+difference, 2 a step failed (generation, ingestion, a dbt build, or Java missing).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,10 @@ MARTS_SCHEMA = "marts"
 # shared cores while every mart still has thousands of rows (README "When one machine is not enough").
 DEFAULT_CUSTOMERS = 2000
 DEFAULT_SEED = 7
+# The product's zone (fixed offset: to_reporting_tz's arithmetic path) and one with daylight saving,
+# which takes each engine's own time-zone conversion (duckdb__/spark__to_reporting_tz): both paths
+# of every month cut are proven equal.
+DEFAULT_ZONES = ("Asia/Tokyo", "America/New_York")
 
 
 class StepFailed(RuntimeError):
@@ -169,6 +176,14 @@ def spark_marts() -> dict[str, pa.Table]:
     return {name: spark.table(f"{MARTS_SCHEMA}.{name}").toArrow() for name in names}
 
 
+def stop_spark() -> None:
+    """Stop the Spark session dbt-spark left open (its JVM), so the process exits cleanly."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+    session.stop()
+
+
 def compare_marts(
     left: dict[str, pa.Table], right: dict[str, pa.Table], keys: dict[str, tuple[str, ...]]
 ) -> tuple[list[TableComparison], list[Difference]]:
@@ -180,8 +195,8 @@ def compare_marts(
     return comparisons, missing
 
 
-def report(comparisons: Sequence[TableComparison], extra: Sequence[Difference]) -> int:
-    """Print one line per mart and every difference, then the summary line; return the exit status."""
+def report(comparisons: Sequence[TableComparison], extra: Sequence[Difference]) -> None:
+    """Print one line per mart and every difference found."""
     for comparison in comparisons:
         print(f"  {comparison.table:<26} {comparison.rows_left:>9,} rows  {comparison.columns:>2} columns  "
               f"key ({', '.join(comparison.keys)})  {comparison.difference_count:,} differences")
@@ -189,13 +204,10 @@ def report(comparisons: Sequence[TableComparison], extra: Sequence[Difference]) 
             print(f"    - {difference.describe()}")
     for difference in extra:
         print(f"  - {difference.describe()}")
-    print(summary_line(comparisons, extra), flush=True)
-    differences = sum(c.difference_count for c in comparisons) + sum(d.count for d in extra)
-    return 0 if differences == 0 and comparisons else 1
 
 
-def run(data_dir: Path, *, customers: int, seed: int) -> int:
-    """The whole check on `data_dir` (created or reused); returns the exit status."""
+def run(data_dir: Path, *, customers: int, seed: int, zones: Sequence[str]) -> int:
+    """The whole check on `data_dir` (created or reused), once per reporting time zone; the exit status."""
     started = time.perf_counter()
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise StepFailed("no Java found (PATH or JAVA_HOME): local Spark needs a JDK 17 or 21")
@@ -206,20 +218,35 @@ def run(data_dir: Path, *, customers: int, seed: int) -> int:
         shutil.rmtree(stale, ignore_errors=True)
 
     try:
-        settings = prepare_lake(data_dir, customers=customers, seed=seed)
+        lake_settings = prepare_lake(data_dir, customers=customers, seed=seed)
     except Exception as exc:
         raise StepFailed(f"demo sources or ingestion failed: {exc!r}") from exc
-    _say(f"demo sources for {customers:,} customers (seed {seed}) ingested into {settings.lake_dir}", started)
-    duckdb_target = build_on_duckdb(settings)
-    _say("dbt seeds and models built on DuckDB", started)
+    _say(f"demo sources for {customers:,} customers (seed {seed}) ingested into {lake_settings.lake_dir}", started)
     quiet_spark_logs(data_dir / "spark" / "conf")
-    build_on_spark(settings)
-    _say("dbt seeds and models built on Spark", started)
 
-    manifest: dict[str, Any] = json.loads((duckdb_target / "manifest.json").read_text())
-    comparisons, extra = compare_marts(duckdb_marts(settings.build_db_path), spark_marts(), grain_keys(manifest))
-    _say("marts read from both engines and compared", started)
-    return report(comparisons, extra)
+    comparisons: list[TableComparison] = []
+    extra: list[Difference] = []
+    for zone in zones:
+        # The lake does not depend on the reporting zone (ingestion reads source_tz), only the models do.
+        settings = replace(lake_settings, reporting_tz=zone)
+        duckdb_target = build_on_duckdb(settings)
+        _say(f"{zone}: dbt seeds and models built on DuckDB", started)
+        build_on_spark(settings)
+        _say(f"{zone}: dbt seeds and models built on Spark", started)
+        manifest: dict[str, Any] = json.loads((duckdb_target / "manifest.json").read_text())
+        # Read right after this zone's builds: the next zone's builds replace both engines' marts.
+        zone_comparisons, zone_extra = compare_marts(
+            duckdb_marts(settings.build_db_path), spark_marts(), grain_keys(manifest)
+        )
+        _say(f"{zone}: marts read from both engines and compared", started)
+        report(zone_comparisons, zone_extra)
+        comparisons += zone_comparisons
+        extra += zone_extra
+
+    stop_spark()
+    print(summary_line(comparisons, extra, runs=len(zones)), flush=True)
+    differences = sum(c.difference_count for c in comparisons) + sum(d.count for d in extra)
+    return 0 if differences == 0 and comparisons else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.spark.compare", description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help="demo scale (issue's S: 10000)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--reporting-tz", action="append", dest="zones", metavar="ZONE",
+                        help=f"build and compare with this reporting time zone (repeatable; default: "
+                             f"{' and '.join(DEFAULT_ZONES)})")
     parser.add_argument("--data-dir", type=Path, help="work here (replaced); default: a new temporary dir")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir for inspection")
     args = parser.parse_args(argv)
@@ -235,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.keep or args.data_dir:
         print(f"data dir: {data_dir} (kept)")
     try:
-        return run(data_dir, customers=args.customers, seed=args.seed)
+        return run(data_dir, customers=args.customers, seed=args.seed, zones=args.zones or DEFAULT_ZONES)
     except StepFailed as failure:
         print(f"spark-vs-duckdb: not compared: {failure}", file=sys.stderr)
         return 2

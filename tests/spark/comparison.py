@@ -272,8 +272,10 @@ def compare_tables(
     return result
 
 
-def summary_line(comparisons: Sequence[TableComparison], extra: Sequence[Difference] = ()) -> str:
-    """The one line the comparison ends with: tables, rows compared (left side) and differences."""
+def summary_line(comparisons: Sequence[TableComparison], extra: Sequence[Difference] = (), runs: int = 1) -> str:
+    """The one line the comparison ends with: marts, builds compared, rows (left side) and differences."""
+    marts = len({c.table for c in comparisons} | {d.table for d in extra})
     rows = sum(c.rows_left for c in comparisons)
     differences = sum(c.difference_count for c in comparisons) + sum(d.count for d in extra)
-    return f"spark-vs-duckdb: {len(comparisons)} marts, {rows:,} rows, {differences:,} differences"
+    builds = f" x {runs} builds" if runs > 1 else ""
+    return f"spark-vs-duckdb: {marts} marts{builds}, {rows:,} rows, {differences:,} differences"

@@ -198,4 +198,11 @@ def test_compare_marts_mart_missing_on_spark_counts_in_the_summary() -> None:
     )
 
     assert [d.kind for d in extra] == ["mart missing on spark"]
-    assert summary_line(comparisons, extra) == "spark-vs-duckdb: 1 marts, 3 rows, 1 differences"
+    assert summary_line(comparisons, extra) == "spark-vs-duckdb: 2 marts, 3 rows, 1 differences"
+
+
+def test_summary_line_of_two_builds_counts_marts_once_and_rows_of_both() -> None:
+    first = compare_tables("fct_orders", orders(), orders(), ["order_id"])
+    second = compare_tables("fct_orders", orders(), orders(amount_reporting=[0.0, 0.0, 0.0]), ["order_id"])
+
+    assert summary_line([first, second], runs=2) == "spark-vs-duckdb: 1 marts x 2 builds, 6 rows, 3 differences"
