@@ -30,7 +30,9 @@ select
     -- The seed holds JPY per unit; dividing by the reporting currency's own rate makes any listed
     -- currency the reporting one. An unlisted currency yields NULL (warned on in staging).
     cast(orders.amount as {{ type_double() }}) * order_rate.rate / reporting_rate.rate as amount_reporting,
-    orders.product_line
+    orders.product_line,
+    -- Kept for the incremental models' bookkeeping (macros/incremental.sql).
+    orders._delivery_seq
 from orders
 left join fx_rates as order_rate
     on order_rate.currency = orders.currency

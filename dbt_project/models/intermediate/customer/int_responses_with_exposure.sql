@@ -1,3 +1,10 @@
+{{
+    config(
+        materialized=incremental_materialization(),
+        unique_key='response_id',
+        incremental_strategy='delete+insert',
+    )
+}}
 {%- set window_days = var('contact_window_days') | int -%}
 
 with
@@ -5,6 +12,12 @@ with
 responses as (
 
     select response_id, customer_id, responded_at from {{ ref('stg_survey__responses') }}
+    {%- if is_incremental() %}
+    -- A response's exposure reads only its customer's activities and account: recompute the responses
+    -- of customers with a new delivery, or all of them when a window var changed.
+    where customer_id in ({{ customers_delivered_since(delivery_watermark(), ['activities', 'responses', 'accounts']) }})
+        or exists (select 1 from {{ this }} where _parameters <> {{ run_parameters_key() }})
+    {%- endif %}
 
 ),
 
@@ -17,6 +30,12 @@ activities as (
 accounts as (
 
     select customer_id, created_at from {{ ref('stg_crm__accounts') }}
+
+),
+
+run_parameters as (
+
+    select input_seq from {{ ref('int_run_parameters') }}
 
 ),
 
@@ -74,5 +93,8 @@ select
     contacts_before,
     inbound_before,
     exposure_days,
-    contacts_before / (exposure_days / 30.0) as contacts_per_month
+    contacts_before / (exposure_days / 30.0) as contacts_per_month,
+    run_parameters.input_seq as _input_seq,
+    {{ run_parameters_key() }} as _parameters
 from exposure
+cross join run_parameters

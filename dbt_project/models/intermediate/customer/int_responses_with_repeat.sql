@@ -1,18 +1,86 @@
+{{
+    config(
+        materialized=incremental_materialization(),
+        unique_key='response_id',
+        incremental_strategy='delete+insert',
+    )
+}}
 {%- set repeat_days = var('repeat_window_days') | int -%}
 {%- set revenue_days = var('revenue_window_days') | int -%}
 {%- set reach_days = [repeat_days, revenue_days] | max -%}
 
 with
 
-responses as (
+run_parameters as (
 
-    select response_id, customer_id, responded_at from {{ ref('stg_survey__responses') }}
+    select as_of_at, input_seq from {{ ref('int_run_parameters') }}
 
 ),
 
-run_parameters as (
+{% if is_incremental() -%}
+-- Rows built with another cut-off: between their as_of and this one (lo, hi], a window may have
+-- closed (censoring flips) and orders may have entered or left the cut-off.
+stale_cut_off as (
 
-    select as_of_at from {{ ref('int_run_parameters') }}
+    select
+        built.response_id,
+        built.customer_id,
+        built.responded_at,
+        built._as_of_at as built_as_of_at,
+        run_parameters.as_of_at as current_as_of_at,
+        least(built._as_of_at, run_parameters.as_of_at) as lo,
+        greatest(built._as_of_at, run_parameters.as_of_at) as hi
+    from {{ this }} as built
+    cross join run_parameters
+    where built._as_of_at is distinct from run_parameters.as_of_at
+
+),
+
+orders_between_cut_offs as (
+
+    select orders.customer_id, orders.ordered_at
+    from {{ ref('int_orders_converted') }} as orders
+    where orders.status = 'completed'
+        and orders.ordered_at > (select min(lo) from stale_cut_off)
+        and orders.ordered_at <= (select max(hi) from stale_cut_off)
+
+),
+
+-- Exactly the rows whose figures the cut-off move can change: a censoring boundary crossed, or an
+-- order inside one of the row's windows that one cut-off counts and the other does not.
+cut_off_affected as (
+
+    select stale_cut_off.response_id
+    from stale_cut_off
+    where stale_cut_off.built_as_of_at is null
+        or stale_cut_off.current_as_of_at is null
+        or ({{ dbt.dateadd('day', repeat_days, 'stale_cut_off.responded_at') }} > stale_cut_off.lo
+            and {{ dbt.dateadd('day', repeat_days, 'stale_cut_off.responded_at') }} <= stale_cut_off.hi)
+        or ({{ dbt.dateadd('day', revenue_days, 'stale_cut_off.responded_at') }} > stale_cut_off.lo
+            and {{ dbt.dateadd('day', revenue_days, 'stale_cut_off.responded_at') }} <= stale_cut_off.hi)
+        or exists (
+            select 1
+            from orders_between_cut_offs
+            where orders_between_cut_offs.customer_id = stale_cut_off.customer_id
+                and orders_between_cut_offs.ordered_at > stale_cut_off.lo
+                and orders_between_cut_offs.ordered_at <= stale_cut_off.hi
+                and orders_between_cut_offs.ordered_at >= {{ dbt.dateadd('day', -reach_days, 'stale_cut_off.responded_at') }}
+                and orders_between_cut_offs.ordered_at <= {{ dbt.dateadd('day', reach_days, 'stale_cut_off.responded_at') }}
+        )
+
+),
+
+{% endif -%}
+responses as (
+
+    select response_id, customer_id, responded_at from {{ ref('stg_survey__responses') }}
+    {%- if is_incremental() %}
+    -- Recomputed: responses of customers with a new delivery, rows the cut-off move can change, and
+    -- everything when a window or the currency changed.
+    where customer_id in ({{ customers_delivered_since(delivery_watermark(), ['responses', 'orders']) }})
+        or response_id in (select response_id from cut_off_affected)
+        or exists (select 1 from {{ this }} where _parameters <> {{ run_parameters_key() }})
+    {%- endif %}
 
 ),
 
@@ -84,7 +152,10 @@ select
             or {{ dbt.dateadd('day', revenue_days, 'responses.responded_at') }} > run_parameters.as_of_at
             then null
         else coalesce(orders_around_response.revenue_next, 0)
-    end as revenue_next_365d
+    end as revenue_next_365d,
+    run_parameters.as_of_at as _as_of_at,
+    run_parameters.input_seq as _input_seq,
+    {{ run_parameters_key() }} as _parameters
 from responses
 cross join run_parameters
 left join orders_around_response

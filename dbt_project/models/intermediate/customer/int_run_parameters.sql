@@ -4,35 +4,43 @@ with
 
 activities as (
 
-    select max(occurred_at) as latest_at from {{ ref('stg_crm__activities') }}
+    select max(occurred_at) as latest_at, max(_delivery_seq) as latest_seq from {{ ref('stg_crm__activities') }}
 
 ),
 
 responses as (
 
-    select max(responded_at) as latest_at from {{ ref('stg_survey__responses') }}
+    select max(responded_at) as latest_at, max(_delivery_seq) as latest_seq from {{ ref('stg_survey__responses') }}
 
 ),
 
 orders as (
 
-    select max(ordered_at) as latest_at from {{ ref('stg_billing__orders') }}
+    select max(ordered_at) as latest_at, max(_delivery_seq) as latest_seq from {{ ref('stg_billing__orders') }}
+
+),
+
+accounts as (
+
+    select max(_delivery_seq) as latest_seq from {{ ref('stg_crm__accounts') }}
 
 ),
 
 latest_events as (
 
-    select latest_at from activities
+    select latest_at, latest_seq from activities
     union all
-    select latest_at from responses
+    select latest_at, latest_seq from responses
     union all
-    select latest_at from orders
+    select latest_at, latest_seq from orders
+    union all
+    select cast(null as {{ dbt.type_timestamp() }}) as latest_at, latest_seq from accounts
 
 ),
 
 latest_event as (
 
-    select max(latest_at) as latest_event_at from latest_events
+    select max(latest_at) as latest_event_at, max(latest_seq) as input_seq from latest_events
 
 )
 
@@ -43,6 +51,8 @@ select
     {{ as_of_sql }} as as_of_at,
     {%- endif %}
     latest_event_at,
+    -- The newest delivery staged: the incremental models' watermark (macros/incremental.sql).
+    input_seq,
     '{{ var("reporting_tz") }}' as reporting_tz,
     '{{ var("reporting_currency") }}' as reporting_currency,
     cast({{ var("contact_window_days") }} as {{ dbt.type_int() }}) as contact_window_days,

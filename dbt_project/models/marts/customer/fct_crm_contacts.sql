@@ -1,3 +1,7 @@
+{#- A view: the activities are stored once, in staging (incremental); a table here would rewrite
+    every activity of the history on every run. -#}
+{{ config(materialized='view') }}
+
 with
 
 activities as (

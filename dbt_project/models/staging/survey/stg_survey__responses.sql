@@ -1,8 +1,21 @@
+{{
+    config(
+        materialized=incremental_materialization(),
+        unique_key='response_id',
+        incremental_strategy='delete+insert',
+    )
+}}
+
 with
 
 source as (
 
     select * from {{ source('survey', 'responses') }}
+    {%- if is_incremental() %}
+    -- Only deliveries newer than any staged row: they outrank every staged version of their key, and
+    -- delete+insert on response_id replaces that version (Parquet statistics skip the older files).
+    where _delivery_seq > (select coalesce(max(_delivery_seq), 0) from {{ this }})
+    {%- endif %}
 
 ),
 

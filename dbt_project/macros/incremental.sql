@@ -1,0 +1,87 @@
+{#
+    Bookkeeping of the incremental models (docs: BENCHMARKS.md "Incremental design").
+
+    Every lake row carries `_delivery_seq`, a number that grows with every delivered file. An
+    incremental model stores, on each row it writes, the highest delivery its inputs held then
+    (`_input_seq`, from int_run_parameters), the run's cut-off (`_as_of_at`) and the run parameters (`_parameters`). The next
+    run recomputes exactly the rows those can have changed; `dbt build --full-refresh` recomputes
+    everything and gives the same tables (tests/orchestration/test_incremental.py).
+    On engines other than DuckDB the models are plain tables (always a full rebuild).
+#}
+
+{% macro incremental_materialization() -%}
+    {{ return('incremental' if target.type == 'duckdb' else 'table') }}
+{%- endmacro %}
+
+
+{% macro delivery_watermark() -%}
+    {#- The highest delivery this model has absorbed: every later delivery is new to it. -#}
+    (select coalesce(max(_input_seq), 0) from {{ this }})
+{%- endmacro %}
+
+
+{% macro run_parameters_key() -%}
+    {#- Every var a stored row depends on besides as_of; a row built with other values is recomputed. -#}
+    '{{ var("reporting_tz") }}|{{ var("reporting_currency") }}|{{ var("contact_window_days") }}|{{ var("repeat_window_days") }}|{{ var("revenue_window_days") }}'
+{%- endmacro %}
+
+
+{% macro customers_delivered_since(watermark, inputs) -%}
+    {#-
+        A select of customer_id: every customer whose rows of `inputs` (any of 'activities',
+        'responses', 'orders', 'accounts') got a delivery after `watermark`, and the customer a
+        re-delivered activity, response or order belonged to before (a row that moved to another
+        customer changes the old one's figures too; staging keeps only the newest version, so the
+        older one is read from the lake).
+    -#}
+    {%- set staged = {
+        'activities': (ref('stg_crm__activities') if 'activities' in inputs else none, source('crm', 'activities'), 'activity_id'),
+        'responses': (ref('stg_survey__responses') if 'responses' in inputs else none, source('survey', 'responses'), 'response_id'),
+        'orders': (ref('int_orders_converted') if 'orders' in inputs else none, source('billing', 'orders'), 'order_id'),
+        'accounts': (ref('stg_crm__accounts') if 'accounts' in inputs else none, none, none),
+    } -%}
+    {%- for name in inputs %}
+    {%- set model, lake, key = staged[name] %}
+    {% if not loop.first %}union{% endif %}
+    select customer_id from {{ model }} where _delivery_seq > {{ watermark }}
+    {%- if lake is not none %}
+    union
+    select previous.customer_id
+    from {{ lake }} as previous
+    where previous._delivery_seq <= {{ watermark }}
+        and previous.{{ key }} in (select {{ key }} from {{ model }} where _delivery_seq > {{ watermark }})
+    {%- endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+
+{% macro customer_in_incremental_scope(column) -%}
+    {#- On an incremental run, an extra filter keeping the customers of the model's `scope` CTE
+        (or everyone when its `built` CTE says recompute_all); nothing on a full build. -#}
+    {%- if is_incremental() %}
+        and ({{ column }} in (select customer_id from scope) or (select recompute_all from built) = 1)
+    {%- endif %}
+{%- endmacro %}
+
+
+{% macro empty_customer_months_when_all_change() -%}
+    {#-
+        Pre-hook of int_customer_months_densified: on an incremental run, delete every stored row when
+        all customers' months change: other parameters, another as_of month (every dense range gets or
+        loses a month), or an earlier as_of (customers whose every event is later disappear, and
+        delete+insert can only replace rows, not drop a customer). The model then rebuilds them all.
+    -#}
+    {%- if is_incremental() -%}
+    delete from {{ this }}
+    where exists (
+        select 1
+        from {{ this }} as built
+        cross join {{ ref('int_run_parameters') }} as run_parameters
+        where built._parameters <> {{ run_parameters_key() }}
+            or built._as_of_at is null
+            or run_parameters.as_of_at is null
+            or built._as_of_at > run_parameters.as_of_at
+            or {{ reporting_month('built._as_of_at') }} <> {{ reporting_month('run_parameters.as_of_at') }}
+    )
+    {%- endif -%}
+{%- endmacro %}
