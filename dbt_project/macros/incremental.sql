@@ -14,6 +14,19 @@
 {%- endmacro %}
 
 
+{% macro only_new_deliveries() -%}
+    {#-
+        The filter of an incremental staging model's source: only deliveries newer than any staged row.
+        They outrank every staged version of their key, so delete+insert on the key replaces that
+        version, exactly as a full refresh's "latest delivery wins" would (Parquet statistics skip
+        the older files). Empty on a full build.
+    -#}
+    {%- if is_incremental() %}
+    where _delivery_seq > (select coalesce(max(_delivery_seq), 0) from {{ this }})
+    {%- endif %}
+{%- endmacro %}
+
+
 {% macro delivery_watermark() -%}
     {#- The highest delivery this model has absorbed: every later delivery is new to it. -#}
     (select coalesce(max(_input_seq), 0) from {{ this }})

@@ -11,11 +11,7 @@ with
 source as (
 
     select * from {{ source('billing', 'orders') }}
-    {%- if is_incremental() %}
-    -- Only deliveries newer than any staged row: they outrank every staged version of their key, and
-    -- delete+insert on order_id replaces that version (Parquet statistics skip the older files).
-    where _delivery_seq > (select coalesce(max(_delivery_seq), 0) from {{ this }})
-    {%- endif %}
+    {{- only_new_deliveries() }}
 
 ),
 
