@@ -7,20 +7,38 @@ No Dagster imports: an asset wraps `send_followups`.
 Delivery guarantee (what "exactly once" means here, precisely):
 
 * The ledger `ops.followup_ledger` in the build warehouse holds one row per response already
-  delivered. A row is written, and committed on its own, immediately after the SMTP server answered
-  `250` to the message's DATA (or after the `.eml` file was atomically renamed into place), before
-  the next message is attempted. A crash between two messages therefore loses nothing that was
-  accepted and resends nothing that was recorded.
-* A response is recorded only after a confirmed acceptance. Refused, failed or unattempted messages
-  are left out of the ledger and are retried on the next run.
-* What remains is the one gap SMTP itself cannot close: the server accepted a message but the
-  process died (or the connection dropped) before the `250` was read or the ledger row committed.
-  That message is sent again on the next run. It carries the same deterministic Message-ID
+  delivered. Nothing is recorded before it was delivered, so refused, failed or unattempted
+  messages are left out of the ledger and are retried on the next run; and nothing recorded is
+  sent again.
+* SMTP: a row is written, and committed on its own, immediately after the server answered `250`
+  to the message's DATA, before the next message is attempted. A crash between two messages
+  therefore loses nothing that was accepted and resends nothing that was recorded. What remains is
+  the one gap SMTP itself cannot close: the server accepted a message but the process died (or the
+  connection dropped) before the `250` was read or the ledger row committed. That message is sent
+  again on the next run. It carries the same deterministic Message-ID
   (`<followup-{sha256(response_id)[:32]}@nps-link>`), so the receiving mail system can drop the
-  duplicate, and the window is a single message wide. For the outbox the file name is derived
-  from the same hash, so a repeat overwrites the same file instead of adding a copy.
+  duplicate, and the window is a single message wide.
+* Outbox: each message is written to a dot-named temporary file and renamed to
+  `followup-{sha256(response_id)[:32]}.eml`, so a file appears whole or not at all. The ledger is
+  written per batch of `OUTBOX_BATCH_SIZE` files: once the batch's files are in place, one sync(2)
+  puts their data and renames on disk, then one statement records the whole batch. Batching is
+  safe because delivery into the outbox is idempotent: the file name depends only on the response,
+  so a message written but not yet recorded when the process dies is written again on the next run
+  under the same name, replacing the earlier file instead of adding a copy. After a crash the outbox
+  holds one file per response, and the ledger catches up on the next run. The sync comes before the
+  ledger commit so that a power cut cannot leave a recorded message without its file; there is no
+  fsync per file, because a file that is written but not yet recorded is rewritten anyway.
+  A stale temporary file (a crash between write and rename) is removed on the next run. The one
+  way to see a message twice: an agent that takes files out of the outbox picked one up between its
+  rename and the batch commit, and the process then died; the rewritten file has the same
+  Message-ID, as in the SMTP gap, and the window is one batch wide.
 * One sender at a time per warehouse: DuckDB's file lock keeps a second process out, and within a
   process the follow-up asset is the only caller.
+
+Cost: messages are routed up front but rendered one at a time as they are delivered (memory stays
+flat however large the backlog). The common message (plain ASCII headers, a quoted-printable body)
+is written by `_render_fast` byte for byte as `EmailMessage` with `policy.SMTP` would write it,
+without the email package's per-header parsing; anything else goes through `EmailMessage`.
 
 SMTP error policy (one connection per batch):
 
@@ -38,6 +56,7 @@ the word `fallback`, never an address, because the build warehouse is published 
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import hashlib
 import os
@@ -47,13 +66,14 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email import policy
+from email import policy, quoprimime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 from orchestration.lib.lake import lake_schema, raw_dir
@@ -63,6 +83,9 @@ FOLLOWUPS_TABLE = "marts.detractor_followups"
 DEFAULT_FROM_ADDRESS = "nps-link@localhost"
 DETRACTOR_MAX_SCORE = 6  # DESIGN.md: detractor 0-6
 FALLBACK_RECIPIENT = "fallback"  # ledger value of `recipient` when the fallback mailbox was used
+# Outbox messages per ledger commit (and per sync): a crash rewrites at most this many files, under
+# the same names (see the module docstring); larger batches save little once a sync is ~0.1 s.
+OUTBOX_BATCH_SIZE = 2000
 
 # Columns the mailer uses; the last three are optional (NULL when the mart does not carry them).
 _REQUIRED_COLUMNS = (
@@ -76,6 +99,17 @@ _REQUIRED_COLUMNS = (
     "touchpoint",
 )
 _OPTIONAL_COLUMNS = ("survey_type", "segment", "business_unit")
+# The ledger's columns, in table order, as Arrow types (for one INSERT per outbox batch).
+_LEDGER_ARROW = (
+    ("response_id", pa.string()),
+    ("message_id", pa.string()),
+    ("sent_at", pa.timestamp("us")),
+    ("recipient", pa.string()),
+    ("cc", pa.string()),
+    ("transport", pa.string()),
+    ("run_id", pa.string()),
+    ("is_fallback", pa.bool_()),
+)
 
 _URL_SCHEME = re.compile(r"\b([a-z][a-z0-9+.-]{1,15})://", re.IGNORECASE)
 _ADDRESS_IN_TEXT = re.compile(r"[^\s<>@\"']+@[^\s<>@\"']+")
@@ -274,22 +308,43 @@ def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
         raise
 
 
-def _record(con: duckdb.DuckDBPyConnection, item: _Outgoing, *, transport: str, run_id: str) -> None:
-    # One autocommitted statement per message: durable before the next message is attempted.
-    # ON CONFLICT keeps a row written by an earlier delivery of the same response as the record.
-    con.execute(
-        f"INSERT INTO {LEDGER_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (response_id) DO NOTHING",
-        [
-            item.response_id,
-            item.message_id,
-            datetime.now(UTC).replace(tzinfo=None),
-            item.recipient_ref,
-            item.cc_ref,
-            transport,
-            run_id,
-            item.is_fallback,
-        ],
+def _ledger_row(item: _Outgoing, *, transport: str, run_id: str) -> tuple[object, ...]:
+    return (
+        item.response_id,
+        item.message_id,
+        datetime.now(UTC).replace(tzinfo=None),
+        item.recipient_ref,
+        item.cc_ref,
+        transport,
+        run_id,
+        item.is_fallback,
     )
+
+
+def _record(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[object, ...]]) -> None:
+    """Write ledger rows in one autocommitted statement: all of them are durable, or none.
+
+    ON CONFLICT keeps a row written by an earlier delivery of the same response as the record.
+    """
+    if not rows:
+        return
+    if len(rows) == 1:
+        con.execute(
+            f"INSERT INTO {LEDGER_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (response_id) DO NOTHING",
+            list(rows[0]),
+        )
+        return
+    # Many rows (an outbox batch): one Arrow table in one INSERT, instead of a statement per row.
+    columns = list(zip(*rows, strict=True))
+    batch = pa.table(
+        {name: pa.array(values, type=kind) for (name, kind), values in zip(_LEDGER_ARROW, columns, strict=True)}
+    )
+    view = f"_followup_ledger_batch_{os.getpid()}"
+    con.register(view, batch)
+    try:
+        con.execute(f"INSERT INTO {LEDGER_TABLE} SELECT * FROM {view} ON CONFLICT (response_id) DO NOTHING")
+    finally:
+        con.unregister(view)
 
 
 # ---- selecting and composing ----
@@ -312,17 +367,37 @@ class _Detractor:
 
 @dataclass(frozen=True)
 class _Outgoing:
-    response_id: str
-    message_id: str
-    message: EmailMessage
-    recipients: tuple[str, ...]
+    """A detractor with its routing decided; the message itself is rendered only when it is delivered.
+
+    Rendering late keeps one message in memory at a time instead of the whole batch (a first run at
+    1M customers has about 55k of them).
+    """
+
+    detractor: _Detractor
+    to_address: str
+    cc_address: str | None
     recipient_ref: str
-    cc_ref: str | None
     is_fallback: bool
 
     @property
+    def response_id(self) -> str:
+        return self.detractor.response_id
+
+    @property
+    def message_id(self) -> str:
+        return message_id_for(self.detractor.response_id)
+
+    @property
+    def cc_ref(self) -> str | None:
+        return str(self.detractor.manager_rep_id) if self.cc_address else None
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return (self.to_address, self.cc_address) if self.cc_address else (self.to_address,)
+
+    @property
     def file_name(self) -> str:
-        return f"followup-{_response_hash(self.response_id)}.eml"
+        return f"followup-{_response_hash(self.detractor.response_id)}.eml"
 
 
 def _naive_utc(moment: datetime) -> datetime:
@@ -349,8 +424,11 @@ def _select_window(
         raise ValueError(f"{FOLLOWUPS_TABLE} lacks required columns {missing} (has {sorted(present)})")
     columns = [f"f.{c}" for c in _REQUIRED_COLUMNS]
     columns += [f"f.{c}" if c in present else f"NULL AS {c}" for c in _OPTIONAL_COLUMNS]
-    rows = con.execute(
+    # One read of the window into a temporary table; pending rows and the already-sent count both come
+    # from it, so only the pending rows (a day's worth on a new day) are turned into Python objects.
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMPORARY TABLE _followup_window AS
         WITH in_window AS (
             SELECT {", ".join(columns)}
             FROM {FOLLOWUPS_TABLE} AS f
@@ -361,12 +439,18 @@ def _select_window(
         SELECT w.*, l.response_id IS NOT NULL AS already_sent
         FROM in_window AS w
         LEFT JOIN {LEDGER_TABLE} AS l ON l.response_id = w.response_id
-        ORDER BY w.responded_at, w.response_id
         """,
         [as_of - timedelta(days=window_days), as_of, DETRACTOR_MAX_SCORE],
-    ).fetchall()
-    pending = [_Detractor(*row[:-1]) for row in rows if not row[-1]]
-    return pending, sum(1 for row in rows if row[-1])
+    )
+    try:
+        (already_sent,) = con.execute("SELECT count(*) FROM _followup_window WHERE already_sent").fetchall()[0]
+        names = ", ".join((*_REQUIRED_COLUMNS, *_OPTIONAL_COLUMNS))
+        rows = con.execute(
+            f"SELECT {names} FROM _followup_window WHERE NOT already_sent ORDER BY responded_at, response_id"
+        ).fetchall()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _followup_window")
+    return [_Detractor(*row) for row in rows], already_sent
 
 
 def _one_line(value: object) -> str:
@@ -431,14 +515,10 @@ def _compose_body(d: _Detractor, *, reporting_tz: str, is_fallback: bool, manage
     return "\n".join(lines) + "\n"
 
 
-def _compose(
-    d: _Detractor,
-    *,
-    rep_emails: Mapping[str, str],
-    fallback_address: str | None,
-    from_address: str,
-    reporting_tz: str,
+def _route(
+    d: _Detractor, *, rep_emails: Mapping[str, str], fallback_address: str | None
 ) -> _Outgoing | FollowupFailure:
+    """Who gets the follow-up: the owner rep (else the fallback), Cc the manager; or why nobody can."""
     owner_address = _clean_address(rep_emails.get(d.owner_rep_id)) if d.owner_rep_id else None
     manager_address = _clean_address(rep_emails.get(d.manager_rep_id)) if d.manager_rep_id else None
     if owner_address is not None:
@@ -457,33 +537,129 @@ def _compose(
     cc_address = (
         manager_address if manager_address and manager_address.lower() != to_address.lower() else None
     )
+    return _Outgoing(
+        detractor=d,
+        to_address=to_address,
+        cc_address=cc_address,
+        recipient_ref=recipient_ref,
+        is_fallback=is_fallback,
+    )
 
-    message = EmailMessage(policy=policy.SMTP)
-    message_id = message_id_for(d.response_id)
+
+def _subject(d: _Detractor) -> str:
     topic = d.touchpoint or d.survey_type or "survey"
-    message["Subject"] = _one_line(f"NPS detractor {d.nps_score}/10 - {topic} - customer {d.customer_id}")
+    return _one_line(f"NPS detractor {d.nps_score}/10 - {topic} - customer {d.customer_id}")
+
+
+def _build_message(item: _Outgoing, *, from_address: str, reporting_tz: str, date: str) -> EmailMessage:
+    """The follow-up as an `EmailMessage` (policy SMTP): the reference form of every message.
+
+    `_render_fast` yields the same bytes for the common case without the email package's header
+    parsing; this is the path for everything else and the yardstick of the tests.
+    """
+    d = item.detractor
+    message = EmailMessage(policy=policy.SMTP)
+    message["Subject"] = _subject(d)
     message["From"] = from_address
-    message["To"] = to_address
-    if cc_address:
-        message["Cc"] = cc_address
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = message_id
+    message["To"] = item.to_address
+    if item.cc_address:
+        message["Cc"] = item.cc_address
+    message["Date"] = date
+    message["Message-ID"] = item.message_id
     # RFC 3834: an automatic notice; out-of-office replies should not answer it.
     message["Auto-Submitted"] = "auto-generated"
     message["X-NPS-Link-Response-Id"] = _one_line(d.response_id)
     body = _compose_body(
-        d, reporting_tz=reporting_tz, is_fallback=is_fallback, manager_copied=bool(cc_address)
+        d, reporting_tz=reporting_tz, is_fallback=item.is_fallback, manager_copied=bool(item.cc_address)
     )
     message.set_content(body, charset="utf-8")
-    return _Outgoing(
-        response_id=d.response_id,
-        message_id=message_id,
-        message=message,
-        recipients=(to_address, cc_address) if cc_address else (to_address,),
-        recipient_ref=recipient_ref,
-        cc_ref=str(d.manager_rep_id) if cc_address else None,
-        is_fallback=is_fallback,
+    return message
+
+
+# What the fast renderer writes verbatim: printable ASCII words with single spaces, no RFC 2047
+# encoded-word opener, and addresses in plain dot-atom form. Anything else (non-ASCII, exotic address
+# syntax, a header that would need folding) goes through EmailMessage, which knows how to encode it.
+_PLAIN_HEADER_TEXT = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_MAX_LINE = policy.SMTP.max_line_length  # 78: longer header lines would be folded
+_NEWLINES = re.compile(r"\r\n|\r|\n")  # what email.generator turns into the policy's line separator
+
+
+def _plain_header(name: str, value: str, *, address: bool = False) -> str | None:
+    # `name: value` CRLF as EmailMessage writes it, or None when the value needs the email package.
+    pattern = _PLAIN_ADDRESS if address else _PLAIN_HEADER_TEXT
+    if "=?" in value or pattern.fullmatch(value) is None or len(name) + 2 + len(value) > _MAX_LINE:
+        return None
+    return f"{name}: {value}\r\n"
+
+
+def _qp_body(body: str) -> str | None:
+    """The body as `set_content(body, charset="utf-8")` encodes it, when that is quoted-printable.
+
+    Mirrors email.contentmanager's choice: 7bit/8bit only when every line fits in 78 octets (a
+    follow-up always has longer lines), then quoted-printable unless base64 is shorter on the first
+    ten lines. Returns None in the cases we leave to the email package (short lines, base64).
+    """
+    lines = body.encode("utf-8").splitlines()
+    if len(lines) <= 10 or max(len(line) for line in lines) <= _MAX_LINE:
+        return None
+    sniff = b"\r\n".join(lines[:10]) + b"\r\n"
+    if len(quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)) > len(binascii.b2a_base64(sniff)):
+        return None
+    data = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _MAX_LINE)
+    return _NEWLINES.sub("\r\n", data)
+
+
+def _render_fast(item: _Outgoing, *, from_address: str, reporting_tz: str, date: str) -> bytes | None:
+    """The bytes of `_build_message(...).as_bytes(policy=policy.SMTP)`, or None outside the plain case.
+
+    Building an EmailMessage parses every header back into objects (about 10 ms a message, most of
+    the old mailer's CPU); here the headers that need no encoding are written as they are.
+    """
+    d = item.detractor
+    headers = [
+        _plain_header("Subject", _subject(d)),
+        _plain_header("From", from_address, address=True),
+        _plain_header("To", item.to_address, address=True),
+    ]
+    if item.cc_address:
+        headers.append(_plain_header("Cc", item.cc_address, address=True))
+    headers.append(_plain_header("Date", date))
+    headers.append(_plain_header("Message-ID", item.message_id))
+    headers.append("Auto-Submitted: auto-generated\r\n")
+    headers.append(_plain_header("X-NPS-Link-Response-Id", _one_line(d.response_id)))
+    if None in headers:
+        return None
+    body = _qp_body(
+        _compose_body(
+            d, reporting_tz=reporting_tz, is_fallback=item.is_fallback, manager_copied=bool(item.cc_address)
+        )
     )
+    if body is None:
+        return None
+    return "".join(
+        [
+            *headers,  # type: ignore[list-item]  # None was ruled out above
+            'Content-Type: text/plain; charset="utf-8"\r\n',
+            "Content-Transfer-Encoding: quoted-printable\r\n",
+            "MIME-Version: 1.0\r\n",
+            "\r\n",
+            body,
+        ]
+    ).encode("ascii")
+
+
+def _message_bytes(item: _Outgoing, *, from_address: str, reporting_tz: str, date: str) -> bytes:
+    """The message as written to the outbox: the fast rendering, or EmailMessage's where it is needed."""
+    fast = _render_fast(item, from_address=from_address, reporting_tz=reporting_tz, date=date)
+    if fast is not None:
+        return fast
+    message = _build_message(item, from_address=from_address, reporting_tz=reporting_tz, date=date)
+    return message.as_bytes(policy=policy.SMTP)
+
+
+def _date_header() -> str:
+    return format_datetime(datetime.now(UTC))
 
 
 # ---- delivery ----
@@ -493,12 +669,6 @@ def _stop(result: FollowupResult, rest: Sequence[_Outgoing], reason: str) -> Non
     result.stopped_reason = reason
     for item in rest:
         result.failed.append(FollowupFailure(item.response_id, "not_attempted", f"batch stopped: {reason}"))
-
-
-def _accepted(con: duckdb.DuckDBPyConnection, item: _Outgoing, result: FollowupResult, run_id: str) -> None:
-    _record(con, item, transport=result.transport, run_id=run_id)
-    result.sent += 1
-    result.fallback_count += int(item.is_fallback)
 
 
 def _open_smtp(settings: SmtpSettings) -> smtplib.SMTP:
@@ -522,6 +692,8 @@ def _deliver_smtp(
     settings: SmtpSettings,
     result: FollowupResult,
     run_id: str,
+    *,
+    reporting_tz: str,
 ) -> None:
     try:
         client = _open_smtp(settings)
@@ -531,9 +703,18 @@ def _deliver_smtp(
     try:
         for index, item in enumerate(outgoing):
             try:
-                refused = client.send_message(
-                    item.message, from_addr=settings.from_address, to_addrs=list(item.recipients)
-                )
+                date = _date_header()
+                data = _render_fast(item, from_address=settings.from_address, reporting_tz=reporting_tz, date=date)
+                if data is not None:
+                    # The same bytes send_message would produce (ASCII addresses: no SMTPUTF8 either).
+                    refused = client.sendmail(settings.from_address, list(item.recipients), data)
+                else:
+                    message = _build_message(
+                        item, from_address=settings.from_address, reporting_tz=reporting_tz, date=date
+                    )
+                    refused = client.send_message(
+                        message, from_addr=settings.from_address, to_addrs=list(item.recipients)
+                    )
             except smtplib.SMTPRecipientsRefused as exc:
                 codes = {code for code, _ in exc.recipients.values()}
                 detail = _redact(
@@ -580,8 +761,10 @@ def _deliver_smtp(
                 )
                 _stop(result, outgoing[index + 1 :], f"connection lost ({detail})")
                 return
-            # Accepted by the server: record it before anything else can go wrong.
-            _accepted(con, item, result, run_id)
+            # Accepted by the server: record it (its own commit) before the next message is attempted.
+            _record(con, [_ledger_row(item, transport=result.transport, run_id=run_id)])
+            result.sent += 1
+            result.fallback_count += int(item.is_fallback)
             if refused:
                 result.warnings.append(
                     f"{item.response_id}: sent, but {len(refused)} recipient(s) refused: "
@@ -595,14 +778,45 @@ def _deliver_smtp(
             client.close()
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable (POSIX); not supported on every platform, hence best effort.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
+def _write_eml(outbox_dir: str, file_name: str, data: bytes) -> None:
+    """Put one message into the outbox whole: write a dot-named temporary file, then rename it into place.
+
+    A dot-name is skipped by pickup agents that scan for *.eml, and the rename makes the file appear
+    complete. The same file name on a repeat replaces the earlier copy instead of adding one.
+    No fsync here: `_deliver_outbox` makes a whole batch durable with one sync before recording it.
+    """
+    target = os.path.join(outbox_dir, file_name)
+    tmp = os.path.join(outbox_dir, f".{file_name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            os.fsync(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _sync_to_disk() -> None:
+    # Flush the batch's files (data and the renames) before the ledger names them: after a power cut
+    # a recorded message must exist whole. One sync(2) per batch instead of two fsyncs per file.
+    # os.sync is POSIX-only; where it is missing the OS's own write-back is all there is.
+    sync = getattr(os, "sync", None)
+    if sync is not None:
+        sync()
+
+
+def _remove_stale_temporaries(outbox_dir: Path) -> None:
+    # A sender killed between writing and renaming leaves its dot-named temporary file behind. Only one
+    # sender runs per warehouse (see the module docstring), so any such file at the start is stale.
+    for path in outbox_dir.glob(".followup-*.tmp"):
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _deliver_outbox(
@@ -611,27 +825,47 @@ def _deliver_outbox(
     outbox_dir: Path,
     result: FollowupResult,
     run_id: str,
+    *,
+    reporting_tz: str,
+    batch_size: int,
 ) -> None:
     outbox_dir.mkdir(parents=True, exist_ok=True)
-    for index, item in enumerate(outgoing):
-        target = outbox_dir / item.file_name
-        # A dot-name is skipped by pickup agents that scan for *.eml; the rename makes the file appear whole.
-        tmp = outbox_dir / f".{item.file_name}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(item.message.as_bytes(policy=policy.SMTP))
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.replace(target)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            result.failed.append(
-                FollowupFailure(item.response_id, "server_error", f"outbox write failed: {exc}")
-            )
-            _stop(result, outgoing[index + 1 :], f"outbox write failed ({exc})")
+    _remove_stale_temporaries(outbox_dir)
+    folder = str(outbox_dir)
+    written: list[_Outgoing] = []
+    rows: list[tuple[object, ...]] = []
+
+    def commit_batch() -> None:
+        # Files first (synced), then their ledger rows in one statement; see the module docstring.
+        if not written:
             return
-        _fsync_dir(outbox_dir)
-        _accepted(con, item, result, run_id)
+        _sync_to_disk()
+        _record(con, rows)
+        result.sent += len(written)
+        result.fallback_count += sum(item.is_fallback for item in written)
+        written.clear()
+        rows.clear()
+
+    try:
+        for index, item in enumerate(outgoing):
+            data = _message_bytes(
+                item, from_address=DEFAULT_FROM_ADDRESS, reporting_tz=reporting_tz, date=_date_header()
+            )
+            try:
+                _write_eml(folder, item.file_name, data)
+            except OSError as exc:
+                result.failed.append(
+                    FollowupFailure(item.response_id, "server_error", f"outbox write failed: {exc}")
+                )
+                _stop(result, outgoing[index + 1 :], f"outbox write failed ({exc})")
+                return
+            written.append(item)
+            rows.append(_ledger_row(item, transport=result.transport, run_id=run_id))
+            if len(written) >= batch_size:
+                commit_batch()
+    finally:
+        # Also on the way out of an error: what is in the outbox gets recorded.
+        commit_batch()
 
 
 def send_followups(
@@ -646,20 +880,25 @@ def send_followups(
     run_id: str,
     reporting_tz: str = "Asia/Tokyo",
     max_batch: int | None = None,
+    outbox_batch_size: int = OUTBOX_BATCH_SIZE,
 ) -> FollowupResult:
     """Send one follow-up per in-window detractor response the ledger has not seen; report what happened.
 
     The window is `as_of - window_days < responded_at <= as_of` (naive UTC; an aware `as_of` is
     converted). Each message goes To the owner rep's address (else `fallback_address`), Cc the
     manager's when known, over `smtp`, or into `outbox_dir` as `.eml` files when `smtp` is None.
-    Each delivery is committed to `ops.followup_ledger` before the next one is attempted; see the
-    module docstring for the exact guarantee and the SMTP error policy. `max_batch` caps the
-    messages attempted in this call; the rest are counted as `deferred` and go next run.
+    Over SMTP each accepted message is committed to `ops.followup_ledger` before the next one is
+    attempted; in the outbox every `outbox_batch_size` files are synced to disk and then recorded in
+    one commit. See the module docstring for the exact guarantee and the SMTP error policy.
+    `max_batch` caps the messages attempted in this call; the rest are counted as `deferred` and go
+    next run.
     """
     if window_days < 0:
         raise ValueError(f"window_days must be >= 0, got {window_days}")
     if max_batch is not None and max_batch < 0:
         raise ValueError(f"max_batch must be >= 0, got {max_batch}")
+    if outbox_batch_size < 1:
+        raise ValueError(f"outbox_batch_size must be >= 1, got {outbox_batch_size}")
     ZoneInfo(reporting_tz)  # fail on a bad zone before anything is sent
     fallback = _clean_address(fallback_address) if fallback_address else None
     if fallback_address and fallback is None:
@@ -667,27 +906,22 @@ def send_followups(
     ensure_ledger(con)
     pending, already_sent = _select_window(con, as_of=_naive_utc(as_of), window_days=window_days)
     result = FollowupResult(transport="smtp" if smtp else "outbox", skipped_already_sent=already_sent)
-    from_address = smtp.from_address if smtp else DEFAULT_FROM_ADDRESS
     outgoing: list[_Outgoing] = []
     for detractor in pending:
-        composed = _compose(
-            detractor,
-            rep_emails=rep_emails,
-            fallback_address=fallback,
-            from_address=from_address,
-            reporting_tz=reporting_tz,
-        )
-        if isinstance(composed, FollowupFailure):
-            result.failed.append(composed)
+        routed = _route(detractor, rep_emails=rep_emails, fallback_address=fallback)
+        if isinstance(routed, FollowupFailure):
+            result.failed.append(routed)
         else:
-            outgoing.append(composed)
+            outgoing.append(routed)
     if max_batch is not None and len(outgoing) > max_batch:
         result.deferred = len(outgoing) - max_batch
         outgoing = outgoing[:max_batch]
     if not outgoing:
         return result
     if smtp is None:
-        _deliver_outbox(con, outgoing, outbox_dir, result, run_id)
+        _deliver_outbox(
+            con, outgoing, outbox_dir, result, run_id, reporting_tz=reporting_tz, batch_size=outbox_batch_size
+        )
     else:
-        _deliver_smtp(con, outgoing, smtp, result, run_id)
+        _deliver_smtp(con, outgoing, smtp, result, run_id, reporting_tz=reporting_tz)
     return result

@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
+import string
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -30,6 +32,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from orchestration.lib import followups
 from orchestration.lib.followups import (
     FollowupResult,
     SmtpSettings,
@@ -645,3 +648,218 @@ def test_send_followups_killed_mid_batch_next_run_resends_only_the_unacknowledge
     assert set(counts) == {message_id_for(r) for r in IN_WINDOW_IDS}
     # ... and the only repeat is the one message in flight at the kill, with the same Message-ID.
     assert counts == Counter({**{message_id_for(r): 1 for r in IN_WINDOW_IDS}, message_id_for("D3"): 2})
+
+
+_KILLED_OUTBOX_SENDER = """
+import json, os, signal, sys
+from datetime import datetime
+from pathlib import Path
+import duckdb
+from orchestration.lib import followups
+
+args = json.loads(sys.argv[1])
+renames = 0
+real_replace = os.replace
+
+def replace_then_die(src, dst):
+    # SIGKILL this process at the n-th rename: before it when told to (a temporary file is left behind).
+    global renames
+    renames += 1
+    if renames == args["kill_at"] and args["before_rename"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+    if renames == args["kill_at"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = replace_then_die
+con = duckdb.connect(args["db"])
+followups.send_followups(
+    con,
+    rep_emails=args["rep_emails"],
+    as_of=datetime.fromisoformat(args["as_of"]),
+    smtp=None,
+    outbox_dir=Path(args["outbox"]),
+    fallback_address=args["fallback"],
+    run_id="run-killed",
+    outbox_batch_size=args["batch"],
+)
+"""
+
+
+@pytest.mark.parametrize("before_rename", [False, True], ids=["after-rename", "before-rename"])
+def test_send_followups_outbox_killed_mid_batch_rerun_leaves_each_message_once(
+    db_path: Path, tmp_path: Path, before_rename: bool
+) -> None:
+    outbox = tmp_path / "outbox"
+    # Batches of 2: D1 and D2 are committed, D3 and D4 are written (or D4 half-written), then SIGKILL.
+    args = {
+        "db": str(db_path),
+        "rep_emails": REP_EMAILS,
+        "as_of": AS_OF.isoformat(),
+        "outbox": str(outbox),
+        "fallback": FALLBACK,
+        "batch": 2,
+        "kill_at": 4,
+        "before_rename": before_rename,
+    }
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_OUTBOX_SENDER, json.dumps(args)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode(errors="replace")
+    expected = {f"followup-{message_id_for(r)[10:42]}.eml" for r in IN_WINDOW_IDS}
+    written_before = {"D1", "D2", "D3"} if before_rename else {"D1", "D2", "D3", "D4"}
+    on_disk = {p.name for p in outbox.iterdir() if not p.name.startswith(".")}
+    assert on_disk == {f"followup-{message_id_for(r)[10:42]}.eml" for r in written_before}
+    assert any(p.name.endswith(".tmp") for p in outbox.iterdir()) == before_rename
+
+    con = duckdb.connect(str(db_path))
+    try:
+        # Only whole batches were recorded: the files written after the last commit are not in the ledger.
+        assert set(_ledger(con)) == {"D1", "D2"}
+
+        resumed = _send(con, None, outbox, run_id="run-after-kill")
+
+        assert (resumed.sent, resumed.skipped_already_sent, resumed.failed) == (3, 2, [])
+        assert sorted(_ledger(con)) == IN_WINDOW_IDS
+        assert _ledger(con)["D3"]["run_id"] == "run-after-kill"
+    finally:
+        con.close()
+    # The rewritten D3 (and D4) replaced the earlier files: one file per response, no copies, no leftovers.
+    assert {p.name for p in outbox.iterdir()} == expected
+    seen = Counter()
+    for path in outbox.iterdir():
+        parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+        seen[parsed["X-NPS-Link-Response-Id"]] += 1
+        assert path.name == f"{parsed['Message-ID'][1:].split('@')[0]}.eml"
+    assert seen == Counter({r: 1 for r in IN_WINDOW_IDS})
+
+
+def test_send_followups_outbox_write_failure_records_the_files_already_written(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "outbox"
+    # A directory where D3's file should go: the rename fails like a full or broken disk would.
+    (outbox / f"followup-{message_id_for('D3')[10:42]}.eml").mkdir(parents=True)
+
+    result = _send(con, None, outbox)
+
+    assert result.sent == 2 and "outbox write failed" in (result.stopped_reason or "")
+    assert [(f.response_id, f.reason) for f in result.failed] == [
+        ("D3", "server_error"),
+        ("D4", "not_attempted"),
+        ("D5", "not_attempted"),
+    ]
+    # D1 and D2 were in the same, unfinished batch: recorded on the way out, not rewritten next time.
+    assert set(_ledger(con)) == {"D1", "D2"}
+    assert not any(p.name.endswith(".tmp") for p in outbox.iterdir())
+
+
+# ---- rendering: the fast path writes exactly what EmailMessage would ----
+
+
+def _random_text(rng: random.Random, alphabet: str, longest: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest)))
+
+
+def _detractor_variants() -> Iterator[followups._Detractor]:
+    rng = random.Random(7)
+    ascii_text = string.ascii_letters + string.digits + " -_./:=?()<>@,;\"'"
+    mixed = ascii_text + "対応遅い改善\u3000é\t"
+    for i in range(400):
+        # Mostly printable ASCII (the fast path's ground), lengths on both sides of the 78-octet fold.
+        alphabet = mixed if i % 4 == 0 else ascii_text if i % 4 == 1 else string.ascii_letters + "-_ ="
+        yield followups._Detractor(
+            response_id=_random_text(rng, alphabet, 40) or f"R{i}",
+            customer_id=_random_text(rng, alphabet, 35),
+            responded_at=datetime(2025, 6, 20, 1, 0) + timedelta(minutes=37 * i),
+            nps_score=i % 7,
+            comment=rng.choice([None, "", JAPANESE_COMMENT, URL_COMMENT, _random_text(rng, mixed + "\r\n", 300)]),
+            owner_rep_id=rng.choice([None, "R1", _random_text(rng, alphabet, 12)]),
+            manager_rep_id=rng.choice([None, "M1"]),
+            touchpoint=rng.choice([None, "support", _random_text(rng, alphabet, 15)]),
+            survey_type=rng.choice([None, "transactional", "relational"]),
+            segment=rng.choice([None, "enterprise", _random_text(rng, mixed, 20)]),
+            business_unit=rng.choice([None, "staffing"]),
+        )
+
+
+ADDRESS_VARIANTS = [
+    "r1@example.co.jp",
+    "first.last+tag@sub-domain.example.com",
+    "o'brien@example.com",
+    "a=?b@example.com",
+    "tanaka@例え.jp",
+    "x" * 70 + "@example.com",
+]
+
+
+def test_render_fast_is_byte_identical_to_email_message_or_declines() -> None:
+    date = "Mon, 30 Jun 2025 15:00:00 +0000"
+    fast_count = 0
+    for i, detractor in enumerate(_detractor_variants()):
+        to = ADDRESS_VARIANTS[(i // 3) % len(ADDRESS_VARIANTS)] if i % 3 == 0 else ADDRESS_VARIANTS[i % 2]
+        cc = ADDRESS_VARIANTS[(i // 5) % len(ADDRESS_VARIANTS)] if i % 5 == 1 else "m1@example.co.jp"
+        cc = None if i % 4 == 0 else cc
+        item = followups._Outgoing(
+            detractor=detractor, to_address=to, cc_address=cc, recipient_ref="R1", is_fallback=i % 5 == 0
+        )
+        kwargs = {"from_address": "nps-link@localhost", "reporting_tz": "Asia/Tokyo", "date": date}
+        reference = followups._build_message(item, **kwargs).as_bytes(policy=policy.SMTP)
+        fast = followups._render_fast(item, **kwargs)
+        if fast is not None:
+            fast_count += 1
+            assert fast == reference, (detractor, to, cc)
+        assert followups._message_bytes(item, **kwargs) == reference
+    assert fast_count >= 100  # the variants exercise the fast path, not only the fallback
+
+
+def test_render_fast_covers_the_plain_message_and_declines_what_needs_encoding() -> None:
+    date = "Mon, 30 Jun 2025 15:00:00 +0000"
+    plain = followups._Detractor("D1", "C001", datetime(2025, 6, 20, 1, 0), 2, JAPANESE_COMMENT, "R1", "M1",
+                                 "support", "transactional", "enterprise", "staffing")
+    kwargs = {"from_address": "nps-link@localhost", "reporting_tz": "Asia/Tokyo", "date": date}
+
+    def render(d: followups._Detractor, to: str = "r1@example.co.jp") -> bytes | None:
+        item = followups._Outgoing(detractor=d, to_address=to, cc_address="m1@example.co.jp",
+                                   recipient_ref="R1", is_fallback=False)
+        return followups._render_fast(item, **kwargs)
+
+    assert render(plain) is not None
+    assert render(replace(plain, customer_id="顧客001")) is None  # the Subject needs RFC 2047
+    assert render(replace(plain, customer_id="=?utf-8?q?x?=")) is None  # would be decoded on parse
+    assert render(replace(plain, customer_id="C" * 60)) is None  # the Subject would be folded
+    assert render(plain, to="tanaka@例え.jp") is None  # a non-ASCII address
+
+
+def test_send_followups_smtp_transmits_the_email_message_bytes(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    raw: list[bytes] = []
+    original = smtp_server.handler.handle_DATA
+
+    async def keep_raw(server, session, envelope) -> str:
+        raw.append(envelope.original_content)
+        return await original(server, session, envelope)
+
+    smtp_server.handler.handle_DATA = keep_raw  # type: ignore[method-assign]
+    result = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    assert result.sent == 5 and len(raw) == 5
+    for content in raw:
+        parsed = message_from_bytes(content, policy=policy.default)
+        detractor = next(
+            followups._Detractor(*row, "enterprise", "staffing")
+            for row in (r[:9] for r in DETRACTORS)
+            if row[0] == parsed["X-NPS-Link-Response-Id"]
+        )
+        item = followups._route(detractor, rep_emails=REP_EMAILS, fallback_address=FALLBACK)
+        assert isinstance(item, followups._Outgoing)
+        reference = followups._build_message(
+            item, from_address="nps-link@localhost", reporting_tz="Asia/Tokyo", date=parsed["Date"]
+        ).as_bytes(policy=policy.SMTP)
+        assert content == reference
