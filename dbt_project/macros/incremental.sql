@@ -98,3 +98,39 @@
     )
     {%- endif -%}
 {%- endmacro %}
+
+
+{% macro drop_orphans_without_facts() -%}
+    {#-
+        Post-hook of dim_customers: on an incremental run, delete the orphans no fact up to as_of
+        mentions any more (their facts were re-delivered to another customer, or as_of moved back past
+        them). delete+insert can only replace a customer's row, never drop it; a full build has none.
+        Only orphans are looked up: an account's row always stays.
+    -#}
+    {%- if is_incremental() -%}
+    delete from {{ this }}
+    where is_orphan
+        and customer_id not in (
+            select facts.customer_id
+            from (
+                select customer_id, occurred_at as fact_at from {{ ref('stg_crm__activities') }}
+                union all
+                select customer_id, responded_at as fact_at from {{ ref('stg_survey__responses') }}
+                union all
+                select customer_id, ordered_at as fact_at from {{ ref('int_orders_converted') }}
+            ) as facts
+            where facts.customer_id in (select customer_id from {{ this }} where is_orphan)
+                and facts.fact_at <= (select as_of_at from {{ ref('int_run_parameters') }})
+        )
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro drop_rows_after_as_of(column) -%}
+    {#- Pre-hook of an incremental model keyed by fact: on an incremental run, delete the stored rows
+        whose `column` is after this run's as_of (as_of moved back). delete+insert can only replace rows. -#}
+    {%- if is_incremental() -%}
+    delete from {{ this }}
+    where {{ column }} > (select as_of_at from {{ ref('int_run_parameters') }})
+    {%- endif -%}
+{%- endmacro %}

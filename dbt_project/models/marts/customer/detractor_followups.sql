@@ -1,4 +1,7 @@
 {%- set followup_days = var('followup_window_days') | int -%}
+{#- A view: a filter of the stored responses with their customer's owner and manager; a table
+    here would re-read every response of the history on every run. -#}
+{{ config(materialized='view') }}
 
 with
 

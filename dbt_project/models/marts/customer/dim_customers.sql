@@ -1,14 +1,85 @@
+{#- Incremental by customer (macros/incremental.sql): a run rebuilds the customers whose account,
+    facts or onboarding can have changed; an orphan whose every fact left (re-delivered to another
+    customer, or after an earlier as_of) is dropped by the post-hook. -#}
+{{
+    config(
+        materialized=incremental_materialization(),
+        unique_key='customer_id',
+        incremental_strategy='delete+insert',
+        post_hook="{{ drop_orphans_without_facts() }}",
+    )
+}}
+
 with
-
-accounts as (
-
-    select * from {{ ref('stg_crm__accounts') }}
-
-),
 
 run_parameters as (
 
-    select as_of_at from {{ ref('int_run_parameters') }}
+    select as_of_at, input_seq from {{ ref('int_run_parameters') }}
+
+),
+
+{% if is_incremental() -%}
+built as (
+
+    select
+        min(built._as_of_at) as min_as_of_at,
+        max(built._as_of_at) as max_as_of_at,
+        -- Everyone when nothing is stored yet, a parameter changed or a cut-off is unknown.
+        case
+            when count(*) = 0
+                or count(case when built._parameters <> {{ run_parameters_key() }} or built._as_of_at is null then 1 end) > 0
+                or max(run_parameters.as_of_at) is null
+                then 1
+            else 0
+        end as recompute_all
+    from {{ this }} as built
+    cross join run_parameters
+
+),
+
+cut_off_window as (
+
+    select
+        least(built.min_as_of_at, run_parameters.as_of_at) as lo,
+        greatest(built.max_as_of_at, run_parameters.as_of_at) as hi
+    from built
+    cross join run_parameters
+
+),
+
+-- Customers whose row can have changed: a new delivery of their account or facts, a fact between the
+-- stored cut-offs and this one, a first week that ends between them (outbound_contacts_first_7d is
+-- NULL until it is over), or a contact by a rep delivered since (the rep's team decides the hand-off).
+scope as (
+
+    {{ customers_delivered_since(delivery_watermark(), ['activities', 'responses', 'orders', 'accounts']) }}
+    union
+    select customer_id from {{ ref('stg_crm__activities') }}
+    where occurred_at > (select lo from cut_off_window) and occurred_at <= (select hi from cut_off_window)
+    union
+    select customer_id from {{ ref('stg_survey__responses') }}
+    where responded_at > (select lo from cut_off_window) and responded_at <= (select hi from cut_off_window)
+    union
+    select customer_id from {{ ref('int_orders_converted') }}
+    where ordered_at > (select lo from cut_off_window) and ordered_at <= (select hi from cut_off_window)
+    union
+    select stored.customer_id
+    from {{ this }} as stored
+    cross join run_parameters
+    where {{ dbt.dateadd('day', 7, 'stored.first_order_at') }} > least(stored._as_of_at, run_parameters.as_of_at)
+        and {{ dbt.dateadd('day', 7, 'stored.first_order_at') }} <= greatest(stored._as_of_at, run_parameters.as_of_at)
+    union
+    select customer_id from {{ ref('stg_crm__activities') }}
+    where rep_id in (select rep_id from {{ ref('stg_crm__reps') }} where _delivery_seq > {{ delivery_watermark() }})
+
+),
+
+{% endif -%}
+accounts as (
+
+    select * from {{ ref('stg_crm__accounts') }}
+    where true
+        {{- customer_in_incremental_scope('customer_id') }}
 
 ),
 
@@ -18,6 +89,7 @@ activities as (
     from {{ ref('stg_crm__activities') }} as activities
     cross join run_parameters
     where activities.occurred_at <= run_parameters.as_of_at
+        {{- customer_in_incremental_scope('activities.customer_id') }}
 
 ),
 
@@ -27,6 +99,7 @@ responses as (
     from {{ ref('stg_survey__responses') }} as responses
     cross join run_parameters
     where responses.responded_at <= run_parameters.as_of_at
+        {{- customer_in_incremental_scope('responses.customer_id') }}
 
 ),
 
@@ -36,6 +109,7 @@ orders as (
     from {{ ref('int_orders_converted') }} as orders
     cross join run_parameters
     where orders.ordered_at <= run_parameters.as_of_at
+        {{- customer_in_incremental_scope('orders.customer_id') }}
 
 ),
 
@@ -148,7 +222,10 @@ select
     end as outbound_contacts_first_7d,
     onboarding.first_account_management_contact_at,
     {{ days_between('first_orders.first_order_at', 'onboarding.first_account_management_contact_at') }}
-        as handoff_days
+        as handoff_days,
+    run_parameters.as_of_at as _as_of_at,
+    run_parameters.input_seq as _input_seq,
+    {{ run_parameters_key() }} as _parameters
 from customers
 cross join run_parameters
 left join first_orders

@@ -1,3 +1,7 @@
+{#- A view: the orders are stored once, in staging (incremental); a table here would rewrite
+    every order of the history on every run. -#}
+{{ config(materialized='view') }}
+
 with
 
 orders as (

@@ -1,3 +1,7 @@
+{#- A view: the items are stored once, in staging (incremental); a table here would rewrite
+    every item of the history on every run. -#}
+{{ config(materialized='view') }}
+
 with
 
 driver_scores as (

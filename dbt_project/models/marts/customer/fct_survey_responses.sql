@@ -1,8 +1,70 @@
+{#- Incremental by response (macros/incremental.sql): a run rewrites the responses whose exposure,
+    repeat or customer row changed since, and those the cut-off move lets in; the pre-hook drops the
+    ones an earlier cut-off leaves out. -#}
+{{
+    config(
+        materialized=incremental_materialization(),
+        unique_key='response_id',
+        incremental_strategy='delete+insert',
+        pre_hook="{{ drop_rows_after_as_of('responded_at') }}",
+    )
+}}
+
 with
 
+run_parameters as (
+
+    select as_of_at, input_seq from {{ ref('int_run_parameters') }}
+
+),
+
+{% if is_incremental() -%}
+built as (
+
+    select
+        min(built._as_of_at) as min_as_of_at,
+        max(built._as_of_at) as max_as_of_at,
+        -- Everyone when nothing is stored yet, a parameter changed or a cut-off is unknown.
+        case
+            when count(*) = 0
+                or count(case when built._parameters <> {{ run_parameters_key() }} or built._as_of_at is null then 1 end) > 0
+                or max(run_parameters.as_of_at) is null
+                then 1
+            else 0
+        end as recompute_all
+    from {{ this }} as built
+    cross join run_parameters
+
+),
+
+-- The inputs' rows rewritten since this model's watermark (a new delivery), or by this run (the
+-- cut-off moved): exactly the responses whose columns can differ from the stored ones.
+scope as (
+
+    select customer_id from {{ ref('int_responses_with_exposure') }}
+    where _input_seq > {{ delivery_watermark() }}
+    union
+    select customer_id from {{ ref('int_responses_with_repeat') }}
+    where _input_seq > {{ delivery_watermark() }}
+        or (_input_seq = (select input_seq from run_parameters) and _as_of_at = (select as_of_at from run_parameters))
+    union
+    select customer_id from {{ ref('dim_customers') }}
+    where _input_seq > {{ delivery_watermark() }}
+        or (_input_seq = (select input_seq from run_parameters) and _as_of_at = (select as_of_at from run_parameters))
+    union
+    -- Responses the cut-off move lets in.
+    select customer_id from {{ ref('int_responses_categorized') }}
+    where responded_at > least((select min_as_of_at from built), (select as_of_at from run_parameters))
+        and responded_at <= (select as_of_at from run_parameters)
+
+),
+
+{% endif -%}
 responses as (
 
     select * from {{ ref('int_responses_categorized') }}
+    where true
+        {{- customer_in_incremental_scope('customer_id') }}
 
 ),
 
@@ -22,12 +84,6 @@ customers as (
 
     select customer_id, segment, business_unit, created_at, contact_email_key, is_orphan
     from {{ ref('dim_customers') }}
-
-),
-
-run_parameters as (
-
-    select as_of_at from {{ ref('int_run_parameters') }}
 
 )
 
@@ -56,7 +112,10 @@ select
     case
         when responses.respondent_email_key is null or customers.contact_email_key is null then null
         else responses.respondent_email_key = customers.contact_email_key
-    end as is_account_contact
+    end as is_account_contact,
+    run_parameters.as_of_at as _as_of_at,
+    run_parameters.input_seq as _input_seq,
+    {{ run_parameters_key() }} as _parameters
 from responses
 cross join run_parameters
 inner join exposure
