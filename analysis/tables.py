@@ -394,12 +394,52 @@ def key_drivers(
     rated = scores.merge(rated_responses, on="response_id", how="inner")
     if rated.empty:
         raise InsufficientDataError("key_drivers: no driver score belongs to a response with an nps_score")
-
-    per_driver = rated.groupby("driver").agg(n=("score", "size"), mean_score=("score", "mean"))
-    per_driver = per_driver.sort_values("n", ascending=False, kind="stable")
     wide = rated.pivot(index="response_id", columns="driver", values="score")
     outcome = rated.drop_duplicates("response_id").set_index("response_id")["nps_score"].reindex(wide.index)
-    outcome = pd.Series(_as_float(outcome), index=wide.index)
+    return key_drivers_wide(wide, _as_float(outcome), min_n=min_n, top=top, scale_max=scale_max)
+
+
+def key_drivers_wide(
+    ratings: pd.DataFrame,
+    nps_score: npt.ArrayLike,
+    *,
+    min_n: int = 50,
+    top: int = 5,
+    scale_max: float = 10.0,
+) -> pd.DataFrame:
+    """:func:`key_drivers` on ratings already one row per response: the form SQL can hand over cheaply.
+
+    `ratings` has one column per driver (named by the driver; float, NaN = not rated) and one row
+    per response that rated at least one driver; `nps_score` is that response's score (rows with a
+    missing score are left out). Returns the same table as :func:`key_drivers`, whose long input is
+    pivoted into this form; a caller that pivots in SQL must give the rows in ``response_id`` order
+    for the fit to see the rows in the same order (the figures then agree to the last bit).
+    """
+    if min_n < 2 or top < 1:
+        raise ValueError("min_n must be at least 2 and top at least 1")
+    outcome_values = np.asarray(nps_score, dtype="float64")
+    if outcome_values.shape != (len(ratings),):
+        raise ValueError(f"nps_score has shape {outcome_values.shape}; ratings has {len(ratings)} rows")
+    drivers = sorted(str(c) for c in ratings.columns)
+    if len(set(drivers)) != len(drivers):
+        raise ValueError(f"ratings has a driver column twice: {drivers}")
+    scored = ~np.isnan(outcome_values)
+    wide = pd.DataFrame(
+        {d: ratings[d].to_numpy(dtype="float64", na_value=np.nan)[scored] for d in drivers},
+        index=pd.RangeIndex(int(scored.sum())),
+    )
+    values = wide.to_numpy()
+    if ((values < 0) | (values > scale_max)).any():
+        raise ValueError(f"driver_scores.score must lie within 0..{scale_max:g}")
+    rated_count = wide.notna().sum()
+    if int(rated_count.sum()) == 0:
+        raise InsufficientDataError("key_drivers: no driver score belongs to a response with an nps_score")
+    outcome = pd.Series(outcome_values[scored], index=wide.index)
+
+    per_driver = pd.DataFrame({"n": rated_count.astype("int64"), "mean_score": wide.mean()})
+    per_driver = per_driver.loc[per_driver["n"] > 0]
+    per_driver.index.name = "driver"
+    per_driver = per_driver.sort_values("n", ascending=False, kind="stable")
 
     covered = per_driver.index[per_driver["n"] >= min_n]
     excluded = {
@@ -469,35 +509,59 @@ def key_drivers(
 # ---- nps_revenue ----------------------------------------------------------------------------------
 
 
-def _correlation_row(responses: pd.DataFrame, customer_months: pd.DataFrame, min_cell_responses: int) -> dict[str, Any]:
-    """Pearson correlation of cell NPS and revenue per customer over segment x month cells."""
-    cell_keys = ["segment", "month"]
-    scored = responses.loc[responses["segment"].notna() & responses["month"].notna()]
-    # Months arrive as DATE from SQL on both sides; only the dtypes are normalised for the join.
-    scored = scored.assign(segment=scored["segment"].astype("str"), month=pd.to_datetime(scored["month"]))
-    codes, cells = pd.MultiIndex.from_frame(scored[cell_keys]).factorize()
-    counts = _category_counts(scored["nps_category"], codes, len(cells))
-    nps = nps_from_count_arrays(counts["promoters"], counts["passives"], counts["detractors"])
-    cell_nps = pd.DataFrame(
-        {
-            "segment": cells.get_level_values(0),
-            "month": cells.get_level_values(1),
-            "cell_responses": nps["n"].to_numpy(),
-            "cell_nps": nps["nps"].to_numpy(),
-        }
-    )
-    cell_nps = cell_nps.loc[cell_nps["cell_responses"] >= min_cell_responses]
+def segment_month_revenue(customer_months: pd.DataFrame) -> pd.DataFrame:
+    """Revenue and customers per segment x month, from customer-month rows or as already aggregated.
 
+    `customer_months` is either one row per customer and month (``customer_id, month, revenue,
+    segment``, as ``marts.fct_customer_months`` with the customer's segment) or already one row per
+    segment and month (``segment, month, revenue, customers``: the revenue sum, NULL revenue counting
+    as none, and the number of distinct customers), which is how the asset reads it: aggregated in
+    SQL instead of moving ten million customer-months into Python. Rows with a NULL segment or month
+    are left out. Returns ``segment, month, revenue, customers``.
+    """
+    if "customer_id" not in customer_months.columns and "customers" in customer_months.columns:
+        _require_columns(customer_months, ["segment", "month", "revenue", "customers"], "customer_months")
+        aggregated = customer_months.loc[customer_months["segment"].notna() & customer_months["month"].notna()]
+        _require_unique(aggregated, ["segment", "month"], "customer_months")
+        return aggregated[["segment", "month", "revenue", "customers"]].reset_index(drop=True)
+    _require_columns(customer_months, ["customer_id", "month", "revenue", "segment"], "customer_months")
     months = customer_months.loc[customer_months["segment"].notna() & customer_months["month"].notna()]
     months = months.assign(
         segment=months["segment"].astype("str"),
         month=pd.to_datetime(months["month"]),
         revenue=_as_float(months["revenue"]),
     )
-    revenue = months.groupby(cell_keys, as_index=False).agg(
+    return months.groupby(["segment", "month"], as_index=False).agg(
         revenue=("revenue", "sum"), customers=("customer_id", "nunique")
     )
-    revenue["revenue_per_customer"] = revenue["revenue"] / revenue["customers"]
+
+
+def _correlation_row(responses: pd.DataFrame, customer_months: pd.DataFrame, min_cell_responses: int) -> dict[str, Any]:
+    """Pearson correlation of cell NPS and revenue per customer over segment x month cells."""
+    cell_keys = ["segment", "month"]
+    scored = responses.loc[responses["segment"].notna() & responses["month"].notna()]
+    # Months arrive as DATE from SQL on both sides; only the dtypes are normalised for the join.
+    segment_codes, segments = pd.factorize(scored["segment"].astype("str"))
+    month_codes, month_values = pd.factorize(pd.to_datetime(scored["month"]))
+    # One integer per (segment, month) pair, numbered by first appearance like a MultiIndex factorize,
+    # without building the 2M-tuple index that costs seconds at a million customers.
+    codes, cells = pd.factorize(segment_codes.astype("int64") * len(month_values) + month_codes)
+    counts = _category_counts(scored["nps_category"], codes, len(cells))
+    nps = nps_from_count_arrays(counts["promoters"], counts["passives"], counts["detractors"])
+    cell_nps = pd.DataFrame(
+        {
+            "segment": np.asarray(segments)[cells // len(month_values)],
+            "month": month_values[cells % len(month_values)],
+            "cell_responses": nps["n"].to_numpy(),
+            "cell_nps": nps["nps"].to_numpy(),
+        }
+    )
+    cell_nps = cell_nps.loc[cell_nps["cell_responses"] >= min_cell_responses]
+
+    revenue = segment_month_revenue(customer_months)
+    revenue = revenue.loc[revenue["segment"].notna() & revenue["month"].notna()]
+    revenue = revenue.assign(segment=revenue["segment"].astype("str"), month=pd.to_datetime(revenue["month"]))
+    revenue["revenue_per_customer"] = _as_float(revenue["revenue"]) / _as_float(revenue["customers"])
     joined = cell_nps.merge(revenue, on=cell_keys, how="inner")
     n_cells = len(joined)
 
@@ -531,7 +595,8 @@ def nps_revenue(
     response's month in the reporting time zone, computed in SQL) and ``revenue_next_365d``
     (revenue of completed orders in the 365 days after the response; NULL when not known), and
     `customer_months` as ``marts.fct_customer_months`` (``customer_id, month, revenue``) plus the
-    customer's ``segment``.
+    customer's ``segment``, or that table already summed per segment and month (see
+    :func:`segment_month_revenue`).
 
     Returns one row per category ('promoter', 'passive', 'detractor'): ``customers`` (distinct),
     ``responses``, ``revenue_responses`` (responses with a known revenue), ``revenue_after`` (sum)
@@ -547,7 +612,6 @@ def nps_revenue(
     Raises InsufficientDataError when there are no responses.
     """
     _require_columns(responses, ["customer_id", "nps_category", "segment", "month", "revenue_next_365d"], "responses")
-    _require_columns(customer_months, ["customer_id", "month", "revenue", "segment"], "customer_months")
     if responses.empty:
         raise InsufficientDataError("nps_revenue: no responses")
     _check_categories(responses["nps_category"], "responses")

@@ -79,7 +79,7 @@ def _run(
 
 LINK_FRAME_SQL = """
     select
-        r.response_id, r.customer_id, r.contacts_per_month, r.nps_score, r.repeat_after,
+        r.customer_id, r.contacts_per_month, r.nps_score, r.repeat_after,
         r.segment, r.business_unit, r.survey_type,
         r.tenure_days / 365.25 as tenure_years,
         ln(1 + greatest(coalesce(r.revenue_prior_365d, 0), 0) / 1e6) as log_revenue_prior_365d,
@@ -116,30 +116,99 @@ def build_dose_response(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return tables.dose_response(frame)
 
 
+DRIVERS_SQL = """
+    select distinct driver from marts.fct_survey_driver_scores where score is not null order by driver
+"""
+
+# One row per rated response, one column pair per driver: its score and how many rows rated it (more
+# than one would break the mart's grain). `{columns}` is filled with numbered aliases (d0, n0, ...) and
+# the driver names are bound as parameters, so no name ever becomes SQL text. Ordered by response_id,
+# the row order the long form's pivot had, so the fit sums its rows in the same order.
+DRIVER_RATINGS_SQL = """
+    with
+
+    scores as (
+        select response_id, driver, score from marts.fct_survey_driver_scores where score is not null
+    ),
+
+    responses as (
+        select response_id, nps_score from marts.fct_survey_responses where nps_score is not null
+    ),
+
+    rated as (
+        select scores.response_id, scores.driver, scores.score, responses.nps_score
+        from scores
+        inner join responses on scores.response_id = responses.response_id
+    )
+
+    select
+        count(distinct rated.nps_score) as n_scores,
+        any_value(rated.nps_score) as nps_score,
+        {columns}
+    from rated
+    group by rated.response_id
+    order by rated.response_id
+"""
+
+
 def build_key_drivers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Relative weights of the driver items on the 0-10 score, with their mean rating."""
-    scores = con.execute("select response_id, driver, score from marts.fct_survey_driver_scores").df()
-    responses = con.execute("select response_id, nps_score from marts.fct_survey_responses").df()
-    return tables.key_drivers(scores, responses)
+    """Relative weights of the driver items on the 0-10 score, with their mean rating.
+
+    The long mart (a row per response and item, about 6M at a million customers) is pivoted in SQL
+    into one row per rated response, so Python receives numbers only.
+    """
+    drivers = [driver for (driver,) in con.execute(DRIVERS_SQL).fetchall()]
+    if not drivers:
+        raise InsufficientDataError("key_drivers: no driver score in marts.fct_survey_driver_scores")
+    columns = ",\n        ".join(
+        f"max(rated.score) filter (where rated.driver = ${i}) as d{i - 1}, "
+        f"count(*) filter (where rated.driver = ${i}) as n{i - 1}"
+        for i in range(1, len(drivers) + 1)
+    )
+    wide = con.execute(DRIVER_RATINGS_SQL.format(columns=columns), drivers).df()
+    if (wide["n_scores"] > 1).any():
+        raise ValueError("marts.fct_survey_responses has a response_id twice with different scores")
+    counts = wide[[f"n{i}" for i in range(len(drivers))]].to_numpy()
+    if (counts > 1).any():
+        raise ValueError("marts.fct_survey_driver_scores has a (response_id, driver) twice")
+    ratings = pd.DataFrame({d: wide[f"d{i}"].to_numpy(dtype="float64", na_value=np.nan) for i, d in enumerate(drivers)})
+    return tables.key_drivers_wide(ratings, wide["nps_score"].to_numpy(dtype="float64", na_value=np.nan))
+
+
+# Revenue per segment x month, summed in SQL: the customer-month mart has ten million rows at a
+# million customers. fsum is a compensated sum like pandas' groupby sum, so the total is the same.
+SEGMENT_MONTH_REVENUE_SQL = """
+    with
+
+    customer_months as (
+        select customer_id, month, revenue from marts.fct_customer_months
+    ),
+
+    customers as (
+        select customer_id, segment from marts.dim_customers
+    )
+
+    select
+        customers.segment,
+        customer_months.month,
+        coalesce(fsum(customer_months.revenue), 0) as revenue,
+        count(distinct customer_months.customer_id) as customers
+    from customer_months
+    left join customers on customer_months.customer_id = customers.customer_id
+    where customers.segment is not null and customer_months.month is not null
+    group by customers.segment, customer_months.month
+"""
 
 
 def build_nps_revenue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Revenue in the year after a response by NPS category, and NPS-revenue correlation by segment-month."""
     responses = con.execute(
         """
-        select customer_id, responded_at, response_month as month, nps_category, nps_score, segment,
-               revenue_next_365d
+        select customer_id, response_month as month, nps_category, segment, revenue_next_365d
         from marts.fct_survey_responses
         """
     ).df()
-    months = con.execute(
-        """
-        select m.customer_id, m.month, m.revenue, m.responses, m.avg_nps_score, c.segment
-        from marts.fct_customer_months as m
-        left join marts.dim_customers as c on m.customer_id = c.customer_id
-        """
-    ).df()
-    return tables.nps_revenue(responses, months)
+    return tables.nps_revenue(responses, con.execute(SEGMENT_MONTH_REVENUE_SQL).df())
 
 
 def build_nps_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -147,18 +216,47 @@ def build_nps_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return tables.nps_changes(con.execute("select * from marts.nps_by_period").df())
 
 
-RESPONSES_FOR_CUSTOMER_BINS = "select customer_id, nps_category, repeat_after from marts.fct_survey_responses"
+# contact_timing and handoff join responses to customers. The join runs on a dense integer key
+# (dense_rank over customer_id, computed the same way in both queries) instead of the string id: a
+# million customers and two million responses match in a fraction of the time, with the same result.
+# dense_rank keeps a duplicated customer_id a duplicate, so the grain check still sees it.
+CUSTOMER_BIN_SQL = """
+    with
+
+    customers as (
+        select customer_id, {column} from marts.dim_customers
+    )
+
+    select dense_rank() over (order by customer_id) as customer_id, {column}
+    from customers
+"""
+
+RESPONSES_FOR_CUSTOMER_BINS = """
+    with
+
+    customers as (
+        select customer_id, dense_rank() over (order by customer_id) as customer_key from marts.dim_customers
+    ),
+
+    responses as (
+        select customer_id, nps_category, repeat_after from marts.fct_survey_responses
+    )
+
+    select customers.customer_key as customer_id, responses.nps_category, responses.repeat_after
+    from responses
+    inner join customers on responses.customer_id = customers.customer_id
+"""
 
 
 def build_contact_timing(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by outbound contacts in the first 7 days after the first order."""
-    customers = con.execute("select customer_id, outbound_contacts_first_7d from marts.dim_customers").df()
+    customers = con.execute(CUSTOMER_BIN_SQL.format(column="outbound_contacts_first_7d")).df()
     return tables.contact_timing(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
 
 
 def build_handoff(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by days from first order to the first account-management contact."""
-    customers = con.execute("select customer_id, handoff_days from marts.dim_customers").df()
+    customers = con.execute(CUSTOMER_BIN_SQL.format(column="handoff_days")).df()
     return tables.handoff(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
 
 
