@@ -153,12 +153,17 @@ def _write_query(
     target: Path,
     names: list[str] | None = None,
     transform: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
+    dictionary: bool | list[str] = True,
 ) -> None:
-    """Stream a query's rows into `target` with exactly `schema`, through a temporary file."""
+    """Stream a query's rows into `target` with exactly `schema`, through a temporary file.
+
+    `dictionary` names the columns worth dictionary encoding (default: all); it changes the
+    encoding only, never a value.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     reader = con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS)
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with pq.ParquetWriter(tmp, schema, use_dictionary=dictionary) as writer:
         for batch in reader:
             if names is not None:
                 batch = batch.rename_columns(names)
@@ -183,6 +188,17 @@ def _pii_keys(spec: SourceSpec, key: bytes) -> Callable[[pa.RecordBatch], pa.Rec
     return add_keys
 
 
+def _dictionary_columns(spec: SourceSpec) -> list[str]:
+    """Lake columns worth dictionary encoding: all but those (nearly) unique per row.
+
+    The key, the row number, the PII hashes and the contract's timestamps are distinct on almost
+    every row; building a dictionary for them costs a third of the write and is then thrown away.
+    """
+    unique = {spec.key, "_row_number", *spec.pii_key_columns}
+    unique |= {name for name, col in spec.columns.items() if col.type == "timestamp"}
+    return [name for name in lake_schema(spec.name).names if name not in unique]
+
+
 def _metadata_sql() -> str:
     return (
         "$file AS _source_file, $sha AS _file_sha256, _rn AS _row_number, "
@@ -196,7 +212,7 @@ def _write_raw(
     typed = ", ".join(f"t{k} AS {quote_ident(col)}" for k, col in enumerate(plan.contract_columns))
     sql = f"SELECT {typed}, {_metadata_sql()} FROM checked WHERE _rule IS NULL"
     _write_query(con, sql, meta, lake_schema(spec.name), raw_dir(lake, spec.name) / f"{meta['sha']}.parquet",
-                 transform=_pii_keys(spec, pii_key))
+                 transform=_pii_keys(spec, pii_key), dictionary=_dictionary_columns(spec))
 
 
 def _write_drivers(con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict) -> None:
