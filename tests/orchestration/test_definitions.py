@@ -107,3 +107,37 @@ def test_dagster_definitions_validate_passes_for_the_workspace() -> None:
                             capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "nps_link" in result.stdout + result.stderr
+
+
+def test_dbt_resource_skips_dagster_dbts_start_up_work_it_overrides(definitions: dg.Definitions) -> None:
+    # The overridden names are private to dagster-dbt: an upgrade that renames them would silently
+    # bring the start-up cost back, so fail here instead.
+    from dagster_dbt import DbtCliResource
+
+    from orchestration.defs.resources import NpsLinkDbtCliResource
+
+    dbt = definitions.resources["dbt"]
+    assert isinstance(dbt, NpsLinkDbtCliResource)
+    for name in ("_initialize_dbt_core_adapter", "_cli_version"):
+        assert name in vars(DbtCliResource), f"dagster-dbt no longer has {name}"
+    assert dbt._initialize_dbt_core_adapter(["build"]) is None
+    # The version dagster-dbt would have asked `dbt --version` for.
+    completed = subprocess.run([dbt.dbt_executable, "--version"], capture_output=True, text=True, check=True)
+    assert f"installed: {dbt._cli_version}" in completed.stdout + completed.stderr
+
+
+def test_keep_partial_parse_promotes_the_builds_parse_whole(tmp_path: Path) -> None:
+    from orchestration.defs.transform.assets import keep_partial_parse
+
+    run_target, project_target = tmp_path / "run", tmp_path / "target"
+    run_target.mkdir()
+    project_target.mkdir()
+    assert keep_partial_parse(run_target, project_target) is False  # dbt skipped parsing: keep the old one
+    (project_target / "partial_parse.msgpack").write_bytes(b"old")
+    old_inode = (project_target / "partial_parse.msgpack").stat().st_ino
+    (run_target / "partial_parse.msgpack").write_bytes(b"new")
+    assert keep_partial_parse(run_target, project_target) is True
+    promoted = project_target / "partial_parse.msgpack"
+    assert promoted.read_bytes() == b"new"
+    assert promoted.stat().st_ino != old_inode  # replaced by rename, never rewritten in place
+    assert sorted(p.name for p in project_target.iterdir()) == ["partial_parse.msgpack"]

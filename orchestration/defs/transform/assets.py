@@ -5,13 +5,16 @@ downstream (analysis, report, publish) runs on a warehouse that did not pass its
 """
 
 import json
+import os
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from orchestration.lib.dbt import NpsLinkDbtTranslator, dbt_project, dbt_vars, ensure_manifest
+from orchestration.lib.dbt import DBT_TARGET_DIR, NpsLinkDbtTranslator, dbt_project, dbt_vars, ensure_manifest
 from orchestration.lib.resources import NpsLinkResource
 
 
@@ -32,8 +35,34 @@ def dbt_models(
 ) -> Iterator[Any]:
     """The warehouse models and their dbt tests, run with this run's as_of and windows as dbt vars."""
     settings = nps_link.export_env()
-    args = ["build", "--vars", json.dumps(dbt_vars(settings))]
+    build_vars = dbt_vars(settings)
+    args = ["build", "--vars", json.dumps(build_vars)]
     if config.full_refresh:
         args.append("--full-refresh")
-    context.log.info(f"[dbt] build with vars {dbt_vars(settings)}")
-    yield from dbt.cli(args, context=context).stream()
+    context.log.info(f"[dbt] build with vars {build_vars}")
+    invocation = dbt.cli(args, context=context)
+    yield from invocation.stream()
+    keep_partial_parse(Path(invocation.target_path), DBT_TARGET_DIR)
+
+
+def keep_partial_parse(run_target: Path, project_target: Path) -> bool:
+    """Make this build's parsed project the one the next build starts from; True when there was one.
+
+    dagster-dbt gives every invocation its own target folder and seeds it with the project target's
+    `partial_parse.msgpack`, which `dbt parse` wrote without our --vars, so dbt threw it away and
+    parsed the whole project on every run (4 s at L, 13 s at S under load). dbt writes a new file
+    only when it parsed; promoting it means the next run with the same vars and files skips parsing,
+    and dbt still re-parses whatever changed (it checks file hashes, vars, profile and env vars).
+    A hard link plus rename: the project's file is replaced whole, never rewritten in place, so a
+    concurrent run copying it reads the old or the new one, not a mix.
+    """
+    fresh = run_target / "partial_parse.msgpack"
+    if not fresh.exists():
+        return False
+    staged = project_target / f".partial_parse-{uuid.uuid4().hex}.msgpack"
+    try:
+        os.link(fresh, staged)
+        os.replace(staged, project_target / "partial_parse.msgpack")
+    finally:
+        staged.unlink(missing_ok=True)
+    return True
