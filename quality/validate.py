@@ -1,13 +1,13 @@
-"""Validate a pandas frame against a GX suite and return a plain, serialisable outcome.
+"""Validate pandas frames against GX suites and return plain, serialisable outcomes.
 
 Speed. GX's pandas engine evaluates value ranges row by row in Python and hashes the whole frame
 per batch. Measured on this project's shared 2-core machine (other jobs running) with the
 36-expectation crm_activities suite: GX on the whole frame took 10-19 s at 1 M rows and 59 s at
 5 M rows (several GB of memory), so a 20 M-row file would take minutes and most of the memory.
-This module's default path took 2.2 s at 200 k rows (whole-frame GX), 1.4 s at 1 M, 3.5 s at
+This module's single-frame path took 2.2 s at 200 k rows (whole-frame GX), 1.4 s at 1 M, 3.5 s at
 5 M and 15 s at 20 M rows (`python -m tests.quality.bench_validate`).
 
-Up to `full_gx_max_rows` rows GX validates the whole frame. Above it:
+`validate` (one frame): up to `full_gx_max_rows` rows GX validates the whole frame. Above it:
 
 - GX validates a deterministic systematic sample: every k-th row from the first, k chosen so at
   most `sample_rows` rows remain. Systematic rather than the first rows because delivered files
@@ -15,21 +15,36 @@ Up to `full_gx_max_rows` rows GX validates the whole frame. Above it:
 - Every expectation whose result a sample could get wrong (a single null, duplicate, out-of-set or
   out-of-range value among millions) is then recomputed exactly over all rows with vectorised
   pandas/Arrow operations, with GX's semantics (`mostly`, nulls outside the domain of value checks,
-  every copy of a duplicate counted). Schema expectations (column set, column types) are exact on
-  any sample, since a sample has the frame's columns and dtypes.
-- Expectations with no exact implementation here (e.g. those with a `row_condition`) keep their
-  sample result; `ValidationOutcome.sample_description` names them, and each `CheckResult.basis`
-  says where its result came from.
+  every copy of a duplicate counted, a pandas `row_condition` applied with `DataFrame.query` as GX
+  does). Schema expectations (column set, column types) are exact on any sample, since a sample
+  has the frame's columns and dtypes.
+- Expectations with no exact implementation here keep their sample result;
+  `ValidationOutcome.sample_description` names them, and each `CheckResult.basis` says where its
+  result came from.
+
+`validate_batches` (the files one run loaded into a lake table): a GX run costs about 0.2 s before
+it reads a row (building its metric graph for ~35 expectations), and the single-frame path paid
+that plus GX on up to 200,000 rows for every file: 2 s a file, 158 s for the 80 files of the L
+benchmark. Here batches that share a suite object and a schema are validated together:
+
+- one GX run on a systematic sample of their rows together (`shared_sample_rows`), kept for the
+  schema expectations and for any expectation GX could not evaluate (an error is a schema fact);
+- every other expectation computed exactly over every row of every batch, in one vectorised pass
+  over the batches together, counted per batch (duplicates only within a batch); a batch with an
+  offending value is recomputed alone, so its counts and quoted examples are those of the file;
+- expectations with no exact implementation judged by `validate` on each batch alone.
+
+Every batch keeps its own outcome, so a failure is still attributed to the file it is in.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -37,7 +52,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quality._gx import gx, run_lock, whole_frame_batch_definition
+if TYPE_CHECKING:  # GX is imported on first use (quality._gx): it pulls in pyspark, seconds of start-up.
+    import great_expectations as gx
 
 # Whole-frame GX up to here (a few seconds); above it, the sample + exact aggregates path, which
 # is as exact for every expectation it implements and much faster, so the bar is set low.
@@ -45,6 +61,12 @@ FULL_GX_MAX_ROWS = 200_000
 # Rows GX sees on the sampled path (about 1 s); only sample-only expectations depend on it, and
 # 100,000 rows estimate a share to within half a percentage point.
 SAMPLE_ROWS = 100_000
+# Rows of the one GX run that several batches validated together share (`validate_batches`). Only
+# its schema results (exact on any sample) and evaluation errors are kept, every other result is
+# recomputed exactly per batch, so it is kept small. Measured with the crm_activities suite: a GX
+# run costs 0.18 s on 1 row (building the metric graph), 0.25 s on 2,000 rows and 0.6 s on 10,000
+# (row-by-row value ranges in Python).
+SHARED_SAMPLE_ROWS = 2_000
 # How many offending values a summary quotes.
 EXAMPLES = 5
 
@@ -149,15 +171,121 @@ def validate(
     sampled = rows > full_gx_max_rows
     step = max(1, math.ceil(rows / sample_rows)) if sampled else 1
     batch_frame = frame.iloc[::step] if sampled else frame
-    with run_lock:
-        batch = whole_frame_batch_definition().get_batch(batch_parameters={"dataframe": batch_frame})
-        result = batch.validate(suite, result_format="SUMMARY")
+    result = _run_gx(batch_frame, suite)
     checks = [_check_from_gx(r, BASIS_GX) for r in result.results]
     description = None
     if sampled:
         checks = [_exact_or_sample(r, frame) for r in result.results]
         description = _describe_sample(checks, rows=rows, sampled_rows=len(batch_frame), step=step)
     return _outcome(suite.name, checks, rows, time.perf_counter() - started, sampled, description)
+
+
+def validate_batches(
+    batches: Mapping[str, tuple[pd.DataFrame, gx.ExpectationSuite]],
+    *,
+    shared_sample_rows: int = SHARED_SAMPLE_ROWS,
+    full_gx_max_rows: int = FULL_GX_MAX_ROWS,
+    sample_rows: int = SAMPLE_ROWS,
+) -> dict[str, ValidationOutcome]:
+    """Validate several batches (e.g. the files of one lake table loaded in one run), one outcome per batch.
+
+    Batches with the same columns, dtypes and suite object (pass one object for batches that share
+    a suite; equal copies are validated apart) share one GX run on a systematic sample of
+    their rows together (at most `shared_sample_rows`), and every expectation with an exact
+    implementation is computed over all rows of every batch, grouped by batch (see the module
+    docstring). Each outcome's `elapsed_seconds` is its row share of the shared work plus its own,
+    so the outcomes' times add up to the time spent. Expectations with no exact implementation are
+    judged per batch by `validate` (whole frame up to `full_gx_max_rows`, else a `sample_rows` sample).
+    """
+    groups: dict[tuple, list[str]] = {}
+    for name, (frame, suite) in batches.items():
+        groups.setdefault(_group_key(frame, suite), []).append(name)
+    outcomes: dict[str, ValidationOutcome] = {}
+    for names in groups.values():
+        group = _validate_group(
+            names,
+            [batches[n] for n in names],
+            shared_sample_rows=shared_sample_rows,
+            full_gx_max_rows=full_gx_max_rows,
+            sample_rows=sample_rows,
+        )
+        outcomes.update(zip(names, group, strict=True))
+    return {name: outcomes[name] for name in batches}
+
+
+def _group_key(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> tuple[int, tuple[tuple[str, str], ...]]:
+    """Batches with equal keys have the same suite object and the same columns and dtypes, so one GX run serves
+    them all. The suite is compared by identity: comparing expectations costs GX about 2 ms a batch, and
+    equal suites that are different objects are merely validated apart."""
+    return id(suite), tuple((str(name), str(dtype)) for name, dtype in frame.dtypes.items())
+
+
+def _validate_group(
+    names: list[str],
+    pairs: list[tuple[pd.DataFrame, gx.ExpectationSuite]],
+    *,
+    shared_sample_rows: int,
+    full_gx_max_rows: int,
+    sample_rows: int,
+) -> list[ValidationOutcome]:
+    started = time.perf_counter()
+    suite = pairs[0][1]
+    batches = _Batches([frame for frame, _ in pairs])
+    step = max(1, math.ceil(batches.total / shared_sample_rows))
+    # GX: one run on every `step`-th row of the batches together, from the first. Its results are
+    # kept for schema expectations (the batches share their schema) and for expectations GX could
+    # not evaluate (an error is a schema fact too); everything else is recomputed per batch.
+    result = _run_gx(batches.sample(step), suite)
+    per_batch: list[list[CheckResult | None]] = [[] for _ in names]
+    pending: list[int] = []  # result positions that only GX can judge, batch by batch
+    for position, r in enumerate(result.results):
+        kind, column, severity, kwargs = _config_parts(r.expectation_config)
+        exact = _exact_function(kind, kwargs)
+        if exact is None or _exception_message(r.exception_info) is not None:
+            if kind in SCHEMA_EXPECTATIONS or _exception_message(r.exception_info) is not None:
+                shared = _check_from_gx(r, BASIS_SAMPLE)
+                for checks in per_batch:
+                    checks.append(shared)
+            else:
+                pending.append(position)
+                for checks in per_batch:
+                    checks.append(None)
+            continue
+        base = _check_from_gx(r, BASIS_EXACT)
+        for checks, (success, found) in zip(per_batch, _exact_per_batch(kind, kwargs, exact, batches), strict=True):
+            checks.append(
+                CheckResult(
+                    kind, column, success, severity, base.expected, _observed_text(found, kind), BASIS_EXACT, base.notes
+                )
+            )
+    shared_seconds = time.perf_counter() - started
+    in_sample = batches.rows_in_sample(step)
+    outcomes = []
+    for index, (frame, _) in enumerate(pairs):
+        own_started = time.perf_counter()
+        checks = per_batch[index]
+        if pending:
+            alone = validate(frame, suite, full_gx_max_rows=full_gx_max_rows, sample_rows=sample_rows)
+            for position in pending:
+                checks[position] = alone.checks[position]
+        final = [c for c in checks if c is not None]
+        rows = len(frame)
+        share = rows / batches.total if batches.total else 1 / len(pairs)
+        elapsed = shared_seconds * share + time.perf_counter() - own_started
+        description = _describe_shared_sample(
+            final, rows=rows, in_sample=int(in_sample[index]), batches=len(pairs), total=batches.total, step=step
+        )
+        outcomes.append(_outcome(suite.name, final, rows, elapsed, int(in_sample[index]) < rows, description))
+    return outcomes
+
+
+def _run_gx(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> Any:
+    """GX's result of `suite` on `frame`, through the process-wide ephemeral context (imported on first use)."""
+    from quality._gx import run_lock, whole_frame_batch_definition
+
+    with run_lock:
+        batch = whole_frame_batch_definition().get_batch(batch_parameters={"dataframe": frame})
+        return batch.validate(suite, result_format="SUMMARY")
 
 
 def outcome_from_gx_result(result: Any, *, rows: int | None = None, elapsed_seconds: float = 0.0) -> ValidationOutcome:
@@ -303,15 +431,170 @@ def _check_from_gx(r: Any, basis: str) -> CheckResult:
 
 def _exact_or_sample(r: Any, frame: pd.DataFrame) -> CheckResult:
     kind, column, severity, kwargs = _config_parts(r.expectation_config)
-    exact = _EXACT.get(kind)
+    exact = _exact_function(kind, kwargs)
     # A raised exception (e.g. a missing column) is a schema fact, true of every sample.
-    if exact is None or kwargs.get("row_condition") or _exception_message(r.exception_info) is not None:
+    if exact is None or _exception_message(r.exception_info) is not None:
         return _check_from_gx(r, BASIS_SAMPLE)
     success, result = exact(frame, kwargs)
     base = _check_from_gx(r, BASIS_EXACT)
     return CheckResult(
         kind, column, success, severity, base.expected, _observed_text(result, kind), BASIS_EXACT, base.notes
     )
+
+
+ExactCheck = Callable[[pd.DataFrame, dict[str, Any]], tuple[bool, dict[str, Any]]]
+
+
+def _exact_function(kind: str, kwargs: dict[str, Any]) -> ExactCheck | None:
+    """The exact implementation of an expectation, or None when only GX can judge it.
+
+    A pandas query `row_condition` (a pass-through filter, or a string with the pandas condition
+    parser) selects rows the way GX's pandas engine does, with `DataFrame.query`, before the exact
+    check runs on them. Other conditions are left to GX.
+    """
+    exact = _EXACT.get(kind)
+    condition = kwargs.get("row_condition")
+    if exact is None or not condition:
+        return exact
+    if isinstance(condition, dict) and condition.get("type") == "pass_through":
+        query = str(condition["pass_through_filter"])
+    elif isinstance(condition, str) and kwargs.get("condition_parser") == "pandas":
+        query = condition
+    else:
+        return None
+
+    def conditioned(frame: pd.DataFrame, arguments: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        return exact(frame.query(query, parser="pandas"), arguments)
+
+    return conditioned
+
+
+class _Batches:
+    """Several batches as one frame, each batch a contiguous run of rows, for checks grouped by batch."""
+
+    def __init__(self, frames: list[pd.DataFrame]) -> None:
+        self.frames = frames
+        self.lengths = np.array([len(f) for f in frames], dtype=np.int64)
+        self.ends = np.cumsum(self.lengths)
+        self.starts = self.ends - self.lengths
+        self.total = int(self.lengths.sum())
+        # Arrow-backed columns concatenate as chunked arrays, without copying the values.
+        self.combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    def counts(self, mask: np.ndarray) -> np.ndarray:
+        """How many rows of each batch `mask` (one bool per combined row) marks."""
+        return np.array(
+            [np.count_nonzero(mask[start:end]) for start, end in zip(self.starts, self.ends, strict=True)],
+            dtype=np.int64,
+        )
+
+    def batch_ids(self) -> np.ndarray:
+        """The batch number of every combined row."""
+        return np.repeat(np.arange(len(self.frames), dtype=np.int32), self.lengths)
+
+    def sample(self, step: int) -> pd.DataFrame:
+        """Every `step`-th row of the combined frame, from the first (taken per batch: cheaper than on chunks)."""
+        parts = [frame.iloc[(-start) % step :: step] for frame, start in zip(self.frames, self.starts, strict=True)]
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+    def rows_in_sample(self, step: int) -> np.ndarray:
+        """How many rows of each batch a systematic sample of every `step`-th combined row holds."""
+        # Rows 0, step, 2*step, ... of the combined frame; count those in [start, end).
+        return -(-self.ends // step) - (-(-self.starts // step))
+
+
+def _exact_per_batch(
+    kind: str, kwargs: dict[str, Any], exact: ExactCheck, batches: _Batches
+) -> list[tuple[bool, dict[str, Any]]]:
+    """`exact` on every batch: one vectorised pass over all rows grouped by batch where there is one.
+
+    A batch the grouped pass finds an offending value in is recomputed on its own, so its result
+    (counts and quoted examples) is exactly what `exact` says for that batch alone.
+    """
+    grouped = None if kwargs.get("row_condition") else _GROUPED.get(kind)
+    if grouped is None:
+        return [exact(frame, kwargs) for frame in batches.frames]
+    return grouped(batches, kwargs, exact)
+
+
+def _clean_map_result(total: int, domain: int) -> dict[str, Any]:
+    # What _map_result says of a batch without an unexpected value.
+    return {
+        "element_count": total,
+        "missing_count": total - domain,
+        "unexpected_count": 0,
+        "unexpected_percent": 0.0 if domain else None,
+        "partial_unexpected_list": [],
+    }
+
+
+def _per_batch_or_clean(
+    batches: _Batches, kwargs: dict[str, Any], exact: ExactCheck, unexpected: np.ndarray, domains: np.ndarray
+) -> list[tuple[bool, dict[str, Any]]]:
+    # Without an unexpected value a map check passes whatever `mostly` is.
+    return [
+        exact(frame, kwargs) if unexpected[i] else (True, _clean_map_result(len(frame), int(domains[i])))
+        for i, frame in enumerate(batches.frames)
+    ]
+
+
+def _grouped_not_null(
+    batches: _Batches, kwargs: dict[str, Any], exact: ExactCheck
+) -> list[tuple[bool, dict[str, Any]]]:
+    missing = batches.counts(_bool(batches.combined[kwargs["column"]].isna()).to_numpy())
+    results = []
+    for total, count in zip(batches.lengths.tolist(), missing.tolist(), strict=True):
+        result = {
+            "element_count": total,
+            "unexpected_count": count,
+            "unexpected_percent": 100.0 * count / total if total else None,
+        }
+        results.append((_mostly_success(total, count, kwargs.get("mostly", 1)), result))
+    return results
+
+
+def _grouped_column_map(condition: Callable[[pd.Series, dict[str, Any]], pd.Series]) -> Callable:
+    """Grouped version of `_column_map(condition)`: the condition is evaluated once over all batches."""
+
+    def run(batches: _Batches, kwargs: dict[str, Any], exact: ExactCheck) -> list[tuple[bool, dict[str, Any]]]:
+        series = batches.combined[kwargs["column"]]
+        present = _bool(series.notna()).to_numpy()
+        domains = batches.counts(present)
+        if condition is _matches:
+            # A regex costs about ten times a hash of the value, and the regex columns (file digests,
+            # currency codes) hold few distinct values: when every distinct value matches, no row fails.
+            distinct = pd.Series(series.dropna().unique(), dtype=series.dtype)
+            if bool(_bool(condition(distinct, kwargs)).all()):
+                return _per_batch_or_clean(batches, kwargs, exact, np.zeros_like(domains), domains)
+        unexpected = present & ~_bool(condition(series, kwargs)).to_numpy()
+        return _per_batch_or_clean(batches, kwargs, exact, batches.counts(unexpected), domains)
+
+    return run
+
+
+def _grouped_uniqueness(batches: _Batches, kwargs: dict[str, Any], exact: ExactCheck) -> list[tuple[bool, dict]]:
+    """Duplicates within each batch (a value repeated across batches is no duplicate), as `_unique` and
+    `_compound_unique` define them: the same rows are left out, every copy counts."""
+    columns = [kwargs["column"]] if "column" in kwargs else list(kwargs["column_list"])
+    table = pa.Table.from_pandas(batches.combined[columns], preserve_index=False)
+    if len(columns) == 1:
+        keep = pc.is_valid(table.column(0))
+    else:
+        all_missing = pc.is_null(table.column(0))
+        for name in columns[1:]:
+            all_missing = pc.and_(all_missing, pc.is_null(table.column(name)))
+        keep = pc.invert(all_missing)
+    table = table.append_column(_BATCH, pa.array(batches.batch_ids())).filter(keep)
+    mask, ordered = _duplicate_mask(table, group=_BATCH)
+    ids = ordered.column(_BATCH).to_numpy()
+    size = len(batches.frames)
+    unexpected = np.bincount(ids[mask], minlength=size)
+    domains = np.bincount(ids, minlength=size)
+    return _per_batch_or_clean(batches, kwargs, exact, unexpected, domains)
+
+
+# Name of the batch number column the grouped uniqueness check adds (not a lake column name).
+_BATCH = "__nps_link_batch__"
 
 
 def _mostly_success(domain: int, unexpected: int, mostly: float) -> bool:
@@ -383,17 +666,21 @@ def _matches(series: pd.Series, kwargs: dict[str, Any]) -> pd.Series:
     return strings.str.contains(kwargs["regex"], regex=True)
 
 
-def _duplicate_mask(table: pa.Table) -> tuple[np.ndarray, pa.Table]:
+def _duplicate_mask(table: pa.Table, *, group: str | None = None) -> tuple[np.ndarray, pa.Table]:
     """Which rows of `table` (sorted by all its columns) repeat another row; every copy is marked.
 
     Sorting and comparing neighbours is about three times faster than Arrow's hash aggregation on
     millions of distinct strings (0.8 s against 3.5 s for 5 M ids here), and uniqueness checks are
     the costliest part of the exact path. Nulls compare equal to nulls, as in pandas `duplicated`.
+    With `group` (a column of batch numbers, ascending in `table`), only rows of the same group can
+    repeat each other: the sort is on the other columns alone and stable, so copies within a group
+    stay neighbours, and the neighbour comparison includes the group.
     """
     rows = table.num_rows
     if rows < 2:
         return np.zeros(rows, dtype=bool), table
-    ordered = table.take(pc.sort_indices(table, sort_keys=[(n, "ascending") for n in table.column_names]))
+    keys = [(n, "ascending") for n in table.column_names if n != group]
+    ordered = table.take(pc.sort_indices(table, sort_keys=keys))
     same = np.ones(rows - 1, dtype=bool)
     for name in ordered.column_names:
         column = ordered.column(name)
@@ -459,7 +746,7 @@ def _row_count(frame: pd.DataFrame, kwargs: dict[str, Any]) -> tuple[bool, dict[
     return bool(_in_bounds(pd.Series([observed]), kwargs).iloc[0]), {"observed_value": observed}
 
 
-_EXACT: dict[str, Callable[[pd.DataFrame, dict[str, Any]], tuple[bool, dict[str, Any]]]] = {
+_EXACT: dict[str, ExactCheck] = {
     "expect_column_values_to_not_be_null": _not_null,
     "expect_column_values_to_be_in_set": _column_map(_in_set),
     "expect_column_values_to_be_between": _column_map(_in_bounds),
@@ -484,4 +771,36 @@ def _describe_sample(checks: list[CheckResult], *, rows: int, sampled_rows: int,
     text += (
         f"; judged on the sample only: {', '.join(sample_only)}" if sample_only else "; none judged on the sample only"
     )
+    return text
+
+
+# Exact checks with a pass over all batches at once (grouped by batch); the others run per batch.
+_GROUPED: dict[str, Callable[[_Batches, dict[str, Any], ExactCheck], list[tuple[bool, dict[str, Any]]]]] = {
+    "expect_column_values_to_not_be_null": _grouped_not_null,
+    "expect_column_values_to_be_in_set": _grouped_column_map(_in_set),
+    "expect_column_values_to_be_between": _grouped_column_map(_in_bounds),
+    "expect_column_values_to_match_regex": _grouped_column_map(_matches),
+    "expect_column_values_to_be_unique": _grouped_uniqueness,
+    "expect_compound_columns_to_be_unique": _grouped_uniqueness,
+}
+
+
+def _describe_shared_sample(
+    checks: list[CheckResult], *, rows: int, in_sample: int, batches: int, total: int, step: int
+) -> str:
+    exact = sorted({c.expectation_type for c in checks if c.basis == BASIS_EXACT})
+    by_gx = [c for c in checks if c.basis in (BASIS_SAMPLE, BASIS_GX)]
+    sample_only = [f"{c.expectation_type}({c.column})" for c in by_gx if not c.observed.startswith("error: ")]
+    errors = [f"{c.expectation_type}({c.column})" for c in by_gx if c.observed.startswith("error: ")]
+    every = "every row" if step == 1 else f"1 row in every {step:,}, from the first"
+    text = (
+        f"GX validated {every} of the {total:,} rows of {batches:,} batch(es) validated together ({in_sample:,} of "
+        f"this batch's {rows:,} rows) for its schema checks, which are exact on any sample; recomputed exactly over "
+        f"all {rows:,} rows of this batch: {', '.join(exact) or 'none'}"
+    )
+    text += (
+        f"; judged by GX on this batch alone: {', '.join(sample_only)}" if sample_only else "; none judged otherwise"
+    )
+    if errors:
+        text += f"; GX could not evaluate (on the batches' sample): {', '.join(errors)}"
     return text

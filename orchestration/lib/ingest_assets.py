@@ -3,7 +3,9 @@
 An ingestion asset carries two blocking checks, so a bad delivery stops the run before dbt and the
 published warehouse stays as it was:
 - `contract_expectations`: the Great Expectations suite of the lake table (derived from the
-  contract) on the typed rows of every file loaded in this run, one validation per file;
+  contract) on the typed rows of every file loaded in this run, one outcome per file; the files are
+  validated together, a few million rows at a time (`quality.validate.validate_batches`: one GX run
+  on a sample of them all for the schema, every other expectation exact over every row, per file);
 - `quarantine_share`: no loaded file quarantined more than NPS_LINK_QUARANTINE_BLOCK_SHARE of its rows,
   and every file reconciles (rows read = loaded + quarantined).
 The block lasts for the run in which the file arrives: a rerun after the engineer has looked publishes
@@ -11,6 +13,8 @@ the rows that did load (the file is in the manifest and not loaded again).
 Validation outcomes are pickled under <data_dir>/quality/<run_id>/outcomes/, and every ingestion
 asset re-renders the run's data docs from all outcomes so far: the docs exist even when a blocking
 check stops the run, which is when they are needed most.
+Great Expectations (and the pyspark it imports) is loaded only when a file is to be validated, so a
+run with no new files does not pay its start-up.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
@@ -28,10 +33,10 @@ import pandas as pd
 from orchestration.lib.ingest import FileLoadResult, SourceLoadResult, ingest_source
 from orchestration.lib.lake import LAKE_TABLES, raw_dir
 from orchestration.lib.settings import Settings
-from quality.data_docs import write_data_docs
-from quality.suites import suite_for
 from quality.thresholds import quarantine_share_outcome
-from quality.validate import ValidationOutcome, lake_frame, validate
+
+if TYPE_CHECKING:
+    from quality.validate import ValidationOutcome
 
 CONTRACT_CHECK = "contract_expectations"
 SHARE_CHECK = "quarantine_share"
@@ -79,18 +84,44 @@ def outcomes_dir(settings: Settings, run_id: str) -> Path:
     return settings.quality_dir / run_id / "outcomes"
 
 
+# Files validated together hold their frames in memory at once; past this many rows the next file
+# starts a new group (one more GX run, about 0.1 s), which keeps validation's memory near one big file's.
+VALIDATION_GROUP_ROWS = 2_000_000
+
+
 def validate_loaded_files(
     table: str, files: Sequence[FileLoadResult], settings: Settings, run_id: str
 ) -> dict[str, ValidationOutcome]:
-    """Run the table's suite on the typed rows of each file loaded in this run; keep the outcomes for the docs."""
+    """Run the table's suite on the typed rows of every file loaded in this run, one outcome per file; keep them.
+
+    Files are validated in groups of about VALIDATION_GROUP_ROWS rows (`validate_batches`); each
+    file keeps its own suite (its missing optional columns) and its own outcome, named after it.
+    """
+    # Imported here: GX (via the suites) costs seconds of start-up and is needed only for new files.
+    from quality.suites import suite_for
+    from quality.validate import lake_frame, validate_batches
+
     now = datetime.now(UTC).replace(tzinfo=None)
     outcomes: dict[str, ValidationOutcome] = {}
+    group: dict[str, tuple[pd.DataFrame, object]] = {}
+    suites: dict[tuple[str, ...], object] = {}
+    rows = 0
     for loaded in files:
         if loaded.status != "loaded" or loaded.sha256 is None:
             continue
-        path = raw_dir(settings.lake_dir, table) / f"{loaded.sha256}.parquet"
-        suite = suite_for(table, now=now, absent_columns=loaded.missing_optional_columns)
-        outcomes[f"{table}: {loaded.file}"] = validate(lake_frame(path), suite)
+        frame = lake_frame(raw_dir(settings.lake_dir, table) / f"{loaded.sha256}.parquet")
+        # One suite object per set of missing columns: files sharing it share a GX run.
+        absent = tuple(sorted(loaded.missing_optional_columns or ()))
+        if absent not in suites:
+            suites[absent] = suite_for(table, now=now, absent_columns=absent)
+        suite = suites[absent]
+        group[f"{table}: {loaded.file}"] = (frame, suite)
+        rows += len(frame)
+        if rows >= VALIDATION_GROUP_ROWS:
+            outcomes.update(validate_batches(group))
+            group, rows = {}, 0
+    if group:
+        outcomes.update(validate_batches(group))
     if outcomes:
         folder = outcomes_dir(settings, run_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -165,6 +196,8 @@ def ingest_and_check(
 
 def write_run_data_docs(settings: Settings, run_id: str) -> Path | None:
     """Render this run's data docs from the outcomes the ingestion assets kept; None when nothing was validated."""
+    from quality.data_docs import write_data_docs
+
     folder = outcomes_dir(settings, run_id)
     outcomes: dict[str, ValidationOutcome] = {}
     for pickled in sorted(folder.glob("*.pkl")) if folder.exists() else []:

@@ -26,6 +26,11 @@ def violating_activities(good_batch):
     return good_batch("crm_activities", n=40, changes=changes)
 
 
+def with_expectation(suite, expectation):
+    """A copy of `suite` with one more expectation (no data context needed, unlike add_expectation)."""
+    return gx.ExpectationSuite(name=suite.name, expectations=[*suite.expectations, expectation])
+
+
 def failure_keys(outcome) -> set[tuple[str, str | None]]:
     return {(f.expectation_type, f.column) for f in outcome.failed}
 
@@ -62,14 +67,31 @@ def test_validate_violation_outside_sample_is_caught_exactly(good_batch):
 
 
 def test_validate_sampled_outcome_describes_sample_and_sample_only_checks(good_batch):
-    outcome = validate(good_batch("survey_responses", n=40), suite_for("survey_responses", now=LOADED_AT), **SAMPLED)
+    # No exact implementation of a mean: GX judges it on the sample only.
+    mean = gx.expectations.ExpectColumnMeanToBeBetween(column="nps_score", min_value=0, max_value=10)
+    suite = with_expectation(suite_for("survey_responses", now=LOADED_AT), mean)
+    outcome = validate(good_batch("survey_responses", n=40), suite, **SAMPLED)
     assert outcome.success
     assert "10 of 40 rows" in outcome.sample_description
     assert "1 row in every 4" in outcome.sample_description
-    # The transactional touchpoint rule has a row_condition, which only GX evaluates.
-    assert "judged on the sample only: expect_column_values_to_not_be_null(touchpoint)" in outcome.sample_description
+    assert "judged on the sample only: expect_column_mean_to_be_between(nps_score)" in outcome.sample_description
     bases = {c.basis for c in outcome.checks}
     assert bases == {BASIS_EXACT, BASIS_SCHEMA, BASIS_SAMPLE}
+
+
+def test_validate_row_condition_is_exact_and_agrees_with_whole_frame_gx(good_batch):
+    # Odd rows are transactional with a touchpoint; 5 of the 20 lose it, all outside the 1-in-4 sample.
+    frame = good_batch("survey_responses", n=40, changes={i: {"touchpoint": None} for i in (1, 3, 5, 9, 13)})
+    suite = suite_for("survey_responses", now=LOADED_AT)
+    whole = validate(frame, suite)
+    sampled = validate(frame, suite, **SAMPLED)
+    key = ("expect_column_values_to_not_be_null", "touchpoint")
+    touchpoint = [c for c in whole.checks if (c.expectation_type, c.column) == key]
+    exact = [c for c in sampled.checks if (c.expectation_type, c.column) == key]
+    assert [(c.success, c.observed) for c in exact] == [(c.success, c.observed) for c in touchpoint]
+    assert exact[0].observed == "5 of 20 rows null (25.00%)" and not exact[0].success
+    assert exact[0].basis == BASIS_EXACT
+    assert "none judged on the sample only" in sampled.sample_description
 
 
 def test_validate_whole_frame_outcome_reports_statistics_and_time(good_batch):
