@@ -45,7 +45,8 @@
         'responses', 'orders', 'accounts') got a delivery after `watermark`, and the customer a
         re-delivered activity, response or order belonged to before (a row that moved to another
         customer changes the old one's figures too; staging keeps only the newest version, so the
-        older one is read from the lake).
+        older one is read from the lake; for activities only when staging says the key was delivered
+        before, `_first_delivery_seq`).
     -#}
     {%- set staged = {
         'activities': (ref('stg_crm__activities') if 'activities' in inputs else none, source('crm', 'activities'), 'activity_id'),
@@ -62,7 +63,15 @@
     select previous.customer_id
     from {{ lake }} as previous
     where previous._delivery_seq <= {{ watermark }}
-        and previous.{{ key }} in (select {{ key }} from {{ model }} where _delivery_seq > {{ watermark }})
+        and previous.{{ key }} in (
+            select {{ key }} from {{ model }}
+            where _delivery_seq > {{ watermark }}
+            {%- if name == 'activities' %}
+                -- Only keys delivered before: on a usual day there are none, and the lake (the
+                -- largest, 20M+ activities at L) is not read at all.
+                and _first_delivery_seq <= {{ watermark }}
+            {%- endif %}
+        )
     {%- endif %}
     {%- endfor %}
 {%- endmacro %}

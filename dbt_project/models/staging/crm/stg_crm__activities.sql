@@ -3,8 +3,13 @@
         materialized=incremental_materialization(),
         unique_key='activity_id',
         incremental_strategy='delete+insert',
+        on_schema_change='append_new_columns',
     )
 }}
+{#- A warehouse staged before _first_delivery_seq existed gets the column (NULL on its old rows, read
+    as "known before any watermark" below) instead of failing. -#}
+{%- set staged_has_first_seq = is_incremental()
+    and '_first_delivery_seq' in adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
 
 with
 
@@ -30,20 +35,40 @@ versions as (
         row_number() over (
             partition by activity_id
             order by _delivery_seq desc, _row_number desc
-        ) as version_rank
+        ) as version_rank,
+        min(_delivery_seq) over (partition by activity_id) as first_delivery_seq
     from source
+
+),
+
+latest as (
+
+    select * from versions where version_rank = 1
 
 )
 
 select
-    cast(activity_id as {{ dbt.type_string() }}) as activity_id,
-    cast(customer_id as {{ dbt.type_string() }}) as customer_id,
-    cast(rep_id as {{ dbt.type_string() }}) as rep_id,
-    cast(activity_type as {{ dbt.type_string() }}) as activity_type,
-    cast(direction as {{ dbt.type_string() }}) as direction,
-    cast(occurred_at as {{ dbt.type_timestamp() }}) as occurred_at,
-    cast(duration_minutes as {{ type_double() }}) as duration_minutes,
-    _source_file,
-    _delivery_seq
-from versions
-where version_rank = 1
+    cast(latest.activity_id as {{ dbt.type_string() }}) as activity_id,
+    cast(latest.customer_id as {{ dbt.type_string() }}) as customer_id,
+    cast(latest.rep_id as {{ dbt.type_string() }}) as rep_id,
+    cast(latest.activity_type as {{ dbt.type_string() }}) as activity_type,
+    cast(latest.direction as {{ dbt.type_string() }}) as direction,
+    cast(latest.occurred_at as {{ dbt.type_timestamp() }}) as occurred_at,
+    cast(latest.duration_minutes as {{ type_double() }}) as duration_minutes,
+    latest._source_file,
+    latest._delivery_seq,
+    -- The first delivery that held this activity: a later one is a re-delivery, whose earlier
+    -- customer the incremental models look up in the lake (macros/incremental.sql). On an
+    -- incremental run the earlier deliveries are staged already, not in this batch.
+    {%- if is_incremental() %}
+    case
+        when staged.activity_id is null then latest.first_delivery_seq
+        else {{ 'coalesce(staged._first_delivery_seq, 0)' if staged_has_first_seq else '0' }}
+    end as _first_delivery_seq
+from latest
+left join {{ this }} as staged
+    on staged.activity_id = latest.activity_id
+    {%- else %}
+    first_delivery_seq as _first_delivery_seq
+from latest
+    {%- endif %}
