@@ -13,6 +13,8 @@ import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from analysis import tables
 from analysis.errors import InsufficientDataError
@@ -36,6 +38,25 @@ Builder = Callable[[duckdb.DuckDBPyConnection], pd.DataFrame]
 
 def _mart(name: str) -> dg.AssetKey:
     return dg.AssetKey(["marts", name])
+
+
+def _read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> pd.DataFrame:
+    """The result of `sql` as pandas via Arrow, every text column a categorical with sorted levels.
+
+    Two million customer ids, segments or categories as Python-visible strings cost seconds to
+    convert and hash; dictionary-encoded in Arrow they arrive as integer codes. The levels are
+    sorted, as pandas' own ``astype("category")`` sorts them, so a model's reference level (the
+    first) and every figure stay what the string column gave.
+    """
+    table = con.sql(sql, params=params).to_arrow_table()
+    columns = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            encoded = pc.dictionary_encode(column).to_pandas()
+            columns[name] = encoded.cat.reorder_categories(sorted(encoded.cat.categories))
+        else:
+            columns[name] = column.to_pandas()
+    return pd.DataFrame(columns)
 
 
 def _check_frame(frame: pd.DataFrame, min_rows: int = 1) -> tuple[bool, str]:
@@ -77,6 +98,9 @@ def _run(
 
 # ---- link: contacts -> NPS score -> repeat ----------------------------------------------------------
 
+# Ordered: the cluster bootstrap deals customers into buckets in the order they first appear, so an
+# unordered parallel join (its order varies from run to run once the tables span several row groups)
+# gave different intervals for the same data.
 LINK_FRAME_SQL = """
     select
         r.customer_id, r.contacts_per_month, r.nps_score, r.repeat_after,
@@ -90,12 +114,13 @@ LINK_FRAME_SQL = """
     left join marts.dim_customers as c on r.customer_id = c.customer_id
     cross join intermediate.int_run_parameters as p
     where r.repeat_after is not null
+    order by r.response_id
 """
 
 
 def build_link_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Fit the contacts -> score -> repeat link on every uncensored response, clustered by customer."""
-    frame = con.execute(LINK_FRAME_SQL).df()
+    frame = _read_frame(con, LINK_FRAME_SQL)
     result = fit_link(
         frame, exposure="contacts_per_month", mediator="nps_score", outcome="repeat_after",
         covariates=LINK_COVARIATES, outcome_kind="binary", n_boot=LINK_BOOTSTRAP_REPLICATES, seed=0,
@@ -110,9 +135,9 @@ def build_link_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def build_dose_response(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Score, NPS and repeat rate by contacts-per-month bin."""
-    frame = con.execute(
-        "select contacts_per_month, nps_score, nps_category, repeat_after from marts.fct_survey_responses"
-    ).df()
+    frame = _read_frame(
+        con, "select contacts_per_month, nps_score, nps_category, repeat_after from marts.fct_survey_responses"
+    )
     return tables.dose_response(frame)
 
 
@@ -121,33 +146,36 @@ DRIVERS_SQL = """
 """
 
 # One row per rated response, one column pair per driver: its score and how many rows rated it (more
-# than one would break the mart's grain). `{columns}` is filled with numbered aliases (d0, n0, ...) and
-# the driver names are bound as parameters, so no name ever becomes SQL text. Ordered by response_id,
-# the row order the long form's pivot had, so the fit sums its rows in the same order.
+# than one would break the mart's grain). The scores are pivoted on the driver's position in the
+# bound list $1 (an integer compare, and no driver name ever becomes SQL text) before the join, so
+# the join reads one row per response instead of one per rating. `{columns}` is filled with numbered
+# aliases (d0, n0, ...). Ordered by response_id, the row order of the long form's pivot, so the fit
+# sums its rows in the same order. response_id is unique in fct_survey_responses (a dbt test).
 DRIVER_RATINGS_SQL = """
     with
 
     scores as (
-        select response_id, driver, score from marts.fct_survey_driver_scores where score is not null
+        select response_id, list_position($1, driver) as driver_position, score
+        from marts.fct_survey_driver_scores
+        where score is not null
     ),
 
     responses as (
         select response_id, nps_score from marts.fct_survey_responses where nps_score is not null
     ),
 
-    rated as (
-        select scores.response_id, scores.driver, scores.score, responses.nps_score
+    ratings as (
+        select
+            response_id,
+            {columns}
         from scores
-        inner join responses on scores.response_id = responses.response_id
+        group by response_id
     )
 
-    select
-        count(distinct rated.nps_score) as n_scores,
-        any_value(rated.nps_score) as nps_score,
-        {columns}
-    from rated
-    group by rated.response_id
-    order by rated.response_id
+    select responses.nps_score, ratings.* exclude (response_id)
+    from ratings
+    inner join responses on ratings.response_id = responses.response_id
+    order by ratings.response_id
 """
 
 
@@ -160,14 +188,12 @@ def build_key_drivers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     drivers = [driver for (driver,) in con.execute(DRIVERS_SQL).fetchall()]
     if not drivers:
         raise InsufficientDataError("key_drivers: no driver score in marts.fct_survey_driver_scores")
-    columns = ",\n        ".join(
-        f"max(rated.score) filter (where rated.driver = ${i}) as d{i - 1}, "
-        f"count(*) filter (where rated.driver = ${i}) as n{i - 1}"
+    columns = ",\n            ".join(
+        f"max(score) filter (where driver_position = {i}) as d{i - 1}, "
+        f"count(*) filter (where driver_position = {i}) as n{i - 1}"
         for i in range(1, len(drivers) + 1)
     )
-    wide = con.execute(DRIVER_RATINGS_SQL.format(columns=columns), drivers).df()
-    if (wide["n_scores"] > 1).any():
-        raise ValueError("marts.fct_survey_responses has a response_id twice with different scores")
+    wide = con.execute(DRIVER_RATINGS_SQL.format(columns=columns), [drivers]).df()
     counts = wide[[f"n{i}" for i in range(len(drivers))]].to_numpy()
     if (counts > 1).any():
         raise ValueError("marts.fct_survey_driver_scores has a (response_id, driver) twice")
@@ -177,6 +203,8 @@ def build_key_drivers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 # Revenue per segment x month, summed in SQL: the customer-month mart has ten million rows at a
 # million customers. fsum is a compensated sum like pandas' groupby sum, so the total is the same.
+# The mart has one row per customer and month (the grain test on int_customer_months_densified), so
+# counting rows counts distinct customers, without the cost of a distinct count over ten million rows.
 SEGMENT_MONTH_REVENUE_SQL = """
     with
 
@@ -192,7 +220,7 @@ SEGMENT_MONTH_REVENUE_SQL = """
         customers.segment,
         customer_months.month,
         coalesce(fsum(customer_months.revenue), 0) as revenue,
-        count(distinct customer_months.customer_id) as customers
+        count(customer_months.customer_id) as customers
     from customer_months
     left join customers on customer_months.customer_id = customers.customer_id
     where customers.segment is not null and customer_months.month is not null
@@ -202,12 +230,13 @@ SEGMENT_MONTH_REVENUE_SQL = """
 
 def build_nps_revenue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Revenue in the year after a response by NPS category, and NPS-revenue correlation by segment-month."""
-    responses = con.execute(
+    responses = _read_frame(
+        con,
         """
         select customer_id, response_month as month, nps_category, segment, revenue_next_365d
         from marts.fct_survey_responses
-        """
-    ).df()
+        """,
+    )
     return tables.nps_revenue(responses, con.execute(SEGMENT_MONTH_REVENUE_SQL).df())
 
 
@@ -251,13 +280,13 @@ RESPONSES_FOR_CUSTOMER_BINS = """
 def build_contact_timing(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by outbound contacts in the first 7 days after the first order."""
     customers = con.execute(CUSTOMER_BIN_SQL.format(column="outbound_contacts_first_7d")).df()
-    return tables.contact_timing(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
+    return tables.contact_timing(customers, _read_frame(con, RESPONSES_FOR_CUSTOMER_BINS))
 
 
 def build_handoff(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by days from first order to the first account-management contact."""
     customers = con.execute(CUSTOMER_BIN_SQL.format(column="handoff_days")).df()
-    return tables.handoff(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
+    return tables.handoff(customers, _read_frame(con, RESPONSES_FOR_CUSTOMER_BINS))
 
 
 # ---- the assets: one per analysis table ---------------------------------------------------------------
