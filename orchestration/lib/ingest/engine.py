@@ -29,6 +29,7 @@ import stat
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,8 @@ from quality.contract import DRIVER_SCORES_TABLE, SourceSpec, load_contract
 from quality.pii import keyed_hash, load_or_create_pii_key
 
 DRIVER_PATTERN = "driver_*"
+# Writes one lake file (Parquet through a temporary name); may run on the writer thread.
+WriteJob = Callable[[], None]
 _BATCH_ROWS = 1_000_000
 _QUARANTINE_META = {
     "_source_file": pa.string(),
@@ -154,23 +157,31 @@ def _write_query(
     names: list[str] | None = None,
     transform: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
     dictionary: bool | list[str] = True,
-) -> None:
-    """Stream a query's rows into `target` with exactly `schema`, through a temporary file.
+) -> WriteJob:
+    """Run a query now; return the job that writes its rows to `target` with exactly `schema`.
 
-    `dictionary` names the columns worth dictionary encoding (default: all); it changes the
-    encoding only, never a value.
+    The rows are fetched here, so the connection is free for the next file as soon as this
+    returns; the Parquet encoding (and `transform`, e.g. the PII hashing) happens in the job,
+    which `ingest_source` runs on a writer thread while DuckDB works on the next file. The job
+    writes through a temporary file and os.replace. `dictionary` names the columns worth
+    dictionary encoding (default: all); it changes the encoding only, never a value.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    reader = con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS)
-    with pq.ParquetWriter(tmp, schema, use_dictionary=dictionary) as writer:
-        for batch in reader:
-            if names is not None:
-                batch = batch.rename_columns(names)
-            if transform is not None:
-                batch = transform(batch)
-            writer.write_batch(batch.cast(schema))
-    os.replace(tmp, target)
+    batches = list(con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS))
+
+    def write() -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with pq.ParquetWriter(tmp, schema, use_dictionary=dictionary) as writer:
+            while batches:
+                batch = batches.pop(0)  # each batch is released once written
+                if names is not None:
+                    batch = batch.rename_columns(names)
+                if transform is not None:
+                    batch = transform(batch)
+                writer.write_batch(batch.cast(schema))
+        os.replace(tmp, target)
+
+    return write
 
 
 def _pii_keys(spec: SourceSpec, key: bytes) -> Callable[[pa.RecordBatch], pa.RecordBatch] | None:
@@ -208,25 +219,37 @@ def _metadata_sql() -> str:
 
 def _write_raw(
     con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict, pii_key: bytes
-) -> None:
+) -> WriteJob:
     typed = ", ".join(f"t{k} AS {quote_ident(col)}" for k, col in enumerate(plan.contract_columns))
     sql = f"SELECT {typed}, {_metadata_sql()} FROM checked WHERE _rule IS NULL"
-    _write_query(con, sql, meta, lake_schema(spec.name), raw_dir(lake, spec.name) / f"{meta['sha']}.parquet",
-                 transform=_pii_keys(spec, pii_key), dictionary=_dictionary_columns(spec))
+    return _write_query(
+        con,
+        sql,
+        meta,
+        lake_schema(spec.name),
+        raw_dir(lake, spec.name) / f"{meta['sha']}.parquet",
+        transform=_pii_keys(spec, pii_key),
+        dictionary=_dictionary_columns(spec),
+    )
 
 
-def _write_drivers(con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict) -> None:
+def _write_drivers(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict
+) -> WriteJob:
     """survey_driver_scores: the driver_* columns of loaded rows, long (one row per rated item)."""
     target = raw_dir(lake, DRIVER_SCORES_TABLE) / f"{meta['sha']}.parquet"
     schema = lake_schema(DRIVER_SCORES_TABLE)
     prefix = DRIVER_PATTERN.rstrip("*")
     drivers = [(j, col.removeprefix(prefix)) for j, col in enumerate(plan.pattern_columns) if col.startswith(prefix)]
     if not drivers:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        pq.write_table(schema.empty_table(), tmp)
-        os.replace(tmp, target)
-        return
+
+        def write_empty() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            pq.write_table(schema.empty_table(), tmp)
+            os.replace(tmp, target)
+
+        return write_empty
     key = plan.contract_columns.index(spec.key)
     items = ", ".join(f"{{'driver': {quote_literal(name)}, 'score': p{j}}}" for j, name in drivers)
     sql = f"""
@@ -234,10 +257,12 @@ def _write_drivers(con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: Check
         FROM (SELECT _rn, t{key} AS response_id, unnest([{items}]) AS d FROM checked WHERE _rule IS NULL)
         WHERE d.score IS NOT NULL
     """
-    _write_query(con, sql, meta, schema, target)
+    return _write_query(con, sql, meta, schema, target)
 
 
-def _write_quarantine(con: duckdb.DuckDBPyConnection, names: list[str], lake: Path, source: str, meta: dict) -> None:
+def _write_quarantine(
+    con: duckdb.DuckDBPyConnection, names: list[str], lake: Path, source: str, meta: dict
+) -> WriteJob:
     """Quarantined rows as delivered (every column as text) plus where they came from and why."""
     columns: list[str] = []
     for name in names:
@@ -255,7 +280,7 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, names: list[str], lake: Pa
         ORDER BY s._rn
     """
     params = {"file": meta["file"]}
-    _write_query(con, sql, params, schema, quarantine_dir(lake, source) / f"{meta['sha']}.parquet", schema.names)
+    return _write_query(con, sql, params, schema, quarantine_dir(lake, source) / f"{meta['sha']}.parquet", schema.names)
 
 
 def _reject(
@@ -320,7 +345,8 @@ def _load_file(
     entry: _Entry,
     base: FileLoadResult,
     now: datetime,
-) -> FileLoadResult:
+) -> tuple[FileLoadResult, list[WriteJob]]:
+    """Check one file; return its result and the jobs that write its lake files (none if rejected)."""
     con.execute("DROP VIEW IF EXISTS src")
     for name in ("staged", "checked", "jraw"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -331,13 +357,12 @@ def _load_file(
             base = replace(base, file_format=staged.file_format, encoding=staged.encoding)
             plan = compile_checks(spec, staged.names, source_tz=settings.source_tz)
         except RejectFile as exc:
-            return _reject(settings, entry, spec.name, base, exc.rule, exc.reason)
+            return _reject(settings, entry, spec.name, base, exc.rule, exc.reason), []
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-            return _reject(
-                settings, entry, spec.name, base, "unreadable", f"is not intact gzip data: {_error_text(exc)}"
-            )
+            reason = f"is not intact gzip data: {_error_text(exc)}"
+            return _reject(settings, entry, spec.name, base, "unreadable", reason), []
         except (duckdb.Error, csv.Error) as exc:
-            return _reject(settings, entry, spec.name, base, "unreadable", f"cannot be read: {_error_text(exc)}")
+            return _reject(settings, entry, spec.name, base, "unreadable", f"cannot be read: {_error_text(exc)}"), []
 
         loaded_at = datetime.now(UTC).replace(tzinfo=None)
         meta = {"file": entry.relpath, "sha": base.sha256, "seq": base.delivery_seq, "loaded_at": loaded_at}
@@ -347,13 +372,13 @@ def _load_file(
         con.execute(plan.sql, plan.parameters(entry.relpath, now))
         counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())
         pii_key = load_or_create_pii_key(settings.data_dir, os.environ) if spec.pii_columns else b""
-        _write_raw(con, spec, plan, settings.lake_dir, meta, pii_key)
+        jobs = [_write_raw(con, spec, plan, settings.lake_dir, meta, pii_key)]
         if DRIVER_PATTERN in spec.column_patterns:
-            _write_drivers(con, spec, plan, settings.lake_dir, meta)
+            jobs.append(_write_drivers(con, spec, plan, settings.lake_dir, meta))
         quarantined = sum(n for rule, n in counts.items() if rule is not None)
         if quarantined:
-            _write_quarantine(con, staged.names, settings.lake_dir, spec.name, meta)
-        return replace(
+            jobs.append(_write_quarantine(con, staged.names, settings.lake_dir, spec.name, meta))
+        result = replace(
             base,
             status="loaded",
             rows_read=sum(counts.values()),
@@ -364,8 +389,21 @@ def _load_file(
             missing_optional_columns=plan.missing_optional_columns,
             loaded_at=loaded_at,
         )
+        return result, jobs
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_jobs(jobs: list[WriteJob]) -> None:
+    for job in jobs:
+        job()
+
+
+def _record(store: ManifestStore, result: FileLoadResult, written: Future[None]) -> FileLoadResult:
+    """Wait until a file's lake files are written, then write its manifest record (last: until then it is pending)."""
+    written.result()  # re-raises a failed write: the run fails and the file stays pending
+    store.write_record(result)
+    return result
 
 
 def ingest_source(source: str, settings: Settings, *, now: datetime | None = None) -> SourceLoadResult:
@@ -386,7 +424,14 @@ def ingest_source(source: str, settings: Settings, *, now: datetime | None = Non
         pending = _pending(store, settings, source)
         if pending:
             loaded = {r.sha256: r for r in store.records(source) if r.status == "loaded"}
-            with _workspace(settings, source) as (con, scratch):
+            # One writer thread encodes file N's Parquet while DuckDB checks file N+1. File N's
+            # record is still written only after its lake files are in place, and records keep
+            # delivery order; a run that dies leaves the unrecorded files pending, as before.
+            with (
+                _workspace(settings, source) as (con, scratch),
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lake-{source}") as writer,
+            ):
+                unrecorded: tuple[FileLoadResult, Future[None]] | None = None
                 for entry, sha in pending:
                     base = FileLoadResult(
                         source=source,
@@ -396,6 +441,7 @@ def ingest_source(source: str, settings: Settings, *, now: datetime | None = Non
                         size_bytes=entry.size,
                         delivery_seq=store.reserve_delivery_seq(),
                     )
+                    jobs: list[WriteJob] = []
                     if entry.refusal is not None:
                         result = _reject(settings, entry, source, base, "unsafe_path", entry.refusal)
                     elif sha in loaded:
@@ -403,12 +449,16 @@ def ingest_source(source: str, settings: Settings, *, now: datetime | None = Non
                         reason = f"same bytes as {first.file} (delivery {first.delivery_seq}); nothing loaded again"
                         result = replace(base, status="duplicate", reason=reason)
                     else:
-                        result = _load_file(con, scratch, settings, spec, entry, base, cutoff)
+                        result, jobs = _load_file(con, scratch, settings, spec, entry, base, cutoff)
                     result = replace(result, loaded_at=result.loaded_at or datetime.now(UTC).replace(tzinfo=None))
-                    store.write_record(result)  # last: until here the file is still pending
-                    results.append(result)
                     if result.status == "loaded":
                         loaded[sha] = result
+                    written = writer.submit(_run_jobs, jobs)
+                    if unrecorded is not None:
+                        results.append(_record(store, *unrecorded))
+                    unrecorded = (result, written)
+                if unrecorded is not None:
+                    results.append(_record(store, *unrecorded))
     store.write_load_manifest()
     return SourceLoadResult(source=source, files=results)
 
