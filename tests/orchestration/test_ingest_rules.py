@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from orchestration.lib.ingest import FileLoadResult, ingest_source
+from orchestration.lib.ingest.rules import _trimmed, _typed
 from orchestration.lib.lake import lake_schema, quarantine_dir, raw_dir
 from orchestration.lib.settings import Settings
-from quality.contract import load_contract
+from quality.contract import ColumnSpec, load_contract
 
 NOW = datetime(2025, 6, 1)  # "not in the future" is judged against this instant (naive UTC)
 
@@ -235,3 +238,41 @@ def test_ingest_survey_driver_columns_are_written_long_for_loaded_rows_only(sett
     assert table.schema == lake_schema("survey_driver_scores")
     got = [(r["response_id"], r["driver"], r["score"], r["_row_number"]) for r in table.to_pylist()]
     assert got == [("s1", "ease", 8, 1), ("s1", "speed", 3, 1), ("s2", "speed", 10, 2)]
+
+
+# Characters that decide trimming: the ASCII space, Unicode space separators (trimmed), and
+# look-alikes that are not separators (tab, line break, zero-width space, BOM: kept).
+_EDGE_CHARACTERS = [" ", "\u3000", "\u00a0", "\u2009", "\u202f", "\t", "\n", "\u200b", "\ufeff", "\u0085", "a", "日"]
+
+
+def test_trim_shortcut_gives_exactly_duckdbs_trim() -> None:
+    """The rules skip trim() for values it cannot change; that must never change a value."""
+    values = ["", "abc", "a b", None]
+    values += ["".join(p) for n in (1, 2, 3) for p in itertools.product(_EDGE_CHARACTERS, repeat=n)]
+    values += [f"{c}id-1{d}" for c in _EDGE_CHARACTERS for d in _EDGE_CHARACTERS]
+    with duckdb.connect() as con:
+        differing = con.execute(
+            f"SELECT v FROM (SELECT unnest($v) AS v) WHERE trim(v) IS DISTINCT FROM {_trimmed('v')}", {"v": values}
+        ).fetchall()
+    assert differing == []
+
+
+def test_timestamps_become_naive_utc_exactly_as_at_time_zone_utc() -> None:
+    """Epoch microseconds to TIMESTAMP is the same instant as `AT TIME ZONE 'UTC'`, at the range's edges too."""
+    values = [
+        "0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999Z", "1969-12-31T23:59:59.999999Z", "2024-02-29",
+        "2024-03-31 02:30:00", "2024-10-27 02:30:00+0100", "2025-01-01T00:00:00.5-03:30", "2025-13-01", "today",
+    ]  # fmt: skip
+    spec = ColumnSpec(name="at", type="timestamp")
+    old = (
+        "CASE WHEN contains(substr(v, 11), '+') OR contains(substr(v, 11), '-') OR ends_with(v, 'Z') "
+        "THEN TRY_CAST(v AS TIMESTAMPTZ) AT TIME ZONE 'UTC' "
+        "ELSE (TRY_CAST(v AS TIMESTAMP) AT TIME ZONE 'Europe/Berlin') AT TIME ZONE 'UTC' END"
+    )
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        rows = con.execute(
+            f"SELECT v, {_typed(spec, 'v', 'Europe/Berlin')}, {old} FROM (SELECT unnest($v) AS v)", {"v": values}
+        ).fetchall()
+    assert [(v, new) for v, new, _ in rows if new is not None] == [(v, old) for v, _, old in rows if old is not None]
+    assert sum(new is not None for _, new, _ in rows) == 7
