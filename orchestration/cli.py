@@ -132,7 +132,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     print(f"nps-link run: data dir {settings.data_dir}, as_of {settings.as_of or 'latest event loaded'}")
     job = defs().resolve_job_def("refresh")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    if os.environ.get("DAGSTER_HOME"):
+        from orchestration.lib.dagster_instance import relax_sqlite_sync
+
+        instance = dg.DagsterInstance.get()
+        # Fewer fsyncs per event in the run history's SQLite files (see that module for what stays safe).
+        relax_sqlite_sync(Path(instance.root_directory))
+    else:
+        instance = dg.DagsterInstance.ephemeral()
     run_config: dict = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
     if args.full_refresh:
         # dbt rebuilds every incremental model from the whole lake (the always-available path).
