@@ -58,11 +58,13 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import functools
 import hashlib
 import os
 import re
 import smtplib
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -515,12 +517,21 @@ def _compose_body(d: _Detractor, *, reporting_tz: str, is_fallback: bool, manage
     return "\n".join(lines) + "\n"
 
 
+def _clean_addresses(rep_emails: Mapping[str, str]) -> dict[str, str]:
+    # Each rep's address checked once, not once per message (reps are few, messages many).
+    cleaned = {rep_id: _clean_address(raw) for rep_id, raw in rep_emails.items()}
+    return {rep_id: address for rep_id, address in cleaned.items() if address is not None}
+
+
 def _route(
-    d: _Detractor, *, rep_emails: Mapping[str, str], fallback_address: str | None
+    d: _Detractor, *, addresses: Mapping[str, str], fallback_address: str | None
 ) -> _Outgoing | FollowupFailure:
-    """Who gets the follow-up: the owner rep (else the fallback), Cc the manager; or why nobody can."""
-    owner_address = _clean_address(rep_emails.get(d.owner_rep_id)) if d.owner_rep_id else None
-    manager_address = _clean_address(rep_emails.get(d.manager_rep_id)) if d.manager_rep_id else None
+    """Who gets the follow-up: the owner rep (else the fallback), Cc the manager; or why nobody can.
+
+    `addresses` maps rep ids to addresses already passed through `_clean_address`.
+    """
+    owner_address = addresses.get(d.owner_rep_id) if d.owner_rep_id else None
+    manager_address = addresses.get(d.manager_rep_id) if d.manager_rep_id else None
     if owner_address is not None:
         to_address, recipient_ref, is_fallback = owner_address, str(d.owner_rep_id), False
     elif fallback_address is not None:
@@ -582,7 +593,7 @@ def _build_message(item: _Outgoing, *, from_address: str, reporting_tz: str, dat
 _PLAIN_HEADER_TEXT = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _MAX_LINE = policy.SMTP.max_line_length  # 78: longer header lines would be folded
-_NEWLINES = re.compile(r"\r\n|\r|\n")  # what email.generator turns into the policy's line separator
+_QP_SAFE = re.compile(rb"[\t\x20-\x3c\x3e-\x7e]*")  # octets quoted-printable leaves alone (not "=")
 
 
 def _plain_header(name: str, value: str, *, address: bool = False) -> str | None:
@@ -593,21 +604,36 @@ def _plain_header(name: str, value: str, *, address: bool = False) -> str | None
     return f"{name}: {value}\r\n"
 
 
+@functools.lru_cache(maxsize=1024)
+def _qp_line(line: bytes) -> str:
+    # One body line as quoprimime.body_encode encodes it: lines are encoded independently, and most
+    # of a follow-up's lines are short, safe ASCII, which that function leaves as they are. Cached:
+    # most lines (the instructions) are the same in every message.
+    if len(line) <= _MAX_LINE and _QP_SAFE.fullmatch(line) and not line.endswith((b" ", b"\t")):
+        return line.decode("ascii")
+    return quoprimime.body_encode(line.decode("latin-1"), _MAX_LINE)
+
+
 def _qp_body(body: str) -> str | None:
-    """The body as `set_content(body, charset="utf-8")` encodes it, when that is quoted-printable.
+    """The body as `set_content(body, charset="utf-8")` writes it, when that is quoted-printable.
 
     Mirrors email.contentmanager's choice: 7bit/8bit only when every line fits in 78 octets (a
     follow-up always has longer lines), then quoted-printable unless base64 is shorter on the first
-    ten lines. Returns None in the cases we leave to the email package (short lines, base64).
+    ten lines. Returns None in the cases we leave to the email package (short lines, base64). The
+    encoding is done line by line (quoprimime.body_encode never carries state across a line break),
+    skipping the lines it would not change; the result is the same text with CRLF line ends.
     """
     lines = body.encode("utf-8").splitlines()
     if len(lines) <= 10 or max(len(line) for line in lines) <= _MAX_LINE:
         return None
-    sniff = b"\r\n".join(lines[:10]) + b"\r\n"
-    if len(quoprimime.body_encode(sniff.decode("latin-1"), _MAX_LINE)) > len(binascii.b2a_base64(sniff)):
+    encoded = [_qp_line(line) for line in lines]
+    # contentmanager sniffs the first ten lines joined by CRLF: its quoted-printable form has them
+    # joined (and ended) by LF, so it is as long as the encoded lines plus one octet per line.
+    sniff_qp = sum(len(line) for line in encoded[:10]) + 10
+    if sniff_qp > len(binascii.b2a_base64(b"\r\n".join(lines[:10]) + b"\r\n")):
         return None
-    data = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _MAX_LINE)
-    return _NEWLINES.sub("\r\n", data)
+    # Soft line breaks inside an encoded line are LF too; the generator writes every line end as CRLF.
+    return ("\n".join(encoded) + "\n").replace("\n", "\r\n")
 
 
 def _render_fast(item: _Outgoing, *, from_address: str, reporting_tz: str, date: str) -> bytes | None:
@@ -658,8 +684,14 @@ def _message_bytes(item: _Outgoing, *, from_address: str, reporting_tz: str, dat
     return message.as_bytes(policy=policy.SMTP)
 
 
+@functools.lru_cache(maxsize=1)
+def _date_for_second(epoch_second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(epoch_second, UTC))
+
+
 def _date_header() -> str:
-    return format_datetime(datetime.now(UTC))
+    # The Date header has one-second resolution: format it once per second, not once per message.
+    return _date_for_second(int(time.time()))
 
 
 # ---- delivery ----
@@ -906,9 +938,10 @@ def send_followups(
     ensure_ledger(con)
     pending, already_sent = _select_window(con, as_of=_naive_utc(as_of), window_days=window_days)
     result = FollowupResult(transport="smtp" if smtp else "outbox", skipped_already_sent=already_sent)
+    addresses = _clean_addresses(rep_emails)
     outgoing: list[_Outgoing] = []
     for detractor in pending:
-        routed = _route(detractor, rep_emails=rep_emails, fallback_address=fallback)
+        routed = _route(detractor, addresses=addresses, fallback_address=fallback)
         if isinstance(routed, FollowupFailure):
             result.failed.append(routed)
         else:

@@ -857,9 +857,30 @@ def test_send_followups_smtp_transmits_the_email_message_bytes(
             for row in (r[:9] for r in DETRACTORS)
             if row[0] == parsed["X-NPS-Link-Response-Id"]
         )
-        item = followups._route(detractor, rep_emails=REP_EMAILS, fallback_address=FALLBACK)
+        item = followups._route(detractor, addresses=REP_EMAILS, fallback_address=FALLBACK)
         assert isinstance(item, followups._Outgoing)
         reference = followups._build_message(
             item, from_address="nps-link@localhost", reporting_tz="Asia/Tokyo", date=parsed["Date"]
         ).as_bytes(policy=policy.SMTP)
         assert content == reference
+
+
+def test_qp_body_matches_set_content_on_random_bodies() -> None:
+    rng = random.Random(11)
+    # Mostly ASCII (else base64 wins), with the octets quoted-printable must escape or treat specially.
+    alphabet = string.ascii_letters * 4 + "    \t\t==.,-対応é"
+    checked = 0
+    for _ in range(300):
+        lines = [_random_text(rng, alphabet, rng.choice([10, 80, 200])) for _ in range(rng.randint(8, 30))]
+        body = "\n".join(lines) + "\n"
+        message = EmailMessage(policy=policy.SMTP)
+        message.set_content(body, charset="utf-8")
+        reference = message.as_bytes(policy=policy.SMTP).split(b"\r\n\r\n", 1)[1]
+        fast = followups._qp_body(body)
+        is_qp = message["Content-Transfer-Encoding"] == "quoted-printable"
+        # Declined exactly when the email package picks another encoding or sees ten lines or fewer.
+        assert (fast is not None) == (is_qp and len(body.encode().splitlines()) > 10)
+        if fast is not None:
+            checked += 1
+            assert fast.encode("ascii") == reference
+    assert checked >= 100
