@@ -2,7 +2,10 @@
 
 Run: `.venv/bin/python -m tests.quality.bench_validate [--no-whole-frame] 1000000 5000000 20000000`. For each size it
 times GX on the whole frame (sizes up to 5 M only: beyond that GX needs most of the machine's
-memory) and the default path (whole frame up to 1 M rows, sample + exact aggregates above).
+memory) and the default path (whole frame up to 200 k rows, sample + exact aggregates above).
+
+`--files N`: instead, split each size into N files (as one run delivers them) and time `validate`
+per file (what ingestion did before) against `validate_batches` on all N (what it does now).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pyarrow.compute as pc
 
 from orchestration.lib.lake import lake_schema
 from quality.suites import suite_for
-from quality.validate import lake_frame, validate
+from quality.validate import lake_frame, validate, validate_batches
 
 LOADED_AT = datetime(2025, 6, 1)
 
@@ -76,6 +79,34 @@ def main(sizes: list[int], *, whole_frame: bool = True) -> None:
         del frame
 
 
+def main_files(sizes: list[int], files: int) -> None:
+    """Print, for each size split into `files` files, the time of one `validate` per file and of `validate_batches`."""
+    suite = suite_for("crm_activities", now=LOADED_AT)
+    for rows in sizes:
+        per_file = rows // files
+        frames = {f"file {i}": lake_frame(activities_table(per_file, seed=i)) for i in range(files)}
+        started = time.perf_counter()
+        alone = [validate(frame, suite) for frame in frames.values()]
+        print(
+            f"{rows:>11,} rows in {files} files  validate per file   {time.perf_counter() - started:6.1f} s  "
+            f"success={all(o.success for o in alone)}"
+        )
+        started = time.perf_counter()
+        together = validate_batches({name: (frame, suite) for name, frame in frames.items()})
+        print(
+            f"{rows:>11,} rows in {files} files  validate_batches    {time.perf_counter() - started:6.1f} s  "
+            f"success={all(o.success for o in together.values())}"
+        )
+        del frames
+
+
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--no-whole-frame"]
-    main([int(a) for a in args] or [1_000_000, 5_000_000, 20_000_000], whole_frame="--no-whole-frame" not in sys.argv)
+    argv = sys.argv[1:]
+    files = int(argv[argv.index("--files") + 1]) if "--files" in argv else None
+    if files is not None:
+        del argv[argv.index("--files") : argv.index("--files") + 2]
+    args = [a for a in argv if a != "--no-whole-frame"]
+    if files is not None:
+        main_files([int(a) for a in args] or [1_000_000, 5_000_000], files)
+    else:
+        main([int(a) for a in args] or [1_000_000, 5_000_000, 20_000_000], whole_frame="--no-whole-frame" not in argv)

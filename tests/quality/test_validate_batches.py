@@ -130,3 +130,17 @@ def test_validate_batches_judges_checks_without_exact_version_per_batch(good_bat
     assert "judged by GX on this batch alone: expect_column_mean_to_be_between(duration_minutes)" in (
         outcomes["long"].sample_description
     )
+
+
+def test_validate_batches_duplicate_row_numbers_are_found_without_sort_shortcut(good_batch):
+    # _row_number rising within each file takes the no-sort path; a repeat in one file must still fail.
+    suite = suite_for("crm_reps", now=LOADED_AT)
+    rising, repeated = good_batch("crm_reps", n=6), good_batch("crm_reps", n=6)
+    repeated["_row_number"] = pd.Series([1, 2, 3, 3, 5, 6], dtype=repeated["_row_number"].dtype)
+    outcomes = validate_batches({"rising": (rising, suite), "repeated": (repeated, suite)})
+    key = ("expect_column_values_to_be_unique", "_row_number")
+    row_number = {k: [c for c in o.checks if (c.expectation_type, c.column) == key] for k, o in outcomes.items()}
+    assert [(c.success, c.observed) for c in row_number["rising"]] == [(True, "0 of 6 values unexpected (0.00%)")]
+    assert [(c.success, c.observed[:30]) for c in row_number["repeated"]] == [
+        (False, "2 of 6 values unexpected (33.3")
+    ]
