@@ -263,13 +263,20 @@ def _p(p_value: float) -> str:
 # ---- (c) contact explosions ---------------------------------------------------------------------
 
 
+# The rule's parameters, shared by the pandas path and the SQL aggregate so the two cannot drift.
+EXPLOSION_RATIO = 10.0
+EXPLOSION_MIN_CONTACTS = 50
+EXPLOSION_TRAILING_MONTHS = 6
+EXPLOSION_MIN_HISTORY_MONTHS = 3
+
+
 def contact_explosion_outcome(
     customer_months: pd.DataFrame,
     *,
-    ratio: float = 10.0,
-    min_contacts: int = 50,
-    trailing_months: int = 6,
-    min_history_months: int = 3,
+    ratio: float = EXPLOSION_RATIO,
+    min_contacts: int = EXPLOSION_MIN_CONTACTS,
+    trailing_months: int = EXPLOSION_TRAILING_MONTHS,
+    min_history_months: int = EXPLOSION_MIN_HISTORY_MONTHS,
     material_share: float = 0.2,
 ) -> MartOutcome:
     """Flag customers whose contacts in the latest month exploded against their own trailing median.
@@ -285,11 +292,11 @@ def contact_explosion_outcome(
     Such bursts are nearly always a logging loop or a re-imported batch, and contacts are the
     exposure of the headline model. Severity is 'error' when the flagged customers hold more than
     `material_share` (20%) of the month's contacts (the model's input is materially distorted),
-    else 'warn'.
+    else 'warn'. On a warehouse, `contact_explosion_sql` computes the same aggregate in the database
+    and `contact_explosion_from_aggregate` judges it, without reading the panel into memory.
     """
-    name = "contact_explosion"
     if customer_months.empty:
-        return MartOutcome(name, True, WARN, "no customer months to judge")
+        return contact_explosion_from_aggregate(None, 0, 0.0, pd.DataFrame(columns=["customer_id", "latest", "median"]))
     frame = customer_months.assign(period=_months(customer_months["month"]))
     latest = frame["period"].max()
     current = frame[frame["period"] == latest].groupby("customer_id")["contacts"].sum()
@@ -298,13 +305,105 @@ def contact_explosion_outcome(
     judged = history[history["size"] >= min_history_months].join(current.rename("latest"), how="inner")
     baseline = judged["median"].clip(lower=1.0)
     flagged = judged[(judged["latest"] > ratio * baseline) & (judged["latest"] >= min_contacts)]
-    flagged = flagged.sort_values("latest", ascending=False)
+    return contact_explosion_from_aggregate(
+        latest.start_time.date(), len(judged), float(current.sum()),
+        flagged.rename_axis("customer_id").reset_index()[["customer_id", "latest", "median"]],
+        ratio=ratio, min_contacts=min_contacts, trailing_months=trailing_months, material_share=material_share,
+    )
 
-    total = float(current.sum())
-    share = float(flagged["latest"].sum()) / total if total else 0.0
+
+def contact_explosion_sql(
+    relation: str,
+    *,
+    ratio: float = EXPLOSION_RATIO,
+    min_contacts: int = EXPLOSION_MIN_CONTACTS,
+    trailing_months: int = EXPLOSION_TRAILING_MONTHS,
+    min_history_months: int = EXPLOSION_MIN_HISTORY_MONTHS,
+) -> tuple[str, str]:
+    """DuckDB queries of `contact_explosion_outcome`'s aggregate over `relation` (customer_id, month, contacts).
+
+    The first returns one row: the latest month, the customers judged and the latest month's contacts;
+    the second the flagged customers (customer_id, latest, median). Both take the latest month (the
+    first day of the relation's latest month, or NULL for an empty relation) as their only parameter. Medians
+    are DuckDB's `median` (the mean of the two middle values, as pandas'), over the same rows.
+    """
+    summary = f"""
+        with latest_month as (
+            select cast(? as date) as latest_month
+        ),
+
+        months as (
+            select customer_id, date_trunc('month', cast(month as date)) as period, contacts
+            from {relation}, latest_month
+            -- A superset the scan can prune on; the period filter below is the rule's window.
+            where month >= latest_month - interval {int(trailing_months) + 1} month
+              and date_trunc('month', cast(month as date)) >= latest_month - interval {int(trailing_months)} month
+        ),
+
+        current_month as (
+            select customer_id, sum(contacts) as latest
+            from months, latest_month
+            where period = latest_month
+            group by customer_id
+        ),
+
+        history as (
+            select customer_id, median(contacts) as median, count(*) as months
+            from months, latest_month
+            where period < latest_month
+            group by customer_id
+        ),
+
+        judged as (
+            select current_month.customer_id, current_month.latest, history.median
+            from current_month
+            inner join history on history.customer_id = current_month.customer_id
+            where history.months >= {int(min_history_months)}
+        )
+        """
+    totals = summary + """
+        select (select latest_month from latest_month) as latest_month,
+               (select count(*) from judged) as customers_judged,
+               (select coalesce(sum(latest), 0) from current_month) as total_contacts
+        """
+    flagged = summary + f"""
+        select customer_id, latest, median
+        from judged
+        where latest > {float(ratio)} * greatest(median, 1.0) and latest >= {int(min_contacts)}
+        """
+    return totals, flagged
+
+
+def contact_explosion_from_aggregate(
+    latest_month: date | None,
+    customers_judged: int,
+    total_contacts: float,
+    flagged: pd.DataFrame,
+    *,
+    ratio: float = EXPLOSION_RATIO,
+    min_contacts: int = EXPLOSION_MIN_CONTACTS,
+    trailing_months: int = EXPLOSION_TRAILING_MONTHS,
+    material_share: float = 0.2,
+) -> MartOutcome:
+    """The verdict of `contact_explosion_outcome` from its aggregate (see there for the rule).
+
+    `flagged` holds the flagged customers (customer_id, latest, median); `latest_month` None means
+    there were no customer months at all.
+    """
+    name = "contact_explosion"
+    if latest_month is None:
+        return MartOutcome(name, True, WARN, "no customer months to judge")
+    latest = pd.Period(latest_month, freq="M")
+    # Largest first; ties by customer id, so the message is the same whichever engine aggregated.
+    flagged = (
+        flagged.assign(latest=flagged["latest"].astype(float), median=flagged["median"].astype(float))
+        .sort_values(["latest", "customer_id"], ascending=[False, True])
+        .set_index("customer_id")
+    )
+    share = float(flagged["latest"].sum()) / total_contacts if total_contacts else 0.0
     details = {
         "month": str(latest),
-        "customers_judged": len(judged),
+        "customers_judged": int(customers_judged),
         "flagged": [
             {"customer_id": str(c), "contacts": float(r["latest"]), "trailing_median": float(r["median"])}
             for c, r in flagged.iterrows()
@@ -314,7 +413,7 @@ def contact_explosion_outcome(
     if flagged.empty:
         message = (
             f"{latest}: no customer above {ratio:g}x their trailing {trailing_months}-month median "
-            f"and {min_contacts} contacts ({len(judged):,} customers judged)"
+            f"and {min_contacts} contacts ({int(customers_judged):,} customers judged)"
         )
         return MartOutcome(name, True, WARN, message, details)
     listed = "; ".join(

@@ -7,14 +7,14 @@ severity ERROR blocks the publish; WARN is shown in the UI and in `nps-link run`
 from datetime import timedelta
 
 import dagster as dg
-import pandas as pd
 
 from orchestration.lib.resources import NpsLinkResource
 from orchestration.lib.warehouse import run_as_of
 from quality.marts import (
     ERROR,
     MartOutcome,
-    contact_explosion_outcome,
+    contact_explosion_from_aggregate,
+    contact_explosion_sql,
     daily_volume_outcome,
     nps_jump_outcome,
     repeat_rate_jump_outcome,
@@ -82,15 +82,12 @@ def repeat_rate_month_on_month_jump(nps_link: NpsLinkResource) -> dg.AssetCheckR
                 description="No customer's contacts in the latest month exploded against their own history.")
 def contact_count_explosion(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
     """Contacts per customer exploding in the latest month: a logging loop or a re-imported batch."""
+    totals_sql, flagged_sql = contact_explosion_sql("marts.fct_customer_months")
     with nps_link.build_connection() as con:
-        latest = con.execute("select max(month) from marts.fct_customer_months").fetchone()[0]
-        if latest is None:
-            frame = pd.DataFrame(columns=["customer_id", "month", "contacts"])
-        else:
-            # Only the months the check looks at (latest + 6 trailing), not the whole panel.
-            frame = con.execute(
-                "select customer_id, month, contacts from marts.fct_customer_months "
-                "where month >= ?::date - interval 7 month",
-                [latest],
-            ).df()
-    return _result(contact_explosion_outcome(frame))
+        # The aggregate in DuckDB: only the flagged customers come back, not 7 months of the panel.
+        latest = con.execute(
+            "select cast(date_trunc('month', max(month)) as date) from marts.fct_customer_months"
+        ).fetchone()[0]
+        _, judged, total = con.execute(totals_sql, [latest]).fetchone()
+        flagged = con.execute(flagged_sql, [latest]).df()
+    return _result(contact_explosion_from_aggregate(latest, judged, float(total), flagged))
