@@ -97,6 +97,9 @@ def validate_loaded_files(
     Files are validated in groups of about VALIDATION_GROUP_ROWS rows (`validate_batches`); each
     file keeps its own suite (its missing optional columns) and its own outcome, named after it.
     """
+    loaded_files = [f for f in files if f.status == "loaded" and f.sha256 is not None]
+    if not loaded_files:
+        return {}
     # Imported here: GX (via the suites) costs seconds of start-up and is needed only for new files.
     from quality.suites import suite_for
     from quality.validate import lake_frame, validate_batches
@@ -106,9 +109,7 @@ def validate_loaded_files(
     group: dict[str, tuple[pd.DataFrame, object]] = {}
     suites: dict[tuple[str, ...], object] = {}
     rows = 0
-    for loaded in files:
-        if loaded.status != "loaded" or loaded.sha256 is None:
-            continue
+    for loaded in loaded_files:
         frame = lake_frame(raw_dir(settings.lake_dir, table) / f"{loaded.sha256}.parquet")
         # One suite object per set of missing columns: files sharing it share a GX run.
         absent = tuple(sorted(loaded.missing_optional_columns or ()))
@@ -122,10 +123,9 @@ def validate_loaded_files(
             group, rows = {}, 0
     if group:
         outcomes.update(validate_batches(group))
-    if outcomes:
-        folder = outcomes_dir(settings, run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{table}.pkl").write_bytes(pickle.dumps(outcomes))
+    folder = outcomes_dir(settings, run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{table}.pkl").write_bytes(pickle.dumps(outcomes))
     return outcomes
 
 

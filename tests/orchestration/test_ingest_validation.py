@@ -64,8 +64,19 @@ def test_validate_loaded_files_groups_files_and_attributes_failures(tmp_path, mo
     assert ingest_assets.write_run_data_docs(settings, "run-1").exists()
 
 
-def test_loading_the_definitions_does_not_import_great_expectations():
-    # GX imports pyspark (seconds): a run without new files must not pay for it.
-    code = "import sys, orchestration.definitions; print('great_expectations' in sys.modules, 'pyspark' in sys.modules)"
+def test_a_run_without_new_files_does_not_import_great_expectations(tmp_path):
+    # GX imports pyspark (seconds): loading the definitions and a run with nothing to validate must not pay for it.
+    code = (
+        "import sys, orchestration.definitions\n"
+        "from pathlib import Path\n"
+        "from orchestration.lib.ingest import FileLoadResult\n"
+        "from orchestration.lib.ingest_assets import validate_loaded_files, write_run_data_docs\n"
+        "from orchestration.lib.settings import Settings\n"
+        f"settings = Settings(data_dir=Path({str(tmp_path)!r}))\n"
+        "rejected = FileLoadResult('crm_reps', 'crm_reps/x.csv', 'e' * 64, 'rejected', reason='bad header')\n"
+        "assert validate_loaded_files('crm_reps', [rejected], settings, 'run-2') == {}\n"
+        "assert write_run_data_docs(settings, 'run-2') is None\n"
+        "print('great_expectations' in sys.modules, 'pyspark' in sys.modules)\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
