@@ -13,8 +13,6 @@ import dagster as dg
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from analysis import tables
 from analysis.errors import InsufficientDataError
@@ -38,25 +36,6 @@ Builder = Callable[[duckdb.DuckDBPyConnection], pd.DataFrame]
 
 def _mart(name: str) -> dg.AssetKey:
     return dg.AssetKey(["marts", name])
-
-
-def _read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> pd.DataFrame:
-    """The result of `sql` as pandas via Arrow, every text column a categorical with sorted levels.
-
-    Two million customer ids, segments or categories as Python-visible strings cost seconds to
-    convert and hash; dictionary-encoded in Arrow they arrive as integer codes. The levels are
-    sorted, as pandas' own ``astype("category")`` sorts them, so a model's reference level (the
-    first) and every figure stay what the string column gave.
-    """
-    table = con.sql(sql, params=params).to_arrow_table()
-    columns = {}
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            encoded = pc.dictionary_encode(column).to_pandas()
-            columns[name] = encoded.cat.reorder_categories(sorted(encoded.cat.categories))
-        else:
-            columns[name] = column.to_pandas()
-    return pd.DataFrame(columns)
 
 
 def _check_frame(frame: pd.DataFrame, min_rows: int = 1) -> tuple[bool, str]:
@@ -120,7 +99,7 @@ LINK_FRAME_SQL = """
 
 def build_link_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Fit the contacts -> score -> repeat link on every uncensored response, clustered by customer."""
-    frame = _read_frame(con, LINK_FRAME_SQL)
+    frame = con.execute(LINK_FRAME_SQL).df()
     result = fit_link(
         frame, exposure="contacts_per_month", mediator="nps_score", outcome="repeat_after",
         covariates=LINK_COVARIATES, outcome_kind="binary", n_boot=LINK_BOOTSTRAP_REPLICATES, seed=0,
@@ -135,9 +114,9 @@ def build_link_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 def build_dose_response(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Score, NPS and repeat rate by contacts-per-month bin."""
-    frame = _read_frame(
-        con, "select contacts_per_month, nps_score, nps_category, repeat_after from marts.fct_survey_responses"
-    )
+    frame = con.execute(
+        "select contacts_per_month, nps_score, nps_category, repeat_after from marts.fct_survey_responses"
+    ).df()
     return tables.dose_response(frame)
 
 
@@ -230,13 +209,12 @@ SEGMENT_MONTH_REVENUE_SQL = """
 
 def build_nps_revenue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Revenue in the year after a response by NPS category, and NPS-revenue correlation by segment-month."""
-    responses = _read_frame(
-        con,
+    responses = con.execute(
         """
         select customer_id, response_month as month, nps_category, segment, revenue_next_365d
         from marts.fct_survey_responses
-        """,
-    )
+        """
+    ).df()
     return tables.nps_revenue(responses, con.execute(SEGMENT_MONTH_REVENUE_SQL).df())
 
 
@@ -280,13 +258,13 @@ RESPONSES_FOR_CUSTOMER_BINS = """
 def build_contact_timing(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by outbound contacts in the first 7 days after the first order."""
     customers = con.execute(CUSTOMER_BIN_SQL.format(column="outbound_contacts_first_7d")).df()
-    return tables.contact_timing(customers, _read_frame(con, RESPONSES_FOR_CUSTOMER_BINS))
+    return tables.contact_timing(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
 
 
 def build_handoff(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by days from first order to the first account-management contact."""
     customers = con.execute(CUSTOMER_BIN_SQL.format(column="handoff_days")).df()
-    return tables.handoff(customers, _read_frame(con, RESPONSES_FOR_CUSTOMER_BINS))
+    return tables.handoff(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
 
 
 # ---- the assets: one per analysis table ---------------------------------------------------------------
