@@ -114,23 +114,21 @@
         Post-hook of dim_customers: on an incremental run, delete the orphans no fact up to as_of
         mentions any more (their facts were re-delivered to another customer, or as_of moved back past
         them). delete+insert can only replace a customer's row, never drop it; a full build has none.
-        Only orphans are looked up: an account's row always stays.
+        Only orphans are looked up (an account's row always stays), one fact table at a time, and
+        orders in staging rather than through the currency view: a quarter of the cost of one lookup
+        over the union.
     -#}
     {%- if is_incremental() -%}
-    delete from {{ this }}
-    where is_orphan
-        and customer_id not in (
-            select facts.customer_id
-            from (
-                select customer_id, occurred_at as fact_at from {{ ref('stg_crm__activities') }}
-                union all
-                select customer_id, responded_at as fact_at from {{ ref('stg_survey__responses') }}
-                union all
-                select customer_id, ordered_at as fact_at from {{ ref('int_orders_converted') }}
-            ) as facts
-            where facts.customer_id in (select customer_id from {{ this }} where is_orphan)
-                and facts.fact_at <= (select as_of_at from {{ ref('int_run_parameters') }})
+    delete from {{ this }} as orphans
+    where orphans.is_orphan
+        {%- for model, at in [('stg_crm__activities', 'occurred_at'), ('stg_survey__responses', 'responded_at'), ('stg_billing__orders', 'ordered_at')] %}
+        and not exists (
+            select 1
+            from {{ ref(model) }} as facts
+            where facts.customer_id = orphans.customer_id
+                and facts.{{ at }} <= (select as_of_at from {{ ref('int_run_parameters') }})
         )
+        {%- endfor %}
     {%- endif -%}
 {%- endmacro %}
 

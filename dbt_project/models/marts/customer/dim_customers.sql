@@ -9,6 +9,7 @@
         post_hook="{{ drop_orphans_without_facts() }}",
     )
 }}
+-- depends_on: {{ ref('stg_billing__orders') }}
 
 with
 

@@ -38,7 +38,9 @@ built as (
 ),
 
 -- The inputs' rows rewritten since this model's watermark (a new delivery), or by this run (the
--- cut-off moved): exactly the responses whose columns can differ from the stored ones.
+-- cut-off moved): the responses whose columns can differ from the stored ones. A run whose build of
+-- this model fails after its inputs moved to another cut-off needs `--full-refresh` (or the same
+-- as_of again) to catch up: this model only sees the rows rewritten for the current cut-off.
 scope as (
 
     select customer_id from {{ ref('int_responses_with_exposure') }}
