@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestration.lib.ingest.manifest import ManifestStore, atomic_write_bytes, sha256_of
-from orchestration.lib.ingest.readers import RejectFile, quote_ident, quote_literal, stage_file
+from orchestration.lib.ingest.readers import RejectFile, quote_literal, stage_file
 from orchestration.lib.ingest.results import FileLoadResult, SourceLoadResult
 from orchestration.lib.ingest.rules import CheckPlan, compile_checks, naive_utc
 from orchestration.lib.lake import ensure_lake_tables, lake_schema, quarantine_dir, raw_dir, rejected_dir
@@ -166,7 +166,20 @@ def _write_query(
     writes through a temporary file and os.replace. `dictionary` names the columns worth
     dictionary encoding (default: all); it changes the encoding only, never a value.
     """
-    batches = list(con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS))
+    return _write_batches(
+        list(con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS)), schema, target, names, transform, dictionary
+    )
+
+
+def _write_batches(
+    batches: list[pa.RecordBatch],
+    schema: pa.Schema,
+    target: Path,
+    names: list[str] | None = None,
+    transform: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
+    dictionary: bool | list[str] = True,
+) -> WriteJob:
+    """The job that writes `batches` to `target` (see `_write_query`)."""
 
     def write() -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -218,14 +231,22 @@ def _metadata_sql() -> str:
 
 
 def _write_raw(
-    con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict, pii_key: bytes
+    checked: pa.Table, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict, pii_key: bytes
 ) -> WriteJob:
-    typed = ", ".join(f"t{k} AS {quote_ident(col)}" for k, col in enumerate(plan.contract_columns))
-    sql = f"SELECT {typed}, {_metadata_sql()} FROM checked WHERE _rule IS NULL"
-    return _write_query(
-        con,
-        sql,
-        meta,
+    """The loaded rows, typed, with their provenance; cut from the checked rows in Arrow (no second query)."""
+    loaded = checked.filter(pc.is_null(checked.column("_rule")))
+    n = loaded.num_rows
+    columns = {col: loaded.column(f"t{k}") for k, col in enumerate(plan.contract_columns)}
+    columns |= {
+        "_source_file": pa.repeat(pa.scalar(meta["file"], pa.string()), n),
+        "_file_sha256": pa.repeat(pa.scalar(meta["sha"], pa.string()), n),
+        "_row_number": loaded.column("_rn"),
+        "_delivery_seq": pa.repeat(pa.scalar(meta["seq"], pa.int64()), n),
+        "_loaded_at": pa.repeat(pa.scalar(meta["loaded_at"], pa.timestamp("us")), n),
+    }
+    rows = pa.table(columns)
+    return _write_batches(
+        rows.to_batches(_BATCH_ROWS),
         lake_schema(spec.name),
         raw_dir(lake, spec.name) / f"{meta['sha']}.parquet",
         transform=_pii_keys(spec, pii_key),
@@ -348,6 +369,7 @@ def _load_file(
 ) -> tuple[FileLoadResult, list[WriteJob]]:
     """Check one file; return its result and the jobs that write its lake files (none if rejected)."""
     con.execute("DROP VIEW IF EXISTS src")
+    con.unregister("checked")
     for name in ("staged", "checked", "jraw"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
     work = Path(tempfile.mkdtemp(dir=scratch))
@@ -369,10 +391,13 @@ def _load_file(
         # No try here: every value is typed with TRY_CAST-style expressions, so an error from this
         # point on is the engine's or the machine's (e.g. out of memory), not the file's. It must
         # fail the run and leave the file pending, not reject a good delivery.
-        con.execute(plan.sql, plan.parameters(entry.relpath, now))
+        # The checked rows come to Arrow once: the raw file is cut from them there, and DuckDB reads
+        # them back in place (a registered view) for the counts, driver scores and quarantine.
+        checked = con.sql(plan.sql, params=plan.parameters(entry.relpath, now)).to_arrow_table()
+        con.register("checked", checked)
         counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())
         pii_key = load_or_create_pii_key(settings.data_dir, os.environ) if spec.pii_columns else b""
-        jobs = [_write_raw(con, spec, plan, settings.lake_dir, meta, pii_key)]
+        jobs = [_write_raw(checked, spec, plan, settings.lake_dir, meta, pii_key)]
         if DRIVER_PATTERN in spec.column_patterns:
             jobs.append(_write_drivers(con, spec, plan, settings.lake_dir, meta))
         quarantined = sum(n for rule, n in counts.items() if rule is not None)

@@ -1,7 +1,7 @@
 """The contract's typing and row rules, compiled to one vectorised DuckDB query per file.
 
 Input: the staged view `src` (_rn, c0..cN as text) and the delivered column names. Output: the
-temporary table `checked` with `_rn`, one typed column per contract column (`t0..`), one per
+query of the checked rows (`checked`), with `_rn`, one typed column per contract column (`t0..`), one per
 pattern column such as driver_* (`p0..`), and `_rule` / `_reason`, NULL for a row that loads.
 
 Order in which a row's rules are tried (the first broken one is reported, the row counted once):
@@ -59,7 +59,7 @@ class _Check:
 class CheckPlan:
     """The compiled checks of one delivered file, and how its columns met the contract."""
 
-    sql: str  # creates temp table `checked`; bind $file (landing path) and $now (naive UTC)
+    sql: str  # the checked rows (a query over `src`); bind $file (landing path) and $now (naive UTC)
     contract_columns: list[str]  # t<k> holds contract column k, in contract (= lake schema) order
     pattern_columns: list[str]  # p<j> holds this normalised delivered column (e.g. driver_ease)
     extra_columns: list[str]  # delivered names outside the contract: schema drift
@@ -268,7 +268,6 @@ def compile_checks(source: SourceSpec, names: list[str], *, source_tz: str) -> C
     rule_case = " ".join(f"WHEN {c.fails} THEN {quote_literal(c.rule)}" for c in checks)
     reason_case = " ".join(f"WHEN {quote_literal(c.rule)} THEN {c.reason}" for c in checks)
     sql = f"""
-        CREATE OR REPLACE TEMP TABLE checked AS
         WITH n AS (SELECT _rn, {", ".join(values)} FROM src),
         p AS (SELECT *, {", ".join(typed)} FROM n),
         r AS (SELECT *, CASE {rule_case} END AS _rule FROM p)
