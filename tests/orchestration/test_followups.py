@@ -768,7 +768,7 @@ def _random_text(rng: random.Random, alphabet: str, longest: int) -> str:
 
 def _detractor_variants() -> Iterator[followups._Detractor]:
     rng = random.Random(7)
-    ascii_text = string.ascii_letters + string.digits + " -_./:=?()<>@,;\"'"
+    ascii_text = string.ascii_letters + string.digits + string.punctuation + "  "
     mixed = ascii_text + "対応遅い改善\u3000é\t"
     for i in range(400):
         # Mostly printable ASCII (the fast path's ground), lengths on both sides of the 78-octet fold.
