@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
 from orchestration.lib.settings import Settings
@@ -42,9 +43,71 @@ def as_of_utc(settings: Settings) -> datetime | None:
     return local_end.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
 
 
-def dbt_vars(settings: Settings) -> dict[str, Any]:
-    """The `--vars` of a dbt invocation for these settings (the names dbt_project.yml declares)."""
+# The run parameters int_run_parameters stores besides its watermark and cut-off, by dbt var name.
+_PARAMETER_VARS = ("reporting_tz", "reporting_currency", "contact_window_days", "repeat_window_days",
+                   "followup_window_days", "revenue_window_days")
+
+
+def _stored_run_parameters(db_path: Path) -> dict[str, Any] | None:
+    """The row of `intermediate.int_run_parameters` in a warehouse file, or None when there is none.
+
+    A file that cannot be opened (missing, locked by a writer, another DuckDB version) counts as
+    none: the caller then falls back to testing everything, the safe side.
+    """
+    if not db_path.exists():
+        return None
+    columns = ("input_seq", "as_of_at", "latest_event_at", *_PARAMETER_VARS)
+    try:
+        con = duckdb.connect(str(db_path), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        row = con.execute(f"select {', '.join(columns)} from intermediate.int_run_parameters").fetchone()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return dict(zip(columns, row, strict=True)) if row is not None else None
+
+
+def previous_input_seq(settings: Settings) -> int | None:
+    """The delivery watermark below which this run's incremental models hold only tested rows, or None.
+
+    That is int_run_parameters.input_seq of the last published build: publishing waits for every dbt
+    test to pass, so its rows were tested, and a row an incremental run writes carries a newer
+    delivery (`_delivery_seq` in staging, `_input_seq` in the intermediates) whenever the run keeps
+    the published build's parameters and cut-off rule. When it does not (other windows, time zone or
+    currency, a configured as_of that differs, or as_of "latest event" after a configured one),
+    rows can be rewritten without a newer delivery, so this is None and every test sees every row;
+    likewise without a previous build or a published one (macros/test_scope.sql).
+
+    The build warehouse must agree too: a build that failed its tests after the last publish holds
+    rows the published one lacks, and those have deliveries above the published watermark only if
+    that build ran with the same parameters.
+    """
     cut_off = as_of_utc(settings)
+    watermarks = []
+    for db_path in (settings.build_db_path, settings.published_db_path):
+        stored = _stored_run_parameters(db_path)
+        if stored is None or stored["input_seq"] is None or stored["as_of_at"] is None:
+            return None
+        if any(stored[name] != getattr(settings, name) for name in _PARAMETER_VARS):
+            return None
+        # The same cut-off rule: the configured cut-off, or the latest event when none is configured.
+        if stored["as_of_at"] != (cut_off if cut_off is not None else stored["latest_event_at"]):
+            return None
+        watermarks.append(int(stored["input_seq"]))
+    return min(watermarks)
+
+
+def dbt_vars(settings: Settings) -> dict[str, Any]:
+    """The `--vars` of a dbt invocation for these settings (the names dbt_project.yml declares).
+
+    previous_input_seq reads the build and published warehouses of `settings` (see that function);
+    "" means the data tests check every row.
+    """
+    cut_off = as_of_utc(settings)
+    since = previous_input_seq(settings)
     return {
         "as_of": cut_off.strftime("%Y-%m-%d %H:%M:%S") if cut_off else "",
         "reporting_tz": settings.reporting_tz,
@@ -53,6 +116,7 @@ def dbt_vars(settings: Settings) -> dict[str, Any]:
         "repeat_window_days": settings.repeat_window_days,
         "followup_window_days": settings.followup_window_days,
         "revenue_window_days": settings.revenue_window_days,
+        "previous_input_seq": "" if since is None else since,
     }
 
 

@@ -42,6 +42,10 @@ class Settings:
     report_lang: str = "en"
     duckdb_threads: int = 2
     duckdb_memory_limit: str = "6GB"
+    # DuckDB's memory limit inside dbt (dbt_project/profiles.yml reads the same env var and default):
+    # lower than the Python side's, since the orchestrator process keeps its own memory while its
+    # dbt child runs; DuckDB spills past it to a temp directory beside the warehouse.
+    dbt_memory_limit: str = "4GB"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     # ---- derived paths (DESIGN.md "Data flow") ----
@@ -96,6 +100,7 @@ class Settings:
             report_lang=env.get("NPS_LINK_REPORT_LANG", "").strip() or "en",
             duckdb_threads=_int(env, "NPS_LINK_DUCKDB_THREADS", 2),
             duckdb_memory_limit=env.get("NPS_LINK_DUCKDB_MEMORY_LIMIT", "").strip() or "6GB",
+            dbt_memory_limit=env.get("NPS_LINK_DBT_MEMORY_LIMIT", "").strip() or "4GB",
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in clean:

@@ -1,10 +1,13 @@
 """The dbt vars the orchestrator passes: as_of cut in the reporting time zone, windows from settings."""
 
 import os
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 
-from orchestration.lib.dbt import as_of_utc, dbt_vars, manifest_is_stale
+import duckdb
+
+from orchestration.lib.dbt import as_of_utc, dbt_vars, manifest_is_stale, previous_input_seq
 from orchestration.lib.settings import Settings
 
 
@@ -56,3 +59,67 @@ def test_manifest_is_stale_when_missing_or_older_than_a_model(tmp_path: Path) ->
     os.utime(model, None)
     os.utime(manifest, (1_000_000, 1_000_000))
     assert manifest_is_stale(manifest, project)
+
+
+# ---- previous_input_seq: the watermark of the data tests' scope (macros/test_scope.sql) ----------
+
+LATEST = datetime(2026, 9, 30, 14, 59, 58)
+
+
+def _store_run_parameters(db_path: Path, input_seq: int, as_of_at: datetime = LATEST,
+                          latest_event_at: datetime = LATEST, contact_window_days: int = 90) -> None:
+    """A warehouse file holding only intermediate.int_run_parameters, as a build leaves it."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(db_path))
+    con.execute("create schema if not exists intermediate")
+    con.execute(
+        "create or replace table intermediate.int_run_parameters as select ? as as_of_at, ? as latest_event_at,"
+        " ? as input_seq, 'Asia/Tokyo' as reporting_tz, 'JPY' as reporting_currency,"
+        " ? as contact_window_days, 90 as repeat_window_days, 14 as followup_window_days,"
+        " 365 as revenue_window_days",
+        [as_of_at, latest_event_at, input_seq, contact_window_days],
+    )
+    con.close()
+
+
+def test_previous_input_seq_is_the_published_watermark_when_parameters_match(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    _store_run_parameters(settings.build_db_path, 12)
+    _store_run_parameters(settings.published_db_path, 10)
+    # The build got further than the publish (its tests failed): rows from 11 on are not trusted yet.
+    assert previous_input_seq(settings) == 10
+    assert dbt_vars(settings)["previous_input_seq"] == 10
+
+
+def test_no_previous_build_or_publish_means_every_row_is_tested(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert dbt_vars(settings)["previous_input_seq"] == ""
+    _store_run_parameters(settings.published_db_path, 10)
+    assert previous_input_seq(settings) is None  # published, but the build warehouse is gone
+    _store_run_parameters(settings.build_db_path, 10)
+    settings.published_db_path.unlink()
+    assert previous_input_seq(settings) is None  # built, never published
+
+
+def test_other_parameters_or_cut_off_rule_mean_every_row_is_tested(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    for db_path in (settings.build_db_path, settings.published_db_path):
+        _store_run_parameters(db_path, 10, contact_window_days=60)
+    assert previous_input_seq(settings) is None  # rows are rewritten without a newer delivery
+    assert previous_input_seq(replace(settings, contact_window_days=60)) == 10
+
+    # The last build cut at a configured date: with as_of "latest event" now, rows move without a delivery.
+    configured = datetime(2026, 9, 1, 14, 59, 59)
+    for db_path in (settings.build_db_path, settings.published_db_path):
+        _store_run_parameters(db_path, 10, as_of_at=configured)
+    assert previous_input_seq(settings) is None
+    # The same configured date again (2026-09-01 23:59:59 in Tokyo): limited; another date: not.
+    assert previous_input_seq(replace(settings, as_of=date(2026, 9, 1))) == 10
+    assert previous_input_seq(replace(settings, as_of=date(2026, 9, 2))) is None
+
+
+def test_dbt_memory_limit_defaults_to_the_profiles_default_and_reads_its_env_var() -> None:
+    assert Settings.from_env({}).dbt_memory_limit == "4GB"
+    assert Settings.from_env({"NPS_LINK_DBT_MEMORY_LIMIT": "3GB"}).dbt_memory_limit == "3GB"
+    profiles = (Path(__file__).resolve().parents[2] / "dbt_project" / "profiles.yml").read_text()
+    assert "env_var('NPS_LINK_DBT_MEMORY_LIMIT', '4GB')" in profiles

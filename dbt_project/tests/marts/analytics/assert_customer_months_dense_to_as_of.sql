@@ -1,5 +1,9 @@
 -- Fails with each customer whose months in fct_customer_months have a gap or do not reach the
 -- as_of month: the spine is broken, and a quiet month would silently vanish from the analysis.
+-- On an incremental run only the customers whose months were written since the last published
+-- build (macros/test_scope.sql): a run rewrites all of a customer's months (delete+insert on
+-- customer_id) and every customer when the as_of month changes, so the others are as tested then.
+{%- set since = previous_input_seq() %}
 
 with
 
@@ -17,6 +21,11 @@ customer_spans as (
         max(month) as last_month,
         count(*) as months
     from {{ ref('fct_customer_months') }}
+    {%- if since is not none %}
+    where customer_id in (
+        select customer_id from {{ ref('int_customer_months_densified') }} where _input_seq > {{ since }}
+    )
+    {%- endif %}
     group by customer_id
 
 )

@@ -1,0 +1,91 @@
+"""Data tests sized to the run (macros/test_scope.sql): an incremental build checks only the rows
+delivered since the last published build, a full build checks every row.
+
+GIVEN a lake of activities whose first delivery holds a planted violation (direction 'sideways'),
+staged once, and later deliveries,
+WHEN stg_crm__activities is built with its tests (dbt build, as in the pipeline) incrementally with the
+previous watermark as var, with --full-refresh, without a watermark, and after a delivery that plants
+a second violation,
+THEN the limited tests skip the old row, still fail on the new violation (and count only it), and the
+full builds fail on the old one: full coverage on --full-refresh and whenever there is no watermark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from orchestration.lib.lake import ensure_lake_tables
+from tests.dbt.test_dbt_build import activity, write_delivery
+
+DIRECTION_TEST = "accepted_values_stg_crm__activities_direction__outbound__inbound"
+
+
+def _build(root: Path, *args: str, since: int | str = "") -> dict[str, dict]:
+    """`dbt build` of stg_crm__activities and the tests on it alone; the results by test name."""
+    env = {**os.environ, "NPS_LINK_DATA_DIR": str(root / "data"), "DUCKDB_PATH": str(root / "build.duckdb"),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    subprocess.run(
+        [str(DBT_EXECUTABLE), "build", "--select", "stg_crm__activities", "--indirect-selection", "cautious",
+         *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+         "--target-path", str(root / "target"), "--log-path", str(root / "logs"),
+         "--vars", json.dumps({"previous_input_seq": since}), "--quiet"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    results = json.loads((root / "target" / "run_results.json").read_text())["results"]
+    return {r["unique_id"].split(".")[2]: r for r in results}
+
+
+def _direction_test(results: dict[str, dict]) -> dict:
+    return results[DIRECTION_TEST]
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake whose first activities delivery (seq 1) holds the planted old violation A2."""
+    root = tmp_path_factory.mktemp("test_scope")
+    lake_dir = root / "data" / "lake"
+    ensure_lake_tables(lake_dir)
+    write_delivery(lake_dir, "crm_activities", 1, [
+        activity("A1", "C1", "R1", "outbound", "2025-05-01 00:00:00"),
+        activity("A2", "C1", "R1", "sideways", "2025-05-02 00:00:00"),
+    ])
+    return root
+
+
+def test_limited_tests_skip_old_rows_and_full_builds_see_them(lake: Path) -> None:
+    # The first build has no previous one: every row is tested, and the planted row fails.
+    first = _direction_test(_build(lake))
+    assert (first["status"], first["failures"]) == ("fail", 1)
+
+    # A valid delivery (seq 2), built incrementally with the watermark 1: only A3 is tested.
+    write_delivery(lake / "data" / "lake", "crm_activities", 2, [
+        activity("A3", "C1", "R1", "inbound", "2025-05-03 00:00:00"),
+    ])
+    incremental = _build(lake, since=1)
+    assert _direction_test(incremental)["status"] == "pass"
+    assert "_delivery_seq > 1" in _direction_test(incremental)["compiled_code"]
+    assert all(r["status"] == "pass" for name, r in incremental.items() if name.startswith(("not_null", "unique")))
+
+    # --full-refresh tests every row whatever the var says.
+    full = _direction_test(_build(lake, "--full-refresh", since=1))
+    assert (full["status"], full["failures"]) == ("fail", 1)
+
+    # No watermark (no published build to trust): every row again.
+    assert _direction_test(_build(lake))["status"] == "fail"
+
+
+def test_a_violation_in_new_rows_still_fails_the_limited_test(lake: Path) -> None:
+    # A later delivery (seq 3) plants a second violation; the old one (seq 1) is below the watermark.
+    write_delivery(lake / "data" / "lake", "crm_activities", 3, [
+        activity("A4", "C2", "R1", "upward", "2025-05-04 00:00:00"),
+        activity("A5", "C2", "R1", "outbound", "2025-05-04 01:00:00"),
+    ])
+    limited = _direction_test(_build(lake, since=2))
+    # Exactly the new violation: the limited test saw A4 and A5, not A2.
+    assert (limited["status"], limited["failures"]) == ("fail", 1)
