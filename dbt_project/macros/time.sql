@@ -48,6 +48,12 @@
         compile time from the tz database dbt ships (pytz). Sampling twice a month catches every
         daylight-saving period, which lasts weeks, and every permanent change.
     -#}
+    {#- Remembered per dbt process in dbt's graph dict (one object for every node): sampling costs
+        a quarter of a second and every reporting_month() of every model asks again. -#}
+    {%- set cache_key = 'nps_link_fixed_utc_offset_minutes:' ~ tz_name -%}
+    {%- if graph is mapping and cache_key in graph -%}
+        {{ return(graph[cache_key]) }}
+    {%- endif -%}
     {%- set zone = modules.pytz.timezone(tz_name) -%}
     {%- set first_year = fixed_offset_range()[0][:4] | int -%}
     {%- set last_year = fixed_offset_range()[1][:4] | int -%}
@@ -63,7 +69,11 @@
             {%- endfor -%}
         {%- endfor -%}
     {%- endfor -%}
-    {{ return(offsets[0] if offsets | length == 1 else none) }}
+    {%- set result = offsets[0] if offsets | length == 1 else none -%}
+    {%- if graph is mapping -%}
+        {%- do graph.update({cache_key: result}) -%}
+    {%- endif -%}
+    {{ return(result) }}
 {%- endmacro %}
 
 
