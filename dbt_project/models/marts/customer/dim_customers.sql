@@ -48,21 +48,34 @@ cut_off_window as (
 
 ),
 
--- Customers whose row can have changed: a new delivery of their account or facts, a fact between the
--- stored cut-offs and this one, a first week that ends between them (outbound_contacts_first_7d is
+-- Customers whose row can have changed: a new delivery of their account or facts, a fact between
+-- their stored cut-off and this one, a first week that ends between them (outbound_contacts_first_7d is
 -- NULL until it is over), or a contact by a rep delivered since (the rep's team decides the hand-off).
 scope as (
 
     {{ customers_delivered_since(delivery_watermark(), ['activities', 'responses', 'orders', 'accounts']) }}
     union
-    select customer_id from {{ ref('stg_crm__activities') }}
-    where occurred_at > (select lo from cut_off_window) and occurred_at <= (select hi from cut_off_window)
-    union
-    select customer_id from {{ ref('stg_survey__responses') }}
-    where responded_at > (select lo from cut_off_window) and responded_at <= (select hi from cut_off_window)
-    union
-    select customer_id from {{ ref('int_orders_converted') }}
-    where ordered_at > (select lo from cut_off_window) and ordered_at <= (select hi from cut_off_window)
+    -- A fact between the customer's own stored cut-off and this one (a stored row is exact for its
+    -- cut-off; the table-wide window only prunes), or of a customer not stored yet.
+    select facts.customer_id
+    from (
+        select customer_id, occurred_at as fact_at from {{ ref('stg_crm__activities') }}
+        union all
+        select customer_id, responded_at as fact_at from {{ ref('stg_survey__responses') }}
+        union all
+        select customer_id, ordered_at as fact_at from {{ ref('int_orders_converted') }}
+    ) as facts
+    cross join cut_off_window
+    cross join run_parameters
+    left join {{ this }} as stored
+        on stored.customer_id = facts.customer_id
+    where facts.fact_at > cut_off_window.lo
+        and facts.fact_at <= cut_off_window.hi
+        and (
+            stored.customer_id is null
+            or (facts.fact_at > least(stored._as_of_at, run_parameters.as_of_at)
+                and facts.fact_at <= greatest(stored._as_of_at, run_parameters.as_of_at))
+        )
     union
     select stored.customer_id
     from {{ this }} as stored
