@@ -338,14 +338,13 @@ def bench_scale(scale: str, work: Path, seed: int) -> dict[str, Any]:
 
 
 def pipeline_seconds(run: dict[str, Any]) -> float:
-    """A run's wall seconds without its detractor follow-up mailing.
+    """A run's wall seconds, as the targets judge it: the whole `nps-link run` process, every stage.
 
-    The issue's stages are ingest, dbt, checks, analysis, report and publish. The benchmark starts
-    from an empty data dir, so its first run also mails the whole history's in-window detractors,
-    a one-off an installation's full refresh does not repeat (the mailer's ledger keeps what was sent);
-    it is reported in the stage table, not counted against the targets.
+    That includes the detractor follow-up mailing, which on the benchmark's first run mails the
+    whole history's in-window backlog (tens of thousands of outbox files at L): a real first
+    installation pays it too.
     """
-    return run["seconds"] - run["stages"].get("followups", {}).get("seconds", 0.0)
+    return run["seconds"]
 
 
 def targets(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -361,7 +360,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, bool]]:
                      f"{ratio:.1f}x ({full_s:.0f} s / {base['seconds']:.0f} s)",
                      ratio <= TARGET_FULL_VS_BASELINE))
         rows.append((f"full refresh <= {TARGET_FULL_SECONDS_L:.0f} s",
-                     f"{full_s:.0f} s ({full['seconds']:.0f} s with the first run's mailing)",
+                     f"{full_s:.0f} s",
                      full_s <= TARGET_FULL_SECONDS_L))
         peak = max(full["peak_rss_gib"], new["peak_rss_gib"])
         rows.append((f"peak RSS <= {TARGET_PEAK_RSS_GIB:g} GiB", f"{peak:.2f} GiB", peak <= TARGET_PEAK_RSS_GIB))
@@ -437,7 +436,7 @@ def render_scale(result: dict[str, Any]) -> list[str]:
         f"Raw-DuckDB baseline (`tests/bench/baseline.sql`, same lake, 2 threads): {base['seconds']:.1f} s "
         f"process wall ({base['sql_seconds']:.1f} s of SQL), peak RSS {base['peak_rss_gib']:.2f} GiB; "
         f"{base['rows']['fct_survey_responses']:,} responses, {base['rows']['fct_customer_months']:,} "
-        f"customer-months. Without the follow-up mailing (see `pipeline_seconds`): full refresh "
+        f"customer-months. Whole runs: full refresh "
         f"{pipeline_seconds(full):.0f} s = {pipeline_seconds(full) / base['seconds']:.1f}x the baseline; new day "
         f"{pipeline_seconds(new):.0f} s = {pipeline_seconds(new) / pipeline_seconds(full):.1%} of the full refresh; "
         "link fit (1000 bootstrap "
@@ -462,9 +461,8 @@ def render(results: list[dict[str, Any]], notes: str) -> str:
         "Each scale: demo sources generated, `nps-link run --full-refresh`, the raw-DuckDB baseline over the",
         "same lake, one more day delivered (`nps-link demo-data --append-day`), `nps-link run` (incremental).",
         "Stage seconds are the Dagster steps' own wall time; peak RSS is of the whole process tree",
-        "(nps-link and its dbt child), polled every 0.2 s. Targets are judged without the detractor",
-        "follow-up mailing, which on the benchmark's first run mails the whole history's backlog once",
-        "(it is in the stage table).",
+        "(nps-link and its dbt child), polled every 0.2 s. Targets are judged on the whole run, the",
+        "first run's mailing of the history's in-window detractor backlog included.",
         "",
     ]
     for result in results:
