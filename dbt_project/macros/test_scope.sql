@@ -9,8 +9,8 @@
     fact or `_input_seq > __previous_input_seq__` on an incremental intermediate (both columns hold
     deliveries, macros/incremental.sql).
 
-    The var previous_input_seq is int_run_parameters.input_seq of the last published build, which
-    orchestration.lib.dbt.dbt_vars passes only when this run adds deliveries under the same cut-off
+    The watermark is int_run_parameters.input_seq of the last published build, in the environment
+    variable NPS_LINK_TEST_SCOPE_SINCE, which orchestration.lib.dbt.test_scope_env sets only when this run adds deliveries under the same cut-off
     rule and parameters (otherwise rows can change without a newer delivery, and it passes ""). A
     full build tests everything: `--full-refresh`, no previous published build (the var is empty),
     or an engine without incremental models.
@@ -28,7 +28,10 @@
 
 {% macro previous_input_seq() -%}
     {#- The watermark below which rows were tested when last published, or none for a full-coverage run. -#}
-    {%- set since = var('previous_input_seq', '') | string | trim -%}
+    {#- An environment variable, not a --vars entry: dbt re-parses the whole project whenever --vars
+        change, and this one changes every day; a changed env var re-parses only the files that read
+        it at parse time (the two singular tests). -#}
+    {%- set since = env_var('NPS_LINK_TEST_SCOPE_SINCE', '') | string | trim -%}
     {%- if flags.FULL_REFRESH or target.type != 'duckdb' or since == '' -%}
         {{ return(none) }}
     {%- endif -%}

@@ -3,9 +3,9 @@ delivered since the last published build, a full build checks every row.
 
 GIVEN a lake of activities whose first delivery holds a planted violation (direction 'sideways'),
 staged once, and later deliveries,
-WHEN stg_crm__activities is built with its tests (dbt build, as in the pipeline) incrementally with the
-previous watermark as var, with --full-refresh, without a watermark, and after a delivery that plants
-a second violation,
+WHEN stg_crm__activities is built with its tests (dbt build, as in the pipeline) incrementally with
+the previous watermark in NPS_LINK_TEST_SCOPE_SINCE, with --full-refresh, without a watermark, and
+after a delivery that plants a second violation,
 THEN the limited tests skip the old row, still fail on the new violation (and count only it), and the
 full builds fail on the old one: full coverage on --full-refresh and whenever there is no watermark.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR
+from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, TEST_SCOPE_ENV
 from orchestration.lib.lake import ensure_lake_tables
 from tests.dbt.test_dbt_build import activity, write_delivery
 
@@ -29,12 +29,12 @@ DIRECTION_TEST = "accepted_values_stg_crm__activities_direction__outbound__inbou
 def _build(root: Path, *args: str, since: int | str = "") -> dict[str, dict]:
     """`dbt build` of stg_crm__activities and the tests on it alone; the results by test name."""
     env = {**os.environ, "NPS_LINK_DATA_DIR": str(root / "data"), "DUCKDB_PATH": str(root / "build.duckdb"),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", TEST_SCOPE_ENV: str(since)}
     subprocess.run(
         [str(DBT_EXECUTABLE), "build", "--select", "stg_crm__activities", "--indirect-selection", "cautious",
          *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
          "--target-path", str(root / "target"), "--log-path", str(root / "logs"),
-         "--vars", json.dumps({"previous_input_seq": since}), "--quiet"],
+         "--quiet"],
         env=env, capture_output=True, text=True, check=False,
     )
     results = json.loads((root / "target" / "run_results.json").read_text())["results"]

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.lib.dbt import as_of_utc, dbt_vars, manifest_is_stale, previous_input_seq
+from orchestration.lib.dbt import (
+    TEST_SCOPE_ENV,
+    as_of_utc,
+    data_test_scope_env,
+    dbt_vars,
+    manifest_is_stale,
+    previous_build_unfinished,
+    previous_input_seq,
+    unfinished_build_marker,
+)
 from orchestration.lib.settings import Settings
 
 
@@ -88,12 +97,12 @@ def test_previous_input_seq_is_the_published_watermark_when_parameters_match(tmp
     _store_run_parameters(settings.published_db_path, 10)
     # The build got further than the publish (its tests failed): rows from 11 on are not trusted yet.
     assert previous_input_seq(settings) == 10
-    assert dbt_vars(settings)["previous_input_seq"] == 10
+    assert data_test_scope_env(settings) == {TEST_SCOPE_ENV: "10"}
 
 
 def test_no_previous_build_or_publish_means_every_row_is_tested(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    assert dbt_vars(settings)["previous_input_seq"] == ""
+    assert data_test_scope_env(settings) == {TEST_SCOPE_ENV: ""}
     _store_run_parameters(settings.published_db_path, 10)
     assert previous_input_seq(settings) is None  # published, but the build warehouse is gone
     _store_run_parameters(settings.build_db_path, 10)
@@ -123,3 +132,13 @@ def test_dbt_memory_limit_defaults_to_the_profiles_default_and_reads_its_env_var
     assert Settings.from_env({"NPS_LINK_DBT_MEMORY_LIMIT": "3GB"}).dbt_memory_limit == "3GB"
     profiles = (Path(__file__).resolve().parents[2] / "dbt_project" / "profiles.yml").read_text()
     assert "env_var('NPS_LINK_DBT_MEMORY_LIMIT', '4GB')" in profiles
+
+
+def test_a_build_that_did_not_finish_is_remembered_beside_the_build_warehouse(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    marker = unfinished_build_marker(settings)
+    assert marker.parent == settings.build_db_path.parent
+    assert not previous_build_unfinished(settings)
+    marker.parent.mkdir(parents=True)
+    marker.touch()  # what the dbt asset does before `dbt build`, and removes once it finished
+    assert previous_build_unfinished(settings)

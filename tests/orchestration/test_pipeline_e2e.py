@@ -225,9 +225,14 @@ def test_kill_9_mid_run_leaves_published_unchanged_and_next_run_loads_pending_on
     con = duckdb.connect(str(published), read_only=True)
     assert con.execute("select count(*) from marts.fct_survey_responses").fetchone()[0] > 0
     con.close()
-    # The next run completes and every new file is loaded exactly once.
+    # The next run completes and every new file is loaded exactly once. A build killed half-way
+    # leaves its marker, so the next build is a full refresh (orchestration.lib.dbt).
+    marker_left = (data_dir / "warehouse" / "build.duckdb.dbt-build-unfinished").exists()
+    assert marker_left == (kill_at == "[dbt]")
     result = run_cli(data_dir, "run", "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("the previous build did not finish" in result.stdout + result.stderr) == marker_left
+    assert not (data_dir / "warehouse" / "build.duckdb.dbt-build-unfinished").exists()
     con = duckdb.connect(str(published), read_only=True)
     landing = data_dir / "landing"
     for path in new_files:
