@@ -9,6 +9,7 @@ whenever any file of the dbt project is newer than it, under a file lock.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import subprocess
 import sys
@@ -105,16 +106,61 @@ def unfinished_build_marker(settings: Settings) -> Path:
     return settings.build_db_path.with_name(settings.build_db_path.name + ".dbt-build-unfinished")
 
 
-def previous_build_unfinished(settings: Settings) -> bool:
-    """True when the last `dbt build` of this warehouse failed or was killed before it finished.
+def project_fingerprint_file(settings: Settings) -> Path:
+    """Where the fingerprint of the dbt project that last built this warehouse is kept."""
+    return settings.build_db_path.with_name(settings.build_db_path.name + ".dbt-project")
 
-    The incremental models decide what to recompute from what the last build stored; a build that
-    stopped half-way (a failing test, a crash) can leave one model rebuilt for a new cut-off and a
-    model downstream of it not, and a later cut-off would then skip rows the stopped build never
-    wrote (models/marts/customer/fct_survey_responses.sql). The next build after one therefore
-    rebuilds everything: slower once, never wrong.
+
+def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
+    """SHA-256 over the name and bytes of every file that decides what the models store.
+
+    Models, macros and seeds (SQL, YAML configs, CSV) and dbt_project.yml; not target/ or logs/.
     """
-    return unfinished_build_marker(settings).exists()
+    digest = hashlib.sha256()
+    files = [project_dir / "dbt_project.yml"]
+    for sub in ("models", "macros", "seeds"):
+        files += sorted(p for p in (project_dir / sub).rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def full_refresh_reason(settings: Settings) -> str | None:
+    """Why the next `dbt build` of this warehouse must rebuild everything, or None when it may be incremental.
+
+    The incremental models decide what to recompute from what the last build stored, which is only
+    sound when that build finished and ran the same SQL:
+    - a build that stopped half-way (a failing test, a crash) can leave a model rebuilt for a new
+      cut-off and a model downstream of it not, and a later cut-off would then skip rows the stopped
+      build never wrote (models/marts/customer/fct_survey_responses.sql);
+    - a changed model, macro, seed or project config changes what every stored row should hold (and
+      a warehouse built by an older release may lack bookkeeping columns the models now read).
+    Rebuilding once is slower, never wrong. A first build (no warehouse yet) needs no reason.
+    """
+    if unfinished_build_marker(settings).exists():
+        return "the previous build did not finish"
+    if not settings.build_db_path.exists():
+        return None
+    stored = project_fingerprint_file(settings)
+    if not stored.exists() or stored.read_text().strip() != project_fingerprint():
+        return "the dbt project changed since the last build"
+    return None
+
+
+def build_started(settings: Settings) -> None:
+    """Mark the warehouse as being built (see full_refresh_reason); call right before `dbt build`."""
+    marker = unfinished_build_marker(settings)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+
+
+def build_finished(settings: Settings) -> None:
+    """Record that a `dbt build` finished with every test passing, and which project it ran."""
+    stored = project_fingerprint_file(settings)
+    staged = stored.with_name(stored.name + ".tmp")
+    staged.write_text(project_fingerprint() + "\n")
+    os.replace(staged, stored)
+    unfinished_build_marker(settings).unlink(missing_ok=True)
 
 
 TEST_SCOPE_ENV = "NPS_LINK_TEST_SCOPE_SINCE"

@@ -10,11 +10,15 @@ import duckdb
 from orchestration.lib.dbt import (
     TEST_SCOPE_ENV,
     as_of_utc,
+    build_finished,
+    build_started,
     data_test_scope_env,
     dbt_vars,
+    full_refresh_reason,
     manifest_is_stale,
-    previous_build_unfinished,
     previous_input_seq,
+    project_fingerprint,
+    project_fingerprint_file,
     unfinished_build_marker,
 )
 from orchestration.lib.settings import Settings
@@ -134,11 +138,32 @@ def test_dbt_memory_limit_defaults_to_the_profiles_default_and_reads_its_env_var
     assert "env_var('NPS_LINK_DBT_MEMORY_LIMIT', '4GB')" in profiles
 
 
-def test_a_build_that_did_not_finish_is_remembered_beside_the_build_warehouse(tmp_path: Path) -> None:
+def test_a_build_is_incremental_only_after_a_finished_build_of_the_same_project(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    marker = unfinished_build_marker(settings)
-    assert marker.parent == settings.build_db_path.parent
-    assert not previous_build_unfinished(settings)
-    marker.parent.mkdir(parents=True)
-    marker.touch()  # what the dbt asset does before `dbt build`, and removes once it finished
-    assert previous_build_unfinished(settings)
+    assert full_refresh_reason(settings) is None  # first build: nothing stored yet
+    settings.build_db_path.parent.mkdir(parents=True)
+    duckdb.connect(str(settings.build_db_path)).close()
+    # A warehouse with no record of the project that built it (an older release): rebuild.
+    assert full_refresh_reason(settings) == "the dbt project changed since the last build"
+    build_started(settings)
+    assert unfinished_build_marker(settings).parent == settings.build_db_path.parent
+    assert full_refresh_reason(settings) == "the previous build did not finish"  # killed or failed
+    build_finished(settings)
+    assert full_refresh_reason(settings) is None
+    project_fingerprint_file(settings).write_text("another project\n")
+    assert full_refresh_reason(settings) == "the dbt project changed since the last build"
+
+
+def test_the_project_fingerprint_follows_every_model_macro_and_seed_file(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    for sub in ("models", "macros", "seeds"):
+        (project / sub).mkdir(parents=True)
+    (project / "dbt_project.yml").write_text("name: p\n")
+    (project / "models" / "a.sql").write_text("select 1")
+    before = project_fingerprint(project)
+    assert project_fingerprint(project) == before
+    (project / "macros" / "m.sql").write_text("{% macro m() %}1{% endmacro %}")
+    after_macro = project_fingerprint(project)
+    assert after_macro != before
+    (project / "models" / "a.sql").write_text("select 2")
+    assert project_fingerprint(project) not in (before, after_macro)

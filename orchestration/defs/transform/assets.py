@@ -17,12 +17,13 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from orchestration.lib.dbt import (
     DBT_TARGET_DIR,
     NpsLinkDbtTranslator,
+    build_finished,
+    build_started,
     data_test_scope_env,
     dbt_project,
     dbt_vars,
     ensure_manifest,
-    previous_build_unfinished,
-    unfinished_build_marker,
+    full_refresh_reason,
 )
 from orchestration.lib.resources import NpsLinkResource
 
@@ -46,23 +47,21 @@ def dbt_models(
     settings = nps_link.export_env()
     build_vars = dbt_vars(settings)
     args = ["build", "--vars", json.dumps(build_vars)]
-    full_refresh = config.full_refresh or previous_build_unfinished(settings)
-    if full_refresh:
+    reason = None if config.full_refresh else full_refresh_reason(settings)
+    if config.full_refresh or reason is not None:
         args.append("--full-refresh")
-        if not config.full_refresh:
-            context.log.warning("[dbt] the previous build did not finish: this one is a full refresh")
+    if reason is not None:
+        context.log.warning(f"[dbt] {reason}: this build is a full refresh")
     # The dbt child inherits this process's environment. Every run has a process of its own (the
     # CLI's, or the one the run launcher starts), so setting it here cannot leak into another build.
     scope = data_test_scope_env(settings)
     os.environ.update(scope)
-    marker = unfinished_build_marker(settings)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    build_started(settings)
     context.log.info(f"[dbt] build with vars {build_vars}, data-test scope {scope}")
     invocation = dbt.cli(args, context=context)
     yield from invocation.stream()
     # Reached only when dbt finished and every error-severity test passed (stream() raises otherwise).
-    marker.unlink(missing_ok=True)
+    build_finished(settings)
     keep_partial_parse(Path(invocation.target_path), DBT_TARGET_DIR)
 
 
