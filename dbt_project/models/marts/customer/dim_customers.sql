@@ -6,7 +6,7 @@
         materialized=incremental_materialization(),
         unique_key='customer_id',
         incremental_strategy='delete+insert',
-        post_hook="{{ drop_orphans_without_facts() }}",
+        post_hook="{{ drop_orphans_without_facts_by_lookup() }}",
     )
 }}
 -- depends_on: {{ ref('stg_billing__orders') }}
