@@ -109,30 +109,6 @@
 {%- endmacro %}
 
 
-{% macro drop_orphans_without_facts() -%}
-    {#-
-        Post-hook of dim_customers: on an incremental run, delete the orphans no fact up to as_of
-        mentions any more (their facts were re-delivered to another customer, or as_of moved back past
-        them). delete+insert can only replace a customer's row, never drop it; a full build has none.
-        Only orphans are looked up (an account's row always stays), one fact table at a time, and
-        orders in staging rather than through the currency view: a quarter of the cost of one lookup
-        over the union.
-    -#}
-    {%- if is_incremental() -%}
-    delete from {{ this }} as orphans
-    where orphans.is_orphan
-        {%- for model, at in [('stg_crm__activities', 'occurred_at'), ('stg_survey__responses', 'responded_at'), ('stg_billing__orders', 'ordered_at')] %}
-        and not exists (
-            select 1
-            from {{ ref(model) }} as facts
-            where facts.customer_id = orphans.customer_id
-                and facts.{{ at }} <= (select as_of_at from {{ ref('int_run_parameters') }})
-        )
-        {%- endfor %}
-    {%- endif -%}
-{%- endmacro %}
-
-
 {% macro drop_rows_after_as_of(column) -%}
     {#- Pre-hook of an incremental model keyed by fact: on an incremental run, delete the stored rows
         whose `column` is after this run's as_of (as_of moved back). delete+insert can only replace rows. -#}

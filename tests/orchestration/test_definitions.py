@@ -141,3 +141,30 @@ def test_keep_partial_parse_promotes_the_builds_parse_whole(tmp_path: Path) -> N
     assert promoted.read_bytes() == b"new"
     assert promoted.stat().st_ino != old_inode  # replaced by rename, never rewritten in place
     assert sorted(p.name for p in project_target.iterdir()) == ["partial_parse.msgpack"]
+
+
+def test_prune_run_targets_keeps_the_newest_and_anything_younger_than_a_day(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from orchestration.defs.transform.assets import prune_run_targets
+
+    now = time.time()
+    folders = []
+    for i in range(14):
+        folder = tmp_path / f"dbt_models-{i:02d}"
+        folder.mkdir()
+        (folder / "manifest.json").write_text("{}")
+        # 00 is the newest; 00-11 are old (two days and more), 12 and 13 are old too but 13 is recent.
+        age = 3_600 if i == 13 else 2 * 86_400 + i * 60
+        os.utime(folder, (now - age, now - age))
+        folders.append(folder)
+    (tmp_path / "partial_parse.msgpack").write_text("keep me")
+    deleted = prune_run_targets(tmp_path, keep=10)
+    # Newest ten by mtime: 13 (an hour old) and 00-08; of the rest, 09-12 are older than a day.
+    assert sorted(p.name for p in deleted) == [f"dbt_models-{i:02d}" for i in (9, 10, 11, 12)]
+    assert all(f.exists() for f in folders if f not in deleted)
+    assert (tmp_path / "partial_parse.msgpack").exists()
+    # Even with nothing to keep, a folder younger than a day (a build running now) stays.
+    prune_run_targets(tmp_path, keep=0)
+    assert [p.name for p in tmp_path.glob("dbt_models-*")] == ["dbt_models-13"]

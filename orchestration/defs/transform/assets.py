@@ -6,6 +6,8 @@ downstream (analysis, report, publish) runs on a warehouse that did not pass its
 
 import json
 import os
+import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +65,7 @@ def dbt_models(
     # Reached only when dbt finished and every error-severity test passed (stream() raises otherwise).
     build_finished(settings)
     keep_partial_parse(Path(invocation.target_path), DBT_TARGET_DIR)
+    prune_run_targets(DBT_TARGET_DIR)
 
 
 def keep_partial_parse(run_target: Path, project_target: Path) -> bool:
@@ -86,3 +89,21 @@ def keep_partial_parse(run_target: Path, project_target: Path) -> bool:
     finally:
         staged.unlink(missing_ok=True)
     return True
+
+
+def prune_run_targets(project_target: Path, *, keep: int = 10, min_age_seconds: float = 86_400) -> list[Path]:
+    """Delete the per-run dbt target folders dagster-dbt leaves behind, but the newest `keep`; the deleted.
+
+    Every build gets its own `dbt_models-*` folder (manifest, compiled SQL, run_results: about 8 MB
+    at any scale), which would otherwise grow by gigabytes a year of daily runs. The newest few stay
+    for debugging, and nothing younger than a day is touched, so a build running in parallel (the
+    CLI while the UI runs one) never loses its folder.
+    """
+    runs = sorted(project_target.glob("dbt_models-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    cutoff = time.time() - min_age_seconds
+    deleted = []
+    for folder in runs[keep:]:
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            deleted.append(folder)
+    return deleted
