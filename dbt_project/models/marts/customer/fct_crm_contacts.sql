@@ -1,3 +1,5 @@
+{#- The as_of cut-off, a literal on DuckDB so that the view plans well (macros/cut_off.sql). -#}
+{%- set as_of_at = as_of_cut_off() -%}
 {#- A view: the activities are stored once, in staging (incremental); a table here would rewrite
     every activity of the history on every run. -#}
 {{ config(materialized='view') }}
@@ -7,12 +9,6 @@ with
 activities as (
 
     select * from {{ ref('stg_crm__activities') }}
-
-),
-
-run_parameters as (
-
-    select as_of_at from {{ ref('int_run_parameters') }}
 
 ),
 
@@ -32,7 +28,6 @@ select
     activities.duration_minutes,
     coalesce(customers.is_orphan, true) as is_orphan_customer
 from activities
-cross join run_parameters
 left join customers
     on customers.customer_id = activities.customer_id
-where activities.occurred_at <= run_parameters.as_of_at
+where activities.occurred_at <= {{ as_of_at }}

@@ -1,3 +1,5 @@
+{#- The as_of cut-off, a literal on DuckDB so that the view plans well (macros/cut_off.sql). -#}
+{%- set as_of_at = as_of_cut_off() -%}
 {#- A view: the items are stored once, in staging (incremental); a table here would rewrite
     every item of the history on every run. -#}
 {{ config(materialized='view') }}
@@ -14,12 +16,6 @@ responses as (
 
     select * from {{ ref('stg_survey__responses') }}
 
-),
-
-run_parameters as (
-
-    select as_of_at from {{ ref('int_run_parameters') }}
-
 )
 
 -- Items of the responses in fct_survey_responses (same cut-off), and only from the delivery whose
@@ -32,5 +28,4 @@ from driver_scores
 inner join responses
     on responses.response_id = driver_scores.response_id
     and responses._delivery_seq = driver_scores._delivery_seq
-cross join run_parameters
-where responses.responded_at <= run_parameters.as_of_at
+where responses.responded_at <= {{ as_of_at }}
