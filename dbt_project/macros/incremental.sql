@@ -39,6 +39,25 @@
 {%- endmacro %}
 
 
+{% macro stored_cut_offs() -%}
+    {#- One row about what an incremental model by customer stores: the oldest and newest cut-off its
+        rows were built with, and recompute_all = 1 when every customer must be rebuilt (nothing
+        stored yet, a parameter changed, or a cut-off is unknown). Needs a `run_parameters` CTE. -#}
+    select
+        min(built._as_of_at) as min_as_of_at,
+        max(built._as_of_at) as max_as_of_at,
+        case
+            when count(*) = 0
+                or count(case when built._parameters <> {{ run_parameters_key() }} or built._as_of_at is null then 1 end) > 0
+                or max(run_parameters.as_of_at) is null
+                then 1
+            else 0
+        end as recompute_all
+    from {{ this }} as built
+    cross join run_parameters
+{%- endmacro %}
+
+
 {% macro customers_delivered_since(watermark, inputs) -%}
     {#-
         A select of customer_id: every customer whose rows of `inputs` (any of 'activities',

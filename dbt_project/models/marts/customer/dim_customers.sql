@@ -22,19 +22,7 @@ run_parameters as (
 {% if is_incremental() -%}
 built as (
 
-    select
-        min(built._as_of_at) as min_as_of_at,
-        max(built._as_of_at) as max_as_of_at,
-        -- Everyone when nothing is stored yet, a parameter changed or a cut-off is unknown.
-        case
-            when count(*) = 0
-                or count(case when built._parameters <> {{ run_parameters_key() }} or built._as_of_at is null then 1 end) > 0
-                or max(run_parameters.as_of_at) is null
-                then 1
-            else 0
-        end as recompute_all
-    from {{ this }} as built
-    cross join run_parameters
+    {{ stored_cut_offs() }}
 
 ),
 

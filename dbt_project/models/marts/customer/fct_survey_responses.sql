@@ -21,26 +21,15 @@ run_parameters as (
 {% if is_incremental() -%}
 built as (
 
-    select
-        min(built._as_of_at) as min_as_of_at,
-        max(built._as_of_at) as max_as_of_at,
-        -- Everyone when nothing is stored yet, a parameter changed or a cut-off is unknown.
-        case
-            when count(*) = 0
-                or count(case when built._parameters <> {{ run_parameters_key() }} or built._as_of_at is null then 1 end) > 0
-                or max(run_parameters.as_of_at) is null
-                then 1
-            else 0
-        end as recompute_all
-    from {{ this }} as built
-    cross join run_parameters
+    {{ stored_cut_offs() }}
 
 ),
 
 -- The inputs' rows rewritten since this model's watermark (a new delivery), or by this run (the
--- cut-off moved): the responses whose columns can differ from the stored ones. A run whose build of
--- this model fails after its inputs moved to another cut-off needs `--full-refresh` (or the same
--- as_of again) to catch up: this model only sees the rows rewritten for the current cut-off.
+-- cut-off moved): the responses whose columns can differ from the stored ones. This sees only the
+-- rows rewritten for the current cut-off, so a build that stopped after its inputs moved to another
+-- cut-off must not be followed by an incremental one: the orchestrator then runs a full refresh
+-- (orchestration/lib/dbt.py `full_refresh_reason`).
 scope as (
 
     select customer_id from {{ ref('int_responses_with_exposure') }}
