@@ -127,6 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from orchestration.definitions import defs
+    from orchestration.lib.threaded_executor import execute_job_threaded
 
     started_epoch = time.time()
     started = time.perf_counter()
@@ -144,7 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.full_refresh:
         # dbt rebuilds every incremental model from the whole lake (the always-available path).
         run_config["ops"] = {"dbt_models": {"config": {"full_refresh": True}}}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
+    # The job's own executor (independent steps two at a time), not execute_in_process's one-at-a-time.
+    result = execute_job_threaded(job, instance=instance, run_config=run_config)
     if args.timings:
         write_step_timings(instance, result.run_id, Path(args.timings))
     failed_steps = [e for e in result.all_events if e.is_step_failure]

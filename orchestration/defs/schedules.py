@@ -6,13 +6,15 @@ import dagster as dg
 
 from orchestration.lib.ingest import pending_files
 from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.threaded_executor import threaded_executor
 
-# One job over the whole graph. In-process: every step shares one process (no per-asset start-up cost),
-# and the build warehouse, which DuckDB lets only one process write, is never opened by two steps at once.
+# One job over the whole graph, in one process (no per-asset start-up cost): independent steps run two at
+# a time on threads (orchestration/lib/threaded_executor.py), and the build warehouse, which DuckDB lets
+# only one process write, is never opened by another step while dbt or publish has it.
 refresh_job = dg.define_asset_job(
     name="refresh",
     selection=dg.AssetSelection.all(),
-    executor_def=dg.in_process_executor,
+    executor_def=threaded_executor,
     description="Full refresh: ingest -> dbt -> checks -> analysis -> report -> publish.",
     # One writer of the build warehouse at a time (dagster.yaml limits runs with this tag to one).
     tags={"dagster/max_runtime": 3 * 3600, "nps_link/warehouse_writer": "build"},

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from quality.validate import ValidationOutcome
 
 CONTRACT_CHECK = "contract_expectations"
+_DOCS_LOCK = threading.Lock()
 SHARE_CHECK = "quarantine_share"
 
 
@@ -127,7 +129,8 @@ def validate_loaded_files(
         outcomes.update(validate_batches(group))
     folder = outcomes_dir(settings, run_id)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{table}.pkl").write_bytes(pickle.dumps(outcomes))
+    with _DOCS_LOCK:  # another ingestion step (thread) may be reading the folder for its data docs
+        (folder / f"{table}.pkl").write_bytes(pickle.dumps(outcomes))
     return outcomes
 
 
@@ -201,9 +204,12 @@ def write_run_data_docs(settings: Settings, run_id: str) -> Path | None:
     from quality.data_docs import write_data_docs
 
     folder = outcomes_dir(settings, run_id)
-    outcomes: dict[str, ValidationOutcome] = {}
-    for pickled in sorted(folder.glob("*.pkl")) if folder.exists() else []:
-        outcomes.update(pickle.loads(pickled.read_bytes()))
-    if not outcomes:
-        return None
-    return write_data_docs(outcomes, settings.quality_dir, run_id=re.sub(r"[^A-Za-z0-9_-]", "-", run_id))
+    # Ingestion steps may run side by side on threads (orchestration/lib/threaded_executor.py): one
+    # renders the docs at a time, from outcomes no other step is half-way through writing.
+    with _DOCS_LOCK:
+        outcomes: dict[str, ValidationOutcome] = {}
+        for pickled in sorted(folder.glob("*.pkl")) if folder.exists() else []:
+            outcomes.update(pickle.loads(pickled.read_bytes()))
+        if not outcomes:
+            return None
+        return write_data_docs(outcomes, settings.quality_dir, run_id=re.sub(r"[^A-Za-z0-9_-]", "-", run_id))

@@ -7,6 +7,8 @@ rewrites the same file instead of adding a copy.
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -74,19 +76,24 @@ def load_manifest_path(lake_dir: Path) -> Path:
 
 
 def ensure_lake_tables(lake_dir: Path) -> None:
-    """Give every raw table a zero-row file with its schema, so dbt can read a table before its first delivery."""
+    """Give every raw table a zero-row file with its schema, so dbt can read a table before its first delivery.
+
+    Safe when several ingestion steps (threads or processes) call it at once: each writes its own
+    temporary file, and the identical results replace one another atomically.
+    """
+    writer = f"{os.getpid()}.{threading.get_ident()}"
     for table in LAKE_TABLES:
         folder = raw_dir(lake_dir, table)
         folder.mkdir(parents=True, exist_ok=True)
         empty = folder / EMPTY_FILE_NAME
         if not empty.exists():
             schema = lake_schema(table)
-            tmp = empty.with_suffix(".tmp")
+            tmp = empty.with_name(f".{empty.name}.{writer}.tmp")
             pq.write_table(schema.empty_table(), tmp)
             tmp.replace(empty)
     manifest = load_manifest_path(lake_dir)
     if not manifest.exists():
         manifest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = manifest.with_suffix(".tmp")
+        tmp = manifest.with_name(f".{manifest.name}.{writer}.tmp")
         pq.write_table(LOAD_MANIFEST_SCHEMA.empty_table(), tmp)
         tmp.replace(manifest)

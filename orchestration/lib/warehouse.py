@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 
 import duckdb
 import pandas as pd
+
+# Steps run two at a time on threads of one process, each with its own connection to the build
+# warehouse. Their writes are small (one run's result rows) but touch the shared catalog (schema,
+# tables), where two concurrent DuckDB transactions can conflict: writes take turns.
+_WRITE_LOCK = threading.Lock()
 
 
 def run_as_of(con: duckdb.DuckDBPyConnection) -> datetime:
@@ -23,6 +29,11 @@ def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFr
     out = frame.reset_index(drop=True).copy()
     out.insert(0, "as_of", pd.Timestamp(as_of))
     out.insert(0, "run_id", run_id)
+    with _WRITE_LOCK:
+        return _replace_run_rows(con, table, out, run_id)
+
+
+def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, out: pd.DataFrame, run_id: str) -> int:
     con.execute("create schema if not exists analysis")
     con.register("run_rows", out)
     try:

@@ -59,7 +59,7 @@ def test_dbt_tests_and_quality_checks_are_asset_checks(definitions: dg.Definitio
 
 def test_refresh_job_daily_schedule_at_six_tokyo_and_landing_sensor(definitions: dg.Definitions) -> None:
     job = definitions.resolve_job_def("refresh")
-    assert job.executor_def.name == "in_process"
+    assert job.executor_def.name == "nps_link_threaded"  # one process, two steps at a time
     assert job.tags["nps_link/warehouse_writer"] == "build"
     schedule = definitions.resolve_schedule_def("daily_refresh")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", "Asia/Tokyo")

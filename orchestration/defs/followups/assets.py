@@ -19,6 +19,8 @@ from orchestration.lib.warehouse import run_as_of
     deps=[dg.AssetKey(["marts", "detractor_followups"])],
     group_name="followups",
     kinds={"python", "email"},
+    # Among the longest steps after dbt (a first run mails the whole backlog): started first.
+    op_tags={"dagster/priority": "3"},
     check_specs=[
         dg.AssetCheckSpec("all_detractors_reached", asset=dg.AssetKey(["ops", "detractor_followups_sent"]),
                           description="Every in-window detractor was delivered or is already in the ledger."),

@@ -26,7 +26,9 @@ def crm_reps(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> It
 
 
 @dg.asset(key=source_key("crm_activities"), group_name="ingest", kinds={"python", "parquet"},
-          check_specs=ingest_check_specs("crm_activities"))
+          check_specs=ingest_check_specs("crm_activities"),
+          # The largest source: started first, so the others run beside it (two steps at a time).
+          op_tags={"dagster/priority": "3"})
 def crm_activities(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
     """Logged contacts between the company and its customers (outbound and inbound), as typed lake rows."""
     yield from ingest_and_check("crm_activities", ["crm_activities"], nps_link.settings(), context)

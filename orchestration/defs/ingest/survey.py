@@ -23,6 +23,7 @@ TABLES = ["survey_responses", DRIVER_SCORES_TABLE]
         ),
     ],
     check_specs=[spec for table in TABLES for spec in ingest_check_specs(table)],
+    op_tags={"dagster/priority": "2"},  # the second-largest source (see crm_activities)
 )
 def survey_responses(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
     """Survey responses and their driver items: one landing file feeds both lake tables."""

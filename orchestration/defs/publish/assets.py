@@ -4,6 +4,7 @@ import dagster as dg
 
 from orchestration.lib.publish import publish_warehouse
 from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
 
 # The last assets of the graph: everything upstream of them (ingest, dbt, analysis) must have succeeded,
 # with its blocking checks, before analysts see a new warehouse.
@@ -20,6 +21,8 @@ PUBLISH_AFTER = [
     group_name="publish",
     kinds={"duckdb"},
     deps=PUBLISH_AFTER,
+    # The copy is taken with no other connection to the build warehouse open in this process.
+    op_tags={EXCLUSIVE_TAG: "true"},
 )
 def published_warehouse(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> dg.MaterializeResult:
     """The published warehouse `warehouse/nps_link.duckdb` that analysts open read-only.

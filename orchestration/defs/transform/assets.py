@@ -28,6 +28,7 @@ from orchestration.lib.dbt import (
     full_refresh_reason,
 )
 from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
 
 
 class DbtBuildConfig(dg.Config):
@@ -41,6 +42,8 @@ class DbtBuildConfig(dg.Config):
     project=dbt_project,
     dagster_dbt_translator=NpsLinkDbtTranslator(),
     name="dbt_models",
+    # dbt writes the build warehouse from its own process: no other step may hold it meanwhile.
+    op_tags={EXCLUSIVE_TAG: "true"},
 )
 def dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, nps_link: NpsLinkResource, config: DbtBuildConfig
