@@ -100,7 +100,9 @@ def threaded_plan_iterator(
 
         events: queue.Queue = queue.Queue()
         running: dict[str, tuple[Any, list[DagsterEvent], threading.Thread]] = {}
-        held: list[Any] = []  # steps handed to us that must wait (an exclusive step, or one beside it)
+        # An exclusive step Dagster handed over while others still run: it waits for them, and
+        # no further step is asked for meanwhile (so this holds at most one).
+        held: list[Any] = []
 
         def exclusive_running() -> bool:
             return any(is_exclusive(ctx.step) for ctx, _, _ in running.values())
@@ -133,8 +135,7 @@ def threaded_plan_iterator(
                     if held:
                         continue
                     # Nothing runs and nothing may start: skips to record, or a retry to wait for.
-                    for event in active.plan_events_iterator(job_context):
-                        yield event
+                    yield from active.plan_events_iterator(job_context)
                     if not active.is_complete:
                         active.sleep_til_ready()
                     continue
