@@ -145,8 +145,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.full_refresh:
         # dbt rebuilds every incremental model from the whole lake (the always-available path).
         run_config["ops"] = {"dbt_models": {"config": {"full_refresh": True}}}
-    # The job's own executor (independent steps two at a time), not execute_in_process's one-at-a-time.
-    result = execute_job_threaded(job, instance=instance, run_config=run_config)
+    from orchestration.lib.dagster_instance import reused_sqlite_connections
+
+    # The job's own executor (independent steps two at a time), not execute_in_process's one-at-a-time;
+    # the run history's SQLite files opened once per run, not once per event (see that module).
+    with reused_sqlite_connections(instance):
+        result = execute_job_threaded(job, instance=instance, run_config=run_config)
     if args.timings:
         write_step_timings(instance, result.run_id, Path(args.timings))
     failed_steps = [e for e in result.all_events if e.is_step_failure]
