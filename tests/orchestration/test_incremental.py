@@ -111,25 +111,80 @@ def _differences(incremental_db: Path, full_db: Path) -> dict[str, tuple[int, in
 
 
 @pytest.fixture(scope="module")
-def incremental_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Settings, Path]]:
-    """A lake with the generated history plus two delivered days, built full once then incrementally twice."""
+def incremental_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Settings, Path, dict]]:
+    """A lake with the generated history plus two delivered days, built full once then incrementally twice.
+
+    Also yields what the tests check the days did: the customers the unchanged roster's day rewrote,
+    and the rep whose team the second day changed.
+    """
     root = tmp_path_factory.mktemp("incremental")
+    history: dict = {}
     settings = Settings.from_env({"NPS_LINK_PII_KEY": "test-key"}, data_dir=root / "data")
     generate_demo_data(settings.data_dir, customers=CUSTOMERS, seed=SEED)
     _ingest(settings)
     incremental_db = root / "incremental.duckdb"
     _dbt(root, incremental_db, settings)
-    for _ in range(2):
-        append_day(settings.data_dir, seed=SEED)
-        _ingest(settings)
-        _dbt(root, incremental_db, settings)
-    yield root, settings, incremental_db
+    # Day one: the CRM re-exports the roster unchanged (rows in another order, so not the same bytes).
+    append_day(settings.data_dir, seed=SEED)
+    _deliver_roster(settings, "reps_reexport.csv", change_team_of=None)
+    _ingest(settings)
+    _dbt(root, incremental_db, settings)
+    history["after_reexport"] = _customers_rewritten(incremental_db)
+    # Day two: a rep who contacted customers after their first order moves to account management.
+    append_day(settings.data_dir, seed=SEED)
+    history["moved_rep"] = _rep_to_move(incremental_db)
+    _deliver_roster(settings, "reps_team_change.csv", change_team_of=history["moved_rep"])
+    _ingest(settings)
+    _dbt(root, incremental_db, settings)
+    yield root, settings, incremental_db, history
+
+
+def _customers_rewritten(db_path: Path) -> dict[str, int]:
+    """dim_customers rows the last build wrote, of all rows, and of customers some rep contacted."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    rewritten, total, contacted = con.execute(
+        "select count(*) filter (where _input_seq = (select max(_input_seq) from marts.dim_customers)), "
+        "count(*), count(*) filter (where customer_id in "
+        "(select customer_id from staging.stg_crm__activities where rep_id is not null)) "
+        "from marts.dim_customers"
+    ).fetchone()
+    con.close()
+    return {"rewritten": rewritten, "total": total, "contacted_by_a_rep": contacted}
+
+
+def _deliver_roster(settings: Settings, name: str, *, change_team_of: str | None) -> None:
+    """Land a full roster export: the first roster's rows reversed, one rep's team changed if named."""
+    landing = settings.data_dir / "landing" / "crm_reps"
+    first = min(landing.glob("reps_*.csv"))
+    header, *rows = first.read_text(encoding="utf-8").splitlines()
+    roster = []
+    for row in reversed(rows):
+        if change_team_of is not None and row.startswith(f'"{change_team_of}",'):
+            fields = row.split(",")
+            fields[2] = '"account_management"'
+            row = ",".join(fields)
+        roster.append(row)
+    (landing / name).write_text("\n".join([header, *roster]) + "\n", encoding="utf-8")
+
+
+def _rep_to_move(db_path: Path) -> str:
+    """A rep not in account management who made an outbound contact after a customer's first order."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    rep_id = con.execute(
+        "select activities.rep_id from staging.stg_crm__activities as activities "
+        "inner join marts.dim_customers as customers on customers.customer_id = activities.customer_id "
+        "inner join staging.stg_crm__reps as reps on reps.rep_id = activities.rep_id "
+        "where activities.direction = 'outbound' and activities.occurred_at >= customers.first_order_at "
+        "and reps.team <> 'account_management' group by 1 order by count(*) desc, 1 limit 1"
+    ).fetchone()[0]
+    con.close()
+    return rep_id
 
 
 def test_incremental_runs_after_new_days_equal_a_full_refresh(
-    incremental_history: tuple[Path, Settings, Path],
+    incremental_history: tuple[Path, Settings, Path, dict],
 ) -> None:
-    root, settings, incremental_db = incremental_history
+    root, settings, incremental_db, history = incremental_history
     full_db = root / "full_latest.duckdb"
     _dbt(root, full_db, settings, "--full-refresh")
     assert _differences(incremental_db, full_db) == {}
@@ -146,16 +201,29 @@ def test_incremental_runs_after_new_days_equal_a_full_refresh(
         "where accounts._delivery_seq > (select min(_input_seq) from marts.dim_customers) "
         "and accounts.created_at < (select min(_as_of_at) from marts.dim_customers)"
     ).fetchone()[0]
+    # The moved rep's contacts now count as account management's: some customer's hand-off is one of them.
+    handed_off_by_moved_rep = con.execute(
+        "select count(*) from marts.dim_customers as customers "
+        "inner join staging.stg_crm__activities as activities "
+        "on activities.customer_id = customers.customer_id "
+        "and activities.occurred_at = customers.first_account_management_contact_at "
+        "where activities.rep_id = ?", [history["moved_rep"]]
+    ).fetchone()[0]
     con.close()
     assert reassigned > 0, "no account of the history was re-delivered: the reassignment case is not exercised"
+    assert handed_off_by_moved_rep > 0, "the team change reached no customer's hand-off: the case is not exercised"
+    # A roster delivered again unchanged rewrote only the customers the day's other deliveries touched,
+    # not every customer a rep ever contacted.
+    reexport = history["after_reexport"]
+    assert 0 < reexport["rewritten"] < reexport["contacted_by_a_rep"] / 2, reexport
 
 
 def test_incremental_run_with_an_earlier_cut_off_equals_a_full_refresh(
-    incremental_history: tuple[Path, Settings, Path],
+    incremental_history: tuple[Path, Settings, Path, dict],
 ) -> None:
     # Builds on the incremental warehouse of the fixture; the other test only reads it, so the order
     # of the two does not matter.
-    root, settings, incremental_db = incremental_history
+    root, settings, incremental_db, _history = incremental_history
     con = duckdb.connect(str(incremental_db), read_only=True)
     latest = con.execute("select as_of_at from intermediate.int_run_parameters").fetchone()[0]
     con.close()

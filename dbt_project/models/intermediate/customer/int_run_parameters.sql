@@ -26,6 +26,14 @@ accounts as (
 
 ),
 
+-- Reps count toward the watermark too: a roster delivered after the last fact must not look new to
+-- every later run (dim_customers reads the reps delivered since).
+reps as (
+
+    select max(_delivery_seq) as latest_seq from {{ ref('stg_crm__reps') }}
+
+),
+
 latest_events as (
 
     select latest_at, latest_seq from activities
@@ -35,6 +43,8 @@ latest_events as (
     select latest_at, latest_seq from orders
     union all
     select cast(null as {{ dbt.type_timestamp() }}) as latest_at, latest_seq from accounts
+    union all
+    select cast(null as {{ dbt.type_timestamp() }}) as latest_at, latest_seq from reps
 
 ),
 

@@ -36,9 +36,31 @@ cut_off_window as (
 
 ),
 
+-- Reps delivered since whose team is new or differs from the one staged before (the team decides the
+-- hand-off). A roster delivered again unchanged, as a daily full export is, changes no customer; the
+-- team staged before is the latest version among the earlier deliveries, as stg_crm__reps ranks them.
+changed_reps as (
+
+    select delivered.rep_id
+    from {{ ref('stg_crm__reps') }} as delivered
+    left join (
+        select
+            rep_id,
+            team,
+            row_number() over (partition by rep_id order by _delivery_seq desc, _row_number desc) as version_rank
+        from {{ source('crm', 'reps') }}
+        where _delivery_seq <= {{ delivery_watermark() }}
+    ) as staged_before
+        on staged_before.rep_id = delivered.rep_id
+        and staged_before.version_rank = 1
+    where delivered._delivery_seq > {{ delivery_watermark() }}
+        and (staged_before.rep_id is null or staged_before.team is distinct from delivered.team)
+
+),
+
 -- Customers whose row can have changed: a new delivery of their account or facts, a fact between
 -- their stored cut-off and this one, a first week that ends between them (outbound_contacts_first_7d is
--- NULL until it is over), or a contact by a rep delivered since (the rep's team decides the hand-off).
+-- NULL until it is over), or a contact by a rep whose team changed since (the team decides the hand-off).
 scope as (
 
     {{ customers_delivered_since(delivery_watermark(), ['activities', 'responses', 'orders', 'accounts']) }}
@@ -72,7 +94,7 @@ scope as (
         and {{ dbt.dateadd('day', 7, 'stored.first_order_at') }} <= greatest(stored._as_of_at, run_parameters.as_of_at)
     union
     select customer_id from {{ ref('stg_crm__activities') }}
-    where rep_id in (select rep_id from {{ ref('stg_crm__reps') }} where _delivery_seq > {{ delivery_watermark() }})
+    where rep_id in (select rep_id from changed_reps)
 
 ),
 
