@@ -147,6 +147,32 @@ def full_refresh_reason(settings: Settings) -> str | None:
     return None
 
 
+def build_flags(
+    settings: Settings, *, full_refresh_requested: bool, environ: Mapping[str, str] = os.environ
+) -> tuple[list[str], str | None]:
+    """The `dbt build` flags this warehouse's state calls for, and why the build is a full refresh (or None).
+
+    - `--full-refresh` when asked for, or when `full_refresh_reason` gives a reason (returned, to log).
+    - Unit tests (dbt's tests of the SQL on fixed inputs, independent of the data) run when the SQL
+      may have changed since they last passed: a full refresh, which every change of the project
+      forces, or a first build. An incremental build of an unchanged project skips them
+      (`--exclude-resource-type unit_test`), as dbt advises for production builds: they would repeat
+      a result that cannot differ, about 20 tests at 0.1-0.3 s each. CI runs them on every change.
+    - The file log at info level, not dbt's default debug: the debug lines (every statement dbt
+      sends) cost a tenth of the dbt threads' time on a new day. `DBT_LOG_LEVEL_FILE` in the
+      environment still chooses, e.g. `debug` when investigating a build.
+    """
+    reason = None if full_refresh_requested else full_refresh_reason(settings)
+    flags: list[str] = []
+    if full_refresh_requested or reason is not None:
+        flags.append("--full-refresh")
+    elif settings.build_db_path.exists():
+        flags += ["--exclude-resource-type", "unit_test"]
+    if not environ.get("DBT_LOG_LEVEL_FILE"):
+        flags += ["--log-level-file", "info"]
+    return flags, reason
+
+
 def build_started(settings: Settings) -> None:
     """Mark the warehouse as being built (see full_refresh_reason); call right before `dbt build`."""
     marker = unfinished_build_marker(settings)

@@ -11,6 +11,7 @@ from orchestration.lib.dbt import (
     TEST_SCOPE_ENV,
     as_of_utc,
     build_finished,
+    build_flags,
     build_started,
     data_test_scope_env,
     dbt_vars,
@@ -167,3 +168,34 @@ def test_the_project_fingerprint_follows_every_model_macro_and_seed_file(tmp_pat
     assert after_macro != before
     (project / "models" / "a.sql").write_text("select 2")
     assert project_fingerprint(project) not in (before, after_macro)
+
+
+def test_build_flags_run_unit_tests_only_when_the_sql_may_have_changed(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    quiet = {"DBT_LOG_LEVEL_FILE": "warn"}  # the file log's level is checked on its own below
+    # A first build: unit tests run (no exclusion), nothing to refresh.
+    assert build_flags(settings, full_refresh_requested=False, environ=quiet) == ([], None)
+    settings.build_db_path.parent.mkdir(parents=True)
+    duckdb.connect(str(settings.build_db_path)).close()
+    build_started(settings)
+    build_finished(settings)
+    # An incremental build of the project that last built the warehouse: no unit tests.
+    assert build_flags(settings, full_refresh_requested=False, environ=quiet) == (
+        ["--exclude-resource-type", "unit_test"], None)
+    # Asked for a full refresh: unit tests run.
+    assert build_flags(settings, full_refresh_requested=True, environ=quiet) == (["--full-refresh"], None)
+    # The project changed (or the last build stopped): a full refresh, with unit tests, and its reason.
+    project_fingerprint_file(settings).write_text("another project\n")
+    assert build_flags(settings, full_refresh_requested=False, environ=quiet) == (
+        ["--full-refresh"], "the dbt project changed since the last build")
+    build_started(settings)
+    assert build_flags(settings, full_refresh_requested=False, environ=quiet) == (
+        ["--full-refresh"], "the previous build did not finish")
+
+
+def test_build_flags_keep_the_file_log_at_info_unless_the_environment_chooses(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert build_flags(settings, full_refresh_requested=True, environ={}) == (
+        ["--full-refresh", "--log-level-file", "info"], None)
+    assert build_flags(settings, full_refresh_requested=True, environ={"DBT_LOG_LEVEL_FILE": "debug"}) == (
+        ["--full-refresh"], None)

@@ -20,12 +20,12 @@ from orchestration.lib.dbt import (
     DBT_TARGET_DIR,
     NpsLinkDbtTranslator,
     build_finished,
+    build_flags,
     build_started,
     data_test_scope_env,
     dbt_project,
     dbt_vars,
     ensure_manifest,
-    full_refresh_reason,
 )
 from orchestration.lib.resources import NpsLinkResource
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
@@ -51,10 +51,8 @@ def dbt_models(
     """The warehouse models and their dbt tests, run with this run's as_of and windows as dbt vars."""
     settings = nps_link.export_env()
     build_vars = dbt_vars(settings)
-    args = ["build", "--vars", json.dumps(build_vars)]
-    reason = None if config.full_refresh else full_refresh_reason(settings)
-    if config.full_refresh or reason is not None:
-        args.append("--full-refresh")
+    flags, reason = build_flags(settings, full_refresh_requested=config.full_refresh)
+    args = ["build", "--vars", json.dumps(build_vars), *flags]
     if reason is not None:
         context.log.warning(f"[dbt] {reason}: this build is a full refresh")
     # The dbt child inherits this process's environment. Every run has a process of its own (the
@@ -62,7 +60,7 @@ def dbt_models(
     scope = data_test_scope_env(settings)
     os.environ.update(scope)
     build_started(settings)
-    context.log.info(f"[dbt] build with vars {build_vars}, data-test scope {scope}")
+    context.log.info(f"[dbt] build {' '.join(flags)} with vars {build_vars}, data-test scope {scope}")
     invocation = dbt.cli(args, context=context)
     yield from invocation.stream()
     # Reached only when dbt finished and every error-severity test passed (stream() raises otherwise).
