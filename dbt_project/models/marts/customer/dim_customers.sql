@@ -99,7 +99,7 @@ scope as (
 ),
 
 {% endif -%}
-accounts as (
+accounts as {{ inlined_on_full_build() }} (
 
     select * from {{ ref('stg_crm__accounts') }}
     where true
@@ -107,7 +107,7 @@ accounts as (
 
 ),
 
-activities as (
+activities as {{ inlined_on_full_build() }} (
 
     select activities.customer_id, activities.rep_id, activities.direction, activities.occurred_at
     from {{ ref('stg_crm__activities') }} as activities
@@ -117,7 +117,7 @@ activities as (
 
 ),
 
-responses as (
+responses as {{ inlined_on_full_build() }} (
 
     select responses.customer_id
     from {{ ref('stg_survey__responses') }} as responses
@@ -127,7 +127,7 @@ responses as (
 
 ),
 
-orders as (
+orders as {{ inlined_on_full_build() }} (
 
     select orders.customer_id, orders.status, orders.ordered_at
     from {{ ref('int_orders_converted') }} as orders
