@@ -368,10 +368,17 @@ def _load_file(
     now: datetime,
 ) -> tuple[FileLoadResult, list[WriteJob]]:
     """Check one file; return its result and the jobs that write its lake files (none if rejected)."""
-    con.execute("DROP VIEW IF EXISTS src")
     con.unregister("checked")
-    for name in ("staged", "checked", "jraw"):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
+    # The previous file's scratch relations; `staged` is a view for Parquet and a table otherwise.
+    scratch_relations = con.execute(
+        """
+        SELECT view_name, 'VIEW' FROM duckdb_views() WHERE temporary AND view_name IN ('src', 'staged')
+        UNION ALL
+        SELECT table_name, 'TABLE' FROM duckdb_tables() WHERE temporary AND table_name IN ('staged', 'checked', 'jraw')
+        """
+    ).fetchall()
+    for name, kind in scratch_relations:
+        con.execute(f"DROP {kind} {name}")
     work = Path(tempfile.mkdtemp(dir=scratch))
     try:
         try:

@@ -200,13 +200,15 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     described = con.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}).fetchall()
     names = [row[0] for row in described]
     cols = ", ".join(f"CAST({quote_ident(n)} AS VARCHAR) AS c{i}" for i, n in enumerate(names))
+    # A view, not a copy: the checks read the file once, in one pass, and Parquet is already
+    # columnar and typed, so a staged table only added a write of every row (a third of the time
+    # of checking CRM activities). The path is a literal because a view cannot keep a parameter.
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE staged AS
+        CREATE OR REPLACE TEMP VIEW staged AS
         SELECT file_row_number + 1 AS _rn{", " + cols if cols else ""}
-        FROM read_parquet($path, file_row_number = true)
-        """,
-        {"path": str(path)},
+        FROM read_parquet({quote_literal(str(path))}, file_row_number = true)
+        """
     )
     con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT * FROM staged")
     return names
