@@ -186,15 +186,20 @@ onboarding as (
                 else 0
             end
         ) as {{ dbt.type_bigint() }}) as contacts_first_7d,
-        min(case when reps.team = 'account_management' then activities.occurred_at end)
-            as first_account_management_contact_at
+        -- A lookup in the few account-management reps, not a join of every contact to the roster:
+        -- DuckDB built that join's hash table on the 17M contacts (3.8 GB at L, next to the other
+        -- model dbt runs beside this one).
+        min(
+            case
+                when activities.rep_id in (select rep_id from reps where team = 'account_management')
+                    then activities.occurred_at
+            end
+        ) as first_account_management_contact_at
     from first_orders
     inner join activities
         on activities.customer_id = first_orders.customer_id
         and activities.direction = 'outbound'
         and activities.occurred_at >= first_orders.first_order_at
-    left join reps
-        on reps.rep_id = activities.rep_id
     group by first_orders.customer_id
 
 ),
