@@ -157,7 +157,7 @@ def build_flags(
       may have changed since they last passed: a full refresh, which every change of the project
       forces, or a first build. An incremental build of an unchanged project skips them
       (`--exclude-resource-type unit_test`), as dbt advises for production builds: they would repeat
-      a result that cannot differ, about 20 tests at 0.1-0.3 s each. CI runs them on every change.
+      a result that cannot differ (nine tests, about 0.2 s each). CI runs them on every change.
     - The file log at info level, not dbt's default debug: the debug lines (every statement dbt
       sends) cost a tenth of the dbt threads' time on a new day. `DBT_LOG_LEVEL_FILE` in the
       environment still chooses, e.g. `debug` when investigating a build.
