@@ -136,3 +136,15 @@
     where {{ column }} > (select as_of_at from {{ ref('int_run_parameters') }})
     {%- endif -%}
 {%- endmacro %}
+
+
+{% macro latest_delivery_first(key, rank_function='row_number') -%}
+    {#-
+        The rank of each delivered version of `key`, 1 for the one that wins: the latest delivery,
+        and within a file the last row ("latest delivery wins", DESIGN.md). One definition for the
+        staging models and for dim_customers' look at the roster as staged before a new delivery,
+        so the two cannot disagree. `dense_rank` gives every row of the winning version rank 1
+        (the driver scores: one version is several rows with one _row_number).
+    -#}
+    {{ rank_function }}() over (partition by {{ key }} order by _delivery_seq desc, _row_number desc)
+{%- endmacro %}

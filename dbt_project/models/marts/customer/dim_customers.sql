@@ -38,7 +38,7 @@ cut_off_window as (
 
 -- Reps delivered since whose team is new or differs from the one staged before (the team decides the
 -- hand-off). A roster delivered again unchanged, as a daily full export is, changes no customer; the
--- team staged before is the latest version among the earlier deliveries, as stg_crm__reps ranks them.
+-- team staged before is the version stg_crm__reps ranked first among the earlier deliveries.
 changed_reps as (
 
     select delivered.rep_id
@@ -47,7 +47,7 @@ changed_reps as (
         select
             rep_id,
             team,
-            row_number() over (partition by rep_id order by _delivery_seq desc, _row_number desc) as version_rank
+            {{ latest_delivery_first('rep_id') }} as version_rank
         from {{ source('crm', 'reps') }}
         where _delivery_seq <= {{ delivery_watermark() }}
     ) as staged_before

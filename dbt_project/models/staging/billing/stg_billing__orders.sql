@@ -27,10 +27,7 @@ versions as (
         product_line,
         _source_file,
         _delivery_seq,
-        row_number() over (
-            partition by order_id
-            order by _delivery_seq desc, _row_number desc
-        ) as version_rank
+        {{ latest_delivery_first('order_id') }} as version_rank
     from source
 
 )

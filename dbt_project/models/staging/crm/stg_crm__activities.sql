@@ -71,10 +71,7 @@ versions as (
         duration_minutes,
         _source_file,
         _delivery_seq,
-        row_number() over (
-            partition by activity_id
-            order by _delivery_seq desc, _row_number desc
-        ) as version_rank,
+        {{ latest_delivery_first('activity_id') }} as version_rank,
         min(_delivery_seq) over (partition by activity_id) as first_delivery_seq
     from ({{ deliveries }}) as deliveries
     where {{ key_hash('activity_id') }} in (select key_hash from repeated_keys)

@@ -15,10 +15,7 @@ versions as (
         active,
         _source_file,
         _delivery_seq,
-        row_number() over (
-            partition by rep_id
-            order by _delivery_seq desc, _row_number desc
-        ) as version_rank
+        {{ latest_delivery_first('rep_id') }} as version_rank
     from source
 
 )

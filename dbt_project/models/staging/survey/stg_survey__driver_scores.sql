@@ -25,10 +25,7 @@ versions as (
         _delivery_seq,
         -- A response's driver items come from the same source row as the response itself, so the
         -- whole set of the latest delivered row wins: an item dropped by a re-delivery disappears.
-        dense_rank() over (
-            partition by response_id
-            order by _delivery_seq desc, _row_number desc
-        ) as version_rank
+        {{ latest_delivery_first('response_id', 'dense_rank') }} as version_rank
     from source
 
 )

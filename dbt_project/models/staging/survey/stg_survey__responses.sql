@@ -28,10 +28,7 @@ versions as (
         respondent_email_key,
         _source_file,
         _delivery_seq,
-        row_number() over (
-            partition by response_id
-            order by _delivery_seq desc, _row_number desc
-        ) as version_rank
+        {{ latest_delivery_first('response_id') }} as version_rank
     from source
 
 )
