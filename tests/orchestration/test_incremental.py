@@ -11,6 +11,7 @@ Ingestion runs in-process (no Dagster) and dbt as the pipeline starts it, so the
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -156,15 +157,15 @@ def _deliver_roster(settings: Settings, name: str, *, change_team_of: str | None
     """Land a full roster export: the first roster's rows reversed, one rep's team changed if named."""
     landing = settings.data_dir / "landing" / "crm_reps"
     first = min(landing.glob("reps_*.csv"))
-    header, *rows = first.read_text(encoding="utf-8").splitlines()
-    roster = []
-    for row in reversed(rows):
-        if change_team_of is not None and row.startswith(f'"{change_team_of}",'):
-            fields = row.split(",")
-            fields[2] = '"account_management"'
-            row = ",".join(fields)
-        roster.append(row)
-    (landing / name).write_text("\n".join([header, *roster]) + "\n", encoding="utf-8")
+    with first.open(newline="", encoding="utf-8") as source:
+        rows = list(csv.DictReader(source))
+    for row in rows:
+        if row["rep_id"] == change_team_of:
+            row["team"] = "account_management"
+    with (landing / name).open("w", newline="", encoding="utf-8") as target:
+        writer = csv.DictWriter(target, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(reversed(rows))
 
 
 def _rep_to_move(db_path: Path) -> str:
