@@ -17,6 +17,7 @@ categorized as (
         nps_score,
         comment,
         respondent_email_key,
+        _delivery_seq,
         {{ nps_category('nps_score') }} as nps_category
     from responses
 
@@ -35,5 +36,7 @@ select
     -- 0/1 flags derived from the category (never from the score again), so sums give the counts.
     case when nps_category = 'promoter' then 1 else 0 end as is_promoter,
     case when nps_category = 'passive' then 1 else 0 end as is_passive,
-    case when nps_category = 'detractor' then 1 else 0 end as is_detractor
+    case when nps_category = 'detractor' then 1 else 0 end as is_detractor,
+    -- Kept for the bookkeeping of what reads this view (detractor_followups' grain test).
+    _delivery_seq
 from categorized

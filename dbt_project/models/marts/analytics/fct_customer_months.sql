@@ -10,5 +10,8 @@ select
     responses,
     avg_nps_score,
     revenue,
-    orders
+    orders,
+    -- Bookkeeping, not analysis: the run that last wrote the customer's months, which scopes the
+    -- grain test of an incremental run to the customers it rewrote (macros/test_scope.sql).
+    _input_seq
 from {{ ref('int_customer_months_densified') }}

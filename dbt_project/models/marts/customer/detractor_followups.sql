@@ -49,7 +49,10 @@ select
     {{ dbt.dateadd('day', followup_days, 'detractors.responded_at') }} as followup_due_at,
     -- Still worth a call-back at as_of; older detractors stay listed for the record.
     {{ dbt.dateadd('day', followup_days, 'detractors.responded_at') }} > {{ as_of_at }}
-        as is_in_followup_window
+        as is_in_followup_window,
+    -- Bookkeeping, not analysis: the delivery the row came from, which scopes the grain test of an
+    -- incremental run to the rows delivered since the last publish (macros/test_scope.sql).
+    detractors._delivery_seq
 from detractors
 left join customers
     on customers.customer_id = detractors.customer_id

@@ -26,7 +26,10 @@ select
     activities.direction,
     activities.occurred_at,
     activities.duration_minutes,
-    coalesce(customers.is_orphan, true) as is_orphan_customer
+    coalesce(customers.is_orphan, true) as is_orphan_customer,
+    -- Bookkeeping, not analysis: the delivery the row came from, which scopes the grain test of an
+    -- incremental run to the rows delivered since the last publish (macros/test_scope.sql).
+    activities._delivery_seq
 from activities
 left join customers
     on customers.customer_id = activities.customer_id

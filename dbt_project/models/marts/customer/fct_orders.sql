@@ -27,7 +27,10 @@ select
     orders.amount,
     orders.amount_reporting,
     orders.product_line,
-    coalesce(customers.is_orphan, true) as is_orphan_customer
+    coalesce(customers.is_orphan, true) as is_orphan_customer,
+    -- Bookkeeping, not analysis: the delivery the row came from, which scopes the grain test of an
+    -- incremental run to the rows delivered since the last publish (macros/test_scope.sql).
+    orders._delivery_seq
 from orders
 left join customers
     on customers.customer_id = orders.customer_id
