@@ -2,7 +2,8 @@
 
 GIVEN demo sources for a few hundred customers, ingested into a lake and built once (full),
 WHEN two more days are delivered, each ingested and built incrementally (the as_of cut-off moves
-forward with them, accounts are created and reassigned), and then the cut-off is moved back,
+forward with them, accounts are created and reassigned), and then the cut-off is moved back twice
+(the second time past an orphan customer's every fact),
 THEN after each of those, every staging, intermediate and marts relation equals, row for row, what
 `dbt build --full-refresh` builds from scratch into another warehouse on the same lake.
 
@@ -235,3 +236,43 @@ def test_incremental_run_with_an_earlier_cut_off_equals_a_full_refresh(
     full_db = root / "full_earlier.duckdb"
     _dbt(root, full_db, settings, "--full-refresh", as_of=earlier)
     assert _differences(incremental_db, full_db) == {}
+
+    # Back again, to just before the first fact of the orphan (a customer without an account) whose
+    # first fact is the latest: it has no fact up to that cut-off, so it must leave dim_customers.
+    # The incremental build writes it as a tombstone that its post-hook deletes (no account leaves,
+    # so nothing else lowers the count of orphans).
+    con = duckdb.connect(str(incremental_db), read_only=True)
+    orphans_before = _orphans(con)
+    newest_orphan_start = con.execute(ORPHAN_FIRST_FACTS_SQL).fetchone()[0]
+    con.close()
+    before_it = (newest_orphan_start.replace(microsecond=0) - timedelta(seconds=1)).isoformat(sep=" ")
+    _dbt(root, incremental_db, settings, as_of=before_it)
+    full_db = root / "full_before_orphan.duckdb"
+    _dbt(root, full_db, settings, "--full-refresh", as_of=before_it)
+    assert _differences(incremental_db, full_db) == {}
+    con = duckdb.connect(str(incremental_db), read_only=True)
+    orphans_after = _orphans(con)
+    con.close()
+    assert orphans_after < orphans_before, (orphans_before, orphans_after)
+
+
+# The latest of the orphans' first facts (activities, responses, orders).
+ORPHAN_FIRST_FACTS_SQL = """
+    select max(first_fact_at) from (
+        select customer_id, min(fact_at) as first_fact_at
+        from (
+            select customer_id, occurred_at as fact_at from staging.stg_crm__activities
+            union all
+            select customer_id, responded_at from staging.stg_survey__responses
+            union all
+            select customer_id, ordered_at from staging.stg_billing__orders
+        )
+        where customer_id in (select customer_id from marts.dim_customers where is_orphan)
+        group by customer_id
+    )
+"""
+
+
+def _orphans(con: duckdb.DuckDBPyConnection) -> int:
+    """Customers in dim_customers without an account."""
+    return con.execute("select count(*) from marts.dim_customers where is_orphan").fetchone()[0]

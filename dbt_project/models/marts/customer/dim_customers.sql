@@ -1,12 +1,12 @@
 {#- Incremental by customer (macros/incremental.sql): a run rebuilds the customers whose account,
     facts or onboarding can have changed; an orphan whose every fact left (re-delivered to another
-    customer, or after an earlier as_of) is dropped by the post-hook. -#}
+    customer, or after an earlier as_of) is written as a tombstone, which the post-hook deletes. -#}
 {{
     config(
         materialized=incremental_materialization(),
         unique_key='customer_id',
         incremental_strategy='delete+insert',
-        post_hook="{{ drop_orphans_without_facts_by_lookup() }}",
+        post_hook="{{ drop_dropped_orphans() }}",
     )
 }}
 -- depends_on: {{ ref('stg_billing__orders') }}
@@ -230,7 +230,23 @@ customers as (
         true as is_orphan
     from orphans
 
+){% if is_incremental() %},
+
+-- Stored orphans of the run's scope that no fact up to as_of mentions any more: their facts were
+-- re-delivered to another customer (scope holds a re-delivered fact's previous customer) or as_of
+-- moved back past them (scope holds every customer with a fact between the two cut-offs).
+dropped_orphans as (
+
+    select stored.customer_id
+    from {{ this }} as stored
+    left join customers
+        on customers.customer_id = stored.customer_id
+    where stored.is_orphan
+        and customers.customer_id is null
+        {{- customer_in_incremental_scope('stored.customer_id') }}
+
 )
+{%- endif %}
 
 select
     customers.customer_id,
@@ -261,3 +277,27 @@ left join first_orders
     on first_orders.customer_id = customers.customer_id
 left join onboarding
     on onboarding.customer_id = customers.customer_id
+{%- if is_incremental() %}
+-- A tombstone per dropped orphan: delete+insert replaces the stored row with it (is_orphan NULL, which
+-- no real row has), and the post-hook deletes it (macros/dims.sql drop_dropped_orphans).
+union all
+select
+    dropped_orphans.customer_id,
+    cast(null as {{ dbt.type_string() }}) as segment,
+    cast(null as {{ dbt.type_string() }}) as business_unit,
+    cast(null as {{ dbt.type_string() }}) as industry,
+    cast(null as {{ dbt.type_string() }}) as region,
+    cast(null as {{ dbt.type_timestamp() }}) as created_at,
+    cast(null as {{ dbt.type_string() }}) as owner_rep_id,
+    cast(null as {{ dbt.type_string() }}) as contact_email_key,
+    cast(null as {{ dbt.type_boolean() }}) as is_orphan,
+    cast(null as {{ dbt.type_timestamp() }}) as first_order_at,
+    cast(null as {{ dbt.type_bigint() }}) as outbound_contacts_first_7d,
+    cast(null as {{ dbt.type_timestamp() }}) as first_account_management_contact_at,
+    cast(null as {{ type_double() }}) as handoff_days,
+    run_parameters.as_of_at as _as_of_at,
+    run_parameters.input_seq as _input_seq,
+    {{ run_parameters_key() }} as _parameters
+from dropped_orphans
+cross join run_parameters
+{%- endif %}
