@@ -157,11 +157,29 @@ fact_customers as (
 
 orphans as (
 
-    select fact_customers.customer_id
+    select fact_customers.customer_id, true as is_orphan
     from fact_customers
     left join accounts
         on accounts.customer_id = fact_customers.customer_id
     where accounts.customer_id is null
+    {%- if is_incremental() %}
+    union all
+    -- A tombstone (is_orphan NULL, which no real row has) for each stored orphan of the run's scope
+    -- that no fact up to as_of mentions any more: its facts were re-delivered to another customer
+    -- (scope holds a re-delivered fact's previous customer) or as_of moved back past them (scope
+    -- holds every customer with a fact between the two cut-offs). delete+insert replaces the stored
+    -- row with it, and the post-hook deletes it (macros/dims.sql drop_dropped_orphans).
+    select stored.customer_id, cast(null as {{ dbt.type_boolean() }}) as is_orphan
+    from {{ this }} as stored
+    left join fact_customers
+        on fact_customers.customer_id = stored.customer_id
+    left join accounts
+        on accounts.customer_id = stored.customer_id
+    where stored.is_orphan
+        and fact_customers.customer_id is null
+        and accounts.customer_id is null
+        {{- customer_in_incremental_scope('stored.customer_id') }}
+    {%- endif %}
 
 ),
 
@@ -227,26 +245,10 @@ customers as (
         cast(null as {{ dbt.type_timestamp() }}) as created_at,
         cast(null as {{ dbt.type_string() }}) as owner_rep_id,
         cast(null as {{ dbt.type_string() }}) as contact_email_key,
-        true as is_orphan
+        is_orphan
     from orphans
 
-){% if is_incremental() %},
-
--- Stored orphans of the run's scope that no fact up to as_of mentions any more: their facts were
--- re-delivered to another customer (scope holds a re-delivered fact's previous customer) or as_of
--- moved back past them (scope holds every customer with a fact between the two cut-offs).
-dropped_orphans as (
-
-    select stored.customer_id
-    from {{ this }} as stored
-    left join customers
-        on customers.customer_id = stored.customer_id
-    where stored.is_orphan
-        and customers.customer_id is null
-        {{- customer_in_incremental_scope('stored.customer_id') }}
-
 )
-{%- endif %}
 
 select
     customers.customer_id,
@@ -277,27 +279,3 @@ left join first_orders
     on first_orders.customer_id = customers.customer_id
 left join onboarding
     on onboarding.customer_id = customers.customer_id
-{%- if is_incremental() %}
--- A tombstone per dropped orphan: delete+insert replaces the stored row with it (is_orphan NULL, which
--- no real row has), and the post-hook deletes it (macros/dims.sql drop_dropped_orphans).
-union all
-select
-    dropped_orphans.customer_id,
-    cast(null as {{ dbt.type_string() }}) as segment,
-    cast(null as {{ dbt.type_string() }}) as business_unit,
-    cast(null as {{ dbt.type_string() }}) as industry,
-    cast(null as {{ dbt.type_string() }}) as region,
-    cast(null as {{ dbt.type_timestamp() }}) as created_at,
-    cast(null as {{ dbt.type_string() }}) as owner_rep_id,
-    cast(null as {{ dbt.type_string() }}) as contact_email_key,
-    cast(null as {{ dbt.type_boolean() }}) as is_orphan,
-    cast(null as {{ dbt.type_timestamp() }}) as first_order_at,
-    cast(null as {{ dbt.type_bigint() }}) as outbound_contacts_first_7d,
-    cast(null as {{ dbt.type_timestamp() }}) as first_account_management_contact_at,
-    cast(null as {{ type_double() }}) as handoff_days,
-    run_parameters.as_of_at as _as_of_at,
-    run_parameters.input_seq as _input_seq,
-    {{ run_parameters_key() }} as _parameters
-from dropped_orphans
-cross join run_parameters
-{%- endif %}
