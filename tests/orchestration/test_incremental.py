@@ -17,8 +17,9 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -226,35 +227,41 @@ def test_incremental_run_with_an_earlier_cut_off_equals_a_full_refresh(
     # Builds on the incremental warehouse of the fixture; the other test only reads it, so the order
     # of the two does not matter.
     root, settings, incremental_db, _history = incremental_history
-    con = duckdb.connect(str(incremental_db), read_only=True)
-    latest = con.execute("select as_of_at from intermediate.int_run_parameters").fetchone()[0]
-    con.close()
+    latest = _scalar(incremental_db, "select as_of_at from intermediate.int_run_parameters")
     # Twelve days back: censoring windows reopen, orders and responses leave the cut-off, and
     # the as_of month may change.
-    earlier = (latest.replace(microsecond=0) - timedelta(days=12)).isoformat(sep=" ")
-    _dbt(root, incremental_db, settings, as_of=earlier)
-    full_db = root / "full_earlier.duckdb"
-    _dbt(root, full_db, settings, "--full-refresh", as_of=earlier)
-    assert _differences(incremental_db, full_db) == {}
+    _move_cut_off(root, settings, incremental_db, latest - timedelta(days=12), "earlier")
 
     # Back again, to just before the first fact of the orphan (a customer without an account) whose
     # first fact is the latest: it has no fact up to that cut-off, so it must leave dim_customers.
     # The incremental build writes it as a tombstone that its post-hook deletes (no account leaves,
     # so nothing else lowers the count of orphans).
-    con = duckdb.connect(str(incremental_db), read_only=True)
-    orphans_before = _orphans(con)
-    newest_orphan_start = con.execute(ORPHAN_FIRST_FACTS_SQL).fetchone()[0]
-    con.close()
-    before_it = (newest_orphan_start.replace(microsecond=0) - timedelta(seconds=1)).isoformat(sep=" ")
-    _dbt(root, incremental_db, settings, as_of=before_it)
-    full_db = root / "full_before_orphan.duckdb"
-    _dbt(root, full_db, settings, "--full-refresh", as_of=before_it)
-    assert _differences(incremental_db, full_db) == {}
-    con = duckdb.connect(str(incremental_db), read_only=True)
-    orphans_after = _orphans(con)
-    con.close()
+    orphans_before = _scalar(incremental_db, ORPHANS_SQL)
+    newest_orphan_start = _scalar(incremental_db, ORPHAN_FIRST_FACTS_SQL)
+    _move_cut_off(root, settings, incremental_db, newest_orphan_start - timedelta(seconds=1), "before_orphan")
+    orphans_after = _scalar(incremental_db, ORPHANS_SQL)
     assert orphans_after < orphans_before, (orphans_before, orphans_after)
 
+
+def _move_cut_off(root: Path, settings: Settings, incremental_db: Path, as_of: datetime, name: str) -> None:
+    """Build the incremental warehouse with cut-off `as_of`, and a full refresh with it; they must be equal."""
+    as_of_text = as_of.replace(microsecond=0).isoformat(sep=" ")
+    _dbt(root, incremental_db, settings, as_of=as_of_text)
+    full_db = root / f"full_{name}.duckdb"
+    _dbt(root, full_db, settings, "--full-refresh", as_of=as_of_text)
+    assert _differences(incremental_db, full_db) == {}
+
+
+def _scalar(db_path: Path, sql: str) -> Any:
+    """The one value `sql` returns from the warehouse at `db_path`."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return con.execute(sql).fetchone()[0]
+    finally:
+        con.close()
+
+
+ORPHANS_SQL = "select count(*) from marts.dim_customers where is_orphan"
 
 # The latest of the orphans' first facts (activities, responses, orders).
 ORPHAN_FIRST_FACTS_SQL = """
@@ -272,7 +279,3 @@ ORPHAN_FIRST_FACTS_SQL = """
     )
 """
 
-
-def _orphans(con: duckdb.DuckDBPyConnection) -> int:
-    """Customers in dim_customers without an account."""
-    return con.execute("select count(*) from marts.dim_customers where is_orphan").fetchone()[0]
