@@ -24,8 +24,9 @@ select
     driver_scores.response_id,
     driver_scores.driver,
     driver_scores.score,
-    -- Bookkeeping, not analysis: the delivery the row (and its response) came from, which scopes the grain test of an
-    -- incremental run to the rows delivered since the last publish (macros/test_scope.sql).
+    -- Bookkeeping, not analysis: the delivery the row (and its response) came from, which scopes
+    -- the grain test of an incremental run to the rows delivered since the last publish
+    -- (macros/test_scope.sql).
     driver_scores._delivery_seq
 from driver_scores
 inner join responses
