@@ -180,12 +180,22 @@ def validate(
     return _outcome(suite.name, checks, rows, time.perf_counter() - started, sampled, description)
 
 
+class SharedSampleRun(NamedTuple):
+    """A GX run on a systematic sample of batches validated together, kept for reuse (`validate_batches`)."""
+
+    result: Any  # GX's suite validation result on the sample
+    step: int  # every `step`-th row of the batches together, from the first
+    total: int  # rows of those batches
+    batches: int  # how many batches
+
+
 def validate_batches(
     batches: Mapping[str, tuple[pd.DataFrame, gx.ExpectationSuite]],
     *,
     shared_sample_rows: int = SHARED_SAMPLE_ROWS,
     full_gx_max_rows: int = FULL_GX_MAX_ROWS,
     sample_rows: int = SAMPLE_ROWS,
+    shared_runs: dict[tuple, SharedSampleRun] | None = None,
 ) -> dict[str, ValidationOutcome]:
     """Validate several batches (e.g. the files of one lake table loaded in one run), one outcome per batch.
 
@@ -196,18 +206,26 @@ def validate_batches(
     docstring). Each outcome's `elapsed_seconds` is its row share of the shared work plus its own,
     so the outcomes' times add up to the time spent. Expectations with no exact implementation are
     judged per batch by `validate` (whole frame up to `full_gx_max_rows`, else a `sample_rows` sample).
+
+    `shared_runs`, when given, keeps each group's GX run for the next call with the same dict: a caller
+    that validates one table's files a few at a time (to bound memory) pays for GX once per suite and
+    schema instead of once per call. Reusing it is exact, since only schema results and evaluation
+    errors are kept from it, and those are the same on any sample of batches with that schema and suite.
     """
     groups: dict[tuple, list[str]] = {}
     for name, (frame, suite) in batches.items():
         groups.setdefault(_group_key(frame, suite), []).append(name)
     outcomes: dict[str, ValidationOutcome] = {}
-    for names in groups.values():
+    runs = {} if shared_runs is None else shared_runs
+    for key, names in groups.items():
         group = _validate_group(
             names,
             [batches[n] for n in names],
             shared_sample_rows=shared_sample_rows,
             full_gx_max_rows=full_gx_max_rows,
             sample_rows=sample_rows,
+            runs=runs,
+            key=key,
         )
         outcomes.update(zip(names, group, strict=True))
     return {name: outcomes[name] for name in batches}
@@ -227,15 +245,22 @@ def _validate_group(
     shared_sample_rows: int,
     full_gx_max_rows: int,
     sample_rows: int,
+    runs: dict[tuple, SharedSampleRun],
+    key: tuple,
 ) -> list[ValidationOutcome]:
     started = time.perf_counter()
     suite = pairs[0][1]
     batches = _Batches([frame for frame, _ in pairs])
-    step = max(1, math.ceil(batches.total / shared_sample_rows))
-    # GX: one run on every `step`-th row of the batches together, from the first. Its results are
-    # kept for schema expectations (the batches share their schema) and for expectations GX could
-    # not evaluate (an error is a schema fact too); everything else is recomputed per batch.
-    result = _run_gx(batches.sample(step), suite)
+    # GX: one run on every `step`-th row of the batches together, from the first (or the run an
+    # earlier call made for the same suite and schema). Its results are kept for schema expectations
+    # (the batches share their schema) and for expectations GX could not evaluate (an error is a
+    # schema fact too); everything else is recomputed per batch.
+    run = runs.get(key)
+    reused = run is not None
+    if run is None:
+        step = max(1, math.ceil(batches.total / shared_sample_rows))
+        run = runs[key] = SharedSampleRun(_run_gx(batches.sample(step), suite), step, batches.total, len(pairs))
+    result = run.result
     per_batch: list[list[CheckResult | None]] = [[] for _ in names]
     pending: list[int] = []  # result positions that only GX can judge, batch by batch
     for position, r in enumerate(result.results):
@@ -259,7 +284,7 @@ def _validate_group(
                 )
             )
     shared_seconds = time.perf_counter() - started
-    in_sample = batches.rows_in_sample(step)
+    in_sample = np.zeros(len(pairs), dtype=np.int64) if reused else batches.rows_in_sample(run.step)
     outcomes = []
     for index, (frame, _) in enumerate(pairs):
         own_started = time.perf_counter()
@@ -272,9 +297,7 @@ def _validate_group(
         rows = len(frame)
         share = rows / batches.total if batches.total else 1 / len(pairs)
         elapsed = shared_seconds * share + time.perf_counter() - own_started
-        description = _describe_shared_sample(
-            final, rows=rows, in_sample=int(in_sample[index]), batches=len(pairs), total=batches.total, step=step
-        )
+        description = _describe_shared_sample(final, rows=rows, in_sample=int(in_sample[index]), run=run, reused=reused)
         outcomes.append(_outcome(suite.name, final, rows, elapsed, int(in_sample[index]) < rows, description))
     return outcomes
 
@@ -805,17 +828,22 @@ _GROUPED: dict[str, Callable[[_Batches, dict[str, Any], ExactCheck], list[tuple[
 
 
 def _describe_shared_sample(
-    checks: list[CheckResult], *, rows: int, in_sample: int, batches: int, total: int, step: int
+    checks: list[CheckResult], *, rows: int, in_sample: int, run: SharedSampleRun, reused: bool
 ) -> str:
     exact = sorted({c.expectation_type for c in checks if c.basis == BASIS_EXACT})
     by_gx = [c for c in checks if c.basis in (BASIS_SAMPLE, BASIS_GX)]
     sample_only = [f"{c.expectation_type}({c.column})" for c in by_gx if not c.observed.startswith("error: ")]
     errors = [f"{c.expectation_type}({c.column})" for c in by_gx if c.observed.startswith("error: ")]
-    every = "every row" if step == 1 else f"1 row in every {step:,}, from the first"
+    every = "every row" if run.step == 1 else f"1 row in every {run.step:,}, from the first"
+    where = (
+        f"of the {run.total:,} rows of {run.batches:,} earlier batch(es) with this schema and suite (none of this "
+        f"batch's {rows:,} rows)" if reused else
+        f"of the {run.total:,} rows of {run.batches:,} batch(es) validated together ({in_sample:,} of this batch's "
+        f"{rows:,} rows)"
+    )
     text = (
-        f"GX validated {every} of the {total:,} rows of {batches:,} batch(es) validated together ({in_sample:,} of "
-        f"this batch's {rows:,} rows) for its schema checks, which are exact on any sample; recomputed exactly over "
-        f"all {rows:,} rows of this batch: {', '.join(exact) or 'none'}"
+        f"GX validated {every} {where} for its schema checks, which are exact on any sample; recomputed exactly "
+        f"over all {rows:,} rows of this batch: {', '.join(exact) or 'none'}"
     )
     text += (
         f"; judged by GX on this batch alone: {', '.join(sample_only)}" if sample_only else "; none judged otherwise"

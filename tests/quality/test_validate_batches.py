@@ -144,3 +144,32 @@ def test_validate_batches_duplicate_row_numbers_are_found_without_sort_shortcut(
     assert [(c.success, c.observed[:30]) for c in row_number["repeated"]] == [
         (False, "2 of 6 values unexpected (33.3")
     ]
+
+
+def test_validate_batches_reuses_the_gx_sample_run_across_calls(activity_files, monkeypatch):
+    """Files validated a group at a time share one GX run per suite and schema, with the same results."""
+    import quality.validate
+
+    suite = suite_for("crm_activities", now=LOADED_AT)
+    calls = []
+    real = quality.validate._run_gx
+
+    def counting(frame, suite_):
+        calls.append(len(frame))
+        return real(frame, suite_)
+
+    monkeypatch.setattr(quality.validate, "_run_gx", counting)
+    together = validate_batches({k: (f, suite) for k, f in activity_files.items()}, shared_sample_rows=20)
+    calls.clear()
+    runs: dict = {}
+    in_groups = {}
+    for name, frame in activity_files.items():  # one call per file, as ingestion does past a million rows
+        in_groups |= validate_batches({name: (frame, suite)}, shared_sample_rows=20, shared_runs=runs)
+    assert len(calls) == 1
+    for name in activity_files:
+        assert [(c.expectation_type, c.column, c.success, c.observed, c.basis) for c in in_groups[name].checks] == [
+            (c.expectation_type, c.column, c.success, c.observed, c.basis) for c in together[name].checks
+        ]
+    later = list(activity_files)[1]
+    assert "earlier batch(es) with this schema and suite (none of this batch's" in in_groups[later].sample_description
+    assert in_groups[later].sampled
