@@ -835,12 +835,12 @@ def _describe_shared_sample(
     sample_only = [f"{c.expectation_type}({c.column})" for c in by_gx if not c.observed.startswith("error: ")]
     errors = [f"{c.expectation_type}({c.column})" for c in by_gx if c.observed.startswith("error: ")]
     every = "every row" if run.step == 1 else f"1 row in every {run.step:,}, from the first"
-    where = (
-        f"of the {run.total:,} rows of {run.batches:,} earlier batch(es) with this schema and suite (none of this "
-        f"batch's {rows:,} rows)" if reused else
-        f"of the {run.total:,} rows of {run.batches:,} batch(es) validated together ({in_sample:,} of this batch's "
-        f"{rows:,} rows)"
-    )
+    if reused:
+        where = (f"of the {run.total:,} rows of {run.batches:,} earlier batch(es) with this schema and suite "
+                 f"(none of this batch's {rows:,} rows)")
+    else:
+        where = (f"of the {run.total:,} rows of {run.batches:,} batch(es) validated together ({in_sample:,} of "
+                 f"this batch's {rows:,} rows)")
     text = (
         f"GX validated {every} {where} for its schema checks, which are exact on any sample; recomputed exactly "
         f"over all {rows:,} rows of this batch: {', '.join(exact) or 'none'}"
