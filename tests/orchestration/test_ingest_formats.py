@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -147,6 +148,41 @@ def test_ingest_parquet_with_native_types_loads_with_exact_utc(settings: Setting
         ("o1", datetime(2025, 1, 1, 3, 0), "1234.5000"),
         ("o2", datetime(2025, 1, 1, 3, 0), "-10.0000"),
     ]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_ingest_parquet_timestamps_load_as_their_text_would(tmp_path: Path, unit: str) -> None:
+    """Typed Parquet timestamps skip text parsing (readers.StagedFile.instants) and must give what the
+    same instants written as text give: an aware one as given, a naive one as local time in the source
+    zone (across a DST change), NULL as missing, and the not-in-future rule on the typed value."""
+    settings = Settings(data_dir=(tmp_path / "data").resolve(), source_tz="America/New_York")
+    customers = ["winter", "summer", "missing", "late"]
+    utc = [datetime(2025, 1, 15, 17, 0, 1), datetime(2025, 7, 15, 16, 0), None, datetime(2025, 9, 1)]
+    wall = [datetime(2025, 1, 15, 12, 0, 1), datetime(2025, 7, 15, 12, 0), None, datetime(2025, 8, 31, 20)]
+    deliveries = {
+        "aware": (pa.array([v and v.replace(tzinfo=UTC) for v in utc], pa.timestamp(unit, tz="UTC")),
+                  "winter,2025-01-15T17:00:01Z\nsummer,2025-07-15T16:00:00Z\nmissing,\nlate,2025-09-01T00:00:00Z\n"),
+        "naive": (pa.array(wall, pa.timestamp(unit)),
+                  "winter,2025-01-15 12:00:01\nsummer,2025-07-15 12:00:00\nmissing,\nlate,2025-08-31 20:00:00\n"),
+    }
+    for name, (column, text) in deliveries.items():
+        pq.write_table(pa.table({"customer_id": customers, "created_at": column}),
+                       land(settings, "crm_accounts", f"{name}.parquet", b""))
+        land(settings, "crm_accounts", f"{name}.csv", f"customer_id,created_at\n{text}".encode())
+
+    files = {Path(f.file).name: f for f in ingest_source("crm_accounts", settings, now=datetime(2025, 8, 1)).files}
+
+    for name in deliveries:
+        typed, as_text = files[f"{name}.parquet"], files[f"{name}.csv"]
+        expected_rules = {"created_at:required": 1, "created_at:not_in_future": 1}
+        assert typed.rule_counts == as_text.rule_counts == expected_rules
+        rows = [(r["customer_id"], r["created_at"]) for r in raw_rows(settings, "crm_accounts", typed.sha256)]
+        assert rows == [(r["customer_id"], r["created_at"]) for r in raw_rows(settings, "crm_accounts", as_text.sha256)]
+        assert rows == [("winter", utc[0]), ("summer", utc[1])]
+        # ... and the typed values were used, not the text.
+        delivered = settings.landing_dir / "crm_accounts" / f"{name}.parquet"
+        staged = readers.stage_file(duckdb.connect(), delivered, tmp_path)
+        assert staged.instants == {1: name == "aware"}
 
 
 def test_ingest_gzipped_parquet_loads(settings: Settings) -> None:

@@ -384,7 +384,7 @@ def _load_file(
         try:
             staged = stage_file(con, entry.path, work)
             base = replace(base, file_format=staged.file_format, encoding=staged.encoding)
-            plan = compile_checks(spec, staged.names, source_tz=settings.source_tz)
+            plan = compile_checks(spec, staged.names, source_tz=settings.source_tz, instants=staged.instants)
         except RejectFile as exc:
             return _reject(settings, entry, spec.name, base, exc.rule, exc.reason), []
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:

@@ -21,6 +21,7 @@ before typing; enum values and booleans are matched in lower case, currency code
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -128,6 +129,13 @@ def _typed(spec: ColumnSpec, v: str, source_tz: str) -> str:
     raise ValueError(f"contract type {spec.type!r} is not implemented by ingestion")
 
 
+def _typed_instant(column: str, is_instant: bool, source_tz: str) -> str:
+    """A typed Parquet timestamp as naive UTC: what `_typed` makes of its text, without parsing it."""
+    if is_instant:
+        return f"make_timestamp(epoch_us({column}))"
+    return f"make_timestamp(epoch_us({column} AT TIME ZONE {quote_literal(source_tz)}))"
+
+
 def _rule_checks(col: str, spec: ColumnSpec, v: str, t: str) -> list[_Check]:
     """The value rule of a column (enum values or the contract's `rule:` text) as checks on typed `t`."""
     checks: list[_Check] = []
@@ -204,12 +212,19 @@ def _column_checks(col: str, spec: ColumnSpec, v: str, t: str) -> list[_Check]:
     return checks + _rule_checks(col, spec, v, t)
 
 
-def compile_checks(source: SourceSpec, names: list[str], *, source_tz: str) -> CheckPlan:
+def compile_checks(
+    source: SourceSpec, names: list[str], *, source_tz: str, instants: Mapping[int, bool] | None = None
+) -> CheckPlan:
     """Match delivered columns to the contract and compile every rule; RejectFile when the columns cannot load.
 
     A file is refused whole when two delivered names are the same after trimming and lower-casing
     (which one is meant is unknowable) or when a required contract column is missing.
+    `instants` (StagedFile.instants) names the delivered columns that `src` also holds as typed
+    timestamps `i<index>`: a contract timestamp column delivered so takes its value from there, the
+    value its text would parse to (an instant as given, a zone-less time as local time in the source
+    zone), without parsing the text. Its text still meets every other rule the same way.
     """
+    instants = instants or {}
     normal = [normalise(n) for n in names]
     seen: dict[str, str] = {}
     for raw, norm in zip(names, normal, strict=True):
@@ -252,8 +267,14 @@ def compile_checks(source: SourceSpec, names: list[str], *, source_tz: str) -> C
             )
         )
     for k, (col, spec) in enumerate(source.columns.items()):
-        values.append(f"{value(index.get(col), spec)} AS v{k}")
-        typed.append(f"{_typed(spec, f'v{k}', source_tz)} AS t{k}")
+        delivered = index.get(col)
+        values.append(f"{value(delivered, spec)} AS v{k}")
+        if spec.type == "timestamp" and spec.default is None and delivered in instants:
+            # NULL exactly when the text is (a timestamp's text is never empty or spaces).
+            values.append(f"i{delivered}")
+            typed.append(f"{_typed_instant(f'i{delivered}', instants[delivered], source_tz)} AS t{k}")
+        else:
+            typed.append(f"{_typed(spec, f'v{k}', source_tz)} AS t{k}")
         checks += _column_checks(col, spec, f"v{k}", f"t{k}")
     pattern_columns = []
     for j, (i, norm) in enumerate(patterns):
