@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from analysis.link import fit_link
-from orchestration.defs.analysis.assets import LINK_COVARIATES, LINK_FRAME_SQL
+from orchestration.defs.analysis.assets import LINK_COVARIATES, link_frame
 from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, dbt_vars
 from orchestration.lib.demo_data import generate_demo_data
 from orchestration.lib.ingest import ingest_all, write_load_manifest
@@ -46,7 +46,7 @@ def recovery(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, object, ob
         check=True, env=env, cwd=DBT_PROJECT_DIR,
     )
     con = duckdb.connect(str(settings.build_db_path), read_only=True)
-    frame = con.execute(LINK_FRAME_SQL).df()
+    frame = link_frame(con)
     con.close()
     common = {"exposure": "contacts_per_month", "mediator": "nps_score", "outcome": "repeat_after",
               "outcome_kind": "binary", "n_boot": 300, "seed": 0, "cluster": "customer_id"}
