@@ -16,7 +16,9 @@ _WRITE_LOCK = threading.Lock()
 
 def run_as_of(con: duckdb.DuckDBPyConnection) -> datetime:
     """The run's as_of (naive UTC) as dbt computed it, so Python and SQL share one cut-off."""
-    return con.execute("select as_of_at from intermediate.int_run_parameters").fetchone()[0]
+    # fetchall, not fetchone: DuckDB 2.0 keeps a result that was not read to its end open, and the
+    # connection then refuses relational work (con.sql) such as the analysis builders' next query.
+    return con.execute("select as_of_at from intermediate.int_run_parameters").fetchall()[0][0]
 
 
 def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, *, run_id: str,
