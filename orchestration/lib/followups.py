@@ -213,6 +213,9 @@ class FollowupResult:
     deferred: int = 0  # left for the next run by `max_batch`
     stopped_reason: str | None = None  # why the batch ended early, if it did
     warnings: list[str] = field(default_factory=list)  # e.g. a Cc refused while the To was accepted
+    # Wall seconds per phase of an outbox delivery (render, write, sync, record), for the run log: a
+    # slow mailing shows whether the messages, the file system or the ledger took the time.
+    outbox_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def no_address_count(self) -> int:
@@ -866,13 +869,21 @@ def _deliver_outbox(
     folder = str(outbox_dir)
     written: list[_Outgoing] = []
     rows: list[tuple[object, ...]] = []
+    seconds = result.outbox_seconds
+    for phase in ("render", "write", "sync", "record"):
+        seconds.setdefault(phase, 0.0)
+    clock = time.perf_counter
 
     def commit_batch() -> None:
         # Files first (synced), then their ledger rows in one statement; see the module docstring.
         if not written:
             return
+        started = clock()
         _sync_to_disk()
+        synced = clock()
         _record(con, rows)
+        seconds["sync"] += synced - started
+        seconds["record"] += clock() - synced
         result.sent += len(written)
         result.fallback_count += sum(item.is_fallback for item in written)
         written.clear()
@@ -880,11 +891,15 @@ def _deliver_outbox(
 
     try:
         for index, item in enumerate(outgoing):
+            started = clock()
             data = _message_bytes(
                 item, from_address=DEFAULT_FROM_ADDRESS, reporting_tz=reporting_tz, date=_date_header()
             )
+            rendered = clock()
+            seconds["render"] += rendered - started
             try:
                 _write_eml(folder, item.file_name, data)
+                seconds["write"] += clock() - rendered
             except OSError as exc:
                 result.failed.append(
                     FollowupFailure(item.response_id, "server_error", f"outbox write failed: {exc}")

@@ -536,9 +536,14 @@ def test_send_followups_without_smtp_writes_one_eml_per_message_exactly_once(
 ) -> None:
     outbox = tmp_path / "outbox"
 
+    started = time.perf_counter()
     first = _send(con, None, outbox)
+    elapsed = time.perf_counter() - started
 
     assert (first.transport, first.sent, first.fallback_count) == ("outbox", 5, 2)
+    # The run log's breakdown of the delivery: every phase timed, together within the call's time.
+    assert set(first.outbox_seconds) == {"render", "write", "sync", "record"}
+    assert all(v > 0 for v in first.outbox_seconds.values()) and sum(first.outbox_seconds.values()) <= elapsed
     files = sorted(outbox.iterdir())
     assert len(files) == 5 and all(f.suffix == ".eml" and f.name.startswith("followup-") for f in files)
     messages = {}

@@ -47,9 +47,11 @@ def detractor_followups_sent(context: dg.AssetExecutionContext, nps_link: NpsLin
             run_id=context.run_id,
             reporting_tz=settings.reporting_tz,
         )
+    phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in result.outbox_seconds.items())
     context.log.info(
         f"[followups] {result.sent} sent via {result.transport} ({result.fallback_count} to the fallback), "
         f"{result.skipped_already_sent} already sent, {len(result.failed)} not delivered"
+        + (f"; outbox time: {phases}" if phases else "")
     )
     yield dg.MaterializeResult(
         metadata={
@@ -59,6 +61,8 @@ def detractor_followups_sent(context: dg.AssetExecutionContext, nps_link: NpsLin
             "fallback": dg.MetadataValue.int(result.fallback_count),
             "not_delivered": dg.MetadataValue.int(len(result.failed)),
             "outbox": dg.MetadataValue.path(str(settings.outbox_dir)),
+            **{f"outbox_{phase}_seconds": dg.MetadataValue.float(round(seconds, 3))
+               for phase, seconds in result.outbox_seconds.items()},
         }
     )
     reasons = sorted({f"{f.reason}: {f.detail}" for f in result.failed})[:10]
