@@ -184,6 +184,9 @@ class SharedSampleRun(NamedTuple):
     """A GX run on a systematic sample of batches validated together, kept for reuse (`validate_batches`)."""
 
     result: Any  # GX's suite validation result on the sample
+    # The suite it ran (its identity is part of the key): held here so that its id cannot be reused
+    # by another suite while the run is kept.
+    suite: Any
     step: int  # every `step`-th row of the batches together, from the first
     total: int  # rows of those batches
     batches: int  # how many batches
@@ -259,7 +262,9 @@ def _validate_group(
     reused = run is not None
     if run is None:
         step = max(1, math.ceil(batches.total / shared_sample_rows))
-        run = runs[key] = SharedSampleRun(_run_gx(batches.sample(step), suite), step, batches.total, len(pairs))
+        run = runs[key] = SharedSampleRun(
+            _run_gx(batches.sample(step), suite), suite, step, batches.total, len(pairs)
+        )
     result = run.result
     per_batch: list[list[CheckResult | None]] = [[] for _ in names]
     pending: list[int] = []  # result positions that only GX can judge, batch by batch
