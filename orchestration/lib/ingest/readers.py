@@ -204,6 +204,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, gzipped: bool) -> l
 # DuckDB's names for Parquet timestamp columns: with a zone (isAdjustedToUTC), and without one.
 _INSTANT_TYPES = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ_NS"}
 _WALL_CLOCK_TYPES = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
+_TIMESTAMP_TYPES = _INSTANT_TYPES | _WALL_CLOCK_TYPES
 
 
 def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], dict[int, bool]]:
@@ -212,9 +213,7 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str
             raise RejectFile("unreadable", "is not a Parquet file (no PAR1 magic bytes)")
     described = con.execute("DESCRIBE SELECT * FROM read_parquet($path)", {"path": str(path)}).fetchall()
     names = [row[0] for row in described]
-    instants = {
-        i: row[1] in _INSTANT_TYPES for i, row in enumerate(described) if row[1] in _INSTANT_TYPES | _WALL_CLOCK_TYPES
-    }
+    instants = {i: row[1] in _INSTANT_TYPES for i, row in enumerate(described) if row[1] in _TIMESTAMP_TYPES}
     cols = ", ".join(
         [f"CAST({quote_ident(n)} AS VARCHAR) AS c{i}" for i, n in enumerate(names)]
         + [
