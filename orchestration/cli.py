@@ -6,8 +6,11 @@ Dagster is imported only by the commands that need it, so `nps-link --help` stay
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import fcntl
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -239,5 +242,37 @@ def main(argv: list[str] | None = None) -> int:
     return int(args.func(args))
 
 
+# The exit status of a `main` that returned; None while it runs or when it raised.
+_returned_status: int | None = None
+
+
+def _exit_without_teardown() -> None:
+    """The last exit handler: flush the logs and streams, then end the process without teardown.
+
+    Registered by `console` before anything else registers one, so it runs after every other exit
+    handler (they run last-registered first) and after the interpreter joined non-daemon threads.
+    What it skips is the teardown of modules and the final garbage collection over the roughly 570k
+    objects a run leaves (Dagster's definitions, dbt's manifest, GX's registry): 1.7 s of every run,
+    at any scale. Nothing there writes data: the warehouses, the lake and the run history are closed
+    by the steps themselves before `main` returns. After an exception the usual shutdown runs.
+    """
+    if _returned_status is None:
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(_returned_status)
+
+
+def console() -> None:
+    """The `nps-link` console script: `main`, and an exit that skips the interpreter's teardown."""
+    global _returned_status
+    atexit.register(_exit_without_teardown)
+    status = main()
+    _returned_status = status
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
