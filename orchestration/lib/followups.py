@@ -19,26 +19,31 @@ Delivery guarantee (what "exactly once" means here, precisely):
   (`<followup-{sha256(response_id)[:32]}@nps-link>`), so the receiving mail system can drop the
   duplicate, and the window is a single message wide.
 * Outbox: each message is written to a dot-named temporary file and renamed to
-  `followup-{sha256(response_id)[:32]}.eml`, so a file appears whole or not at all. The ledger is
-  written per batch of `OUTBOX_BATCH_SIZE` files: once the batch's files are in place, one sync(2)
-  puts their data and renames on disk, then one statement records the whole batch. Batching is
+  `followup-{sha256(response_id)[:32]}.eml`, so a file appears whole or not at all. The files are
+  written by a small writer process (`orchestration.lib.outbox_writer`, which says why) that gets
+  one batch of `OUTBOX_BATCH_SIZE` messages at a time. Once the batch's files are in place, one
+  sync(2) puts their data and renames on disk, the writer answers, and one statement records the
+  whole batch; the next batch is rendered meanwhile. Batching is
   safe because delivery into the outbox is idempotent: the file name depends only on the response,
   so a message written but not yet recorded when the process dies is written again on the next run
   under the same name, replacing the earlier file instead of adding a copy. After a crash the outbox
   holds one file per response, and the ledger catches up on the next run. The sync comes before the
   ledger commit so that a power cut cannot leave a recorded message without its file; there is no
   fsync per file, because a file that is written but not yet recorded is rewritten anyway.
-  A stale temporary file (a crash between write and rename) is removed on the next run. The one
+  If the writer dies, its unanswered batch is reported as not sent and retried next run; if the
+  mailer dies, the writer finishes the batch it holds and exits. A stale temporary file (a crash
+  between write and rename) is removed on the next run. The one
   way to see a message twice: an agent that takes files out of the outbox picked one up between its
   rename and the batch commit, and the process then died; the rewritten file has the same
   Message-ID, as in the SMTP gap, and the window is one batch wide.
 * One sender at a time per warehouse: DuckDB's file lock keeps a second process out, and within a
   process the follow-up asset is the only caller.
 
-Cost: messages are routed up front but rendered one at a time as they are delivered (memory stays
-flat however large the backlog). The common message (plain ASCII headers, a quoted-printable body)
-is written by `_render_fast` byte for byte as `EmailMessage` with `policy.SMTP` would write it,
-without the email package's per-header parsing; anything else goes through `EmailMessage`.
+Cost: messages are routed up front but rendered a batch at a time as they are delivered (at most
+two batches, some 20 MB, are held however large the backlog). The common message (plain ASCII
+headers, a quoted-printable body) is written by `_render_fast` byte for byte as `EmailMessage` with
+`policy.SMTP` would write it, without the email package's per-header parsing; anything else goes
+through `EmailMessage`.
 
 SMTP error policy (one connection per batch):
 
@@ -64,6 +69,8 @@ import os
 import re
 import smtplib
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +85,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from orchestration.lib import outbox_writer
 from orchestration.lib.lake import lake_schema, raw_dir
 
 LEDGER_TABLE = "ops.followup_ledger"
@@ -213,8 +221,9 @@ class FollowupResult:
     deferred: int = 0  # left for the next run by `max_batch`
     stopped_reason: str | None = None  # why the batch ended early, if it did
     warnings: list[str] = field(default_factory=list)  # e.g. a Cc refused while the To was accepted
-    # Wall seconds per phase of an outbox delivery (render, write, sync, record), for the run log: a
-    # slow mailing shows whether the messages, the file system or the ledger took the time.
+    # Seconds per phase of an outbox delivery, for the run log: a slow mailing shows whether the
+    # messages, the file system or the ledger took the time. Render and record are this process's;
+    # write and sync the writer process's, which works on one batch while the next is rendered.
     outbox_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -813,37 +822,51 @@ def _deliver_smtp(
             client.close()
 
 
-def _write_eml(outbox_dir: str, file_name: str, data: bytes) -> None:
-    """Put one message into the outbox whole: write a dot-named temporary file, then rename it into place.
+# The outbox writer's command (the output directory is appended). A module constant so that a test can
+# start a writer that fails or dies at a chosen file.
+OUTBOX_WRITER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestration.lib.outbox_writer")
 
-    A dot-name is skipped by pickup agents that scan for *.eml, and the rename makes the file appear
-    complete. The same file name on a repeat replaces the earlier copy instead of adding one.
-    No fsync here: `_deliver_outbox` makes a whole batch durable with one sync before recording it.
+
+class _OutboxWriter:
+    """The mailer's end of an `orchestration.lib.outbox_writer` process: send a batch, later read its reply.
+
+    The files are written there, not in this thread: see that module for why (the GIL). A batch goes
+    in one pipe write and its reply comes back in one read, so this side waits on the GIL twice per
+    batch, not four times per message.
     """
-    target = os.path.join(outbox_dir, file_name)
-    tmp = os.path.join(outbox_dir, f".{file_name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
+
+    def __init__(self, outbox_dir: Path) -> None:
+        self._process = subprocess.Popen(
+            [*OUTBOX_WRITER_COMMAND, str(outbox_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+
+    def send(self, messages: list[tuple[str, bytes]]) -> None:
+        """Hand one batch to the writer (raises OSError, e.g. BrokenPipeError, when it is gone)."""
+        assert self._process.stdin is not None
+        self._process.stdin.write(outbox_writer.encode_batch(messages))
+        self._process.stdin.flush()
+
+    def reply(self) -> tuple[int, float, float, str]:
+        """Wait for the oldest batch's reply: (files written, write s, sync s, error text)."""
+        assert self._process.stdout is not None
+        header = self._process.stdout.read(outbox_writer.REPLY_HEADER.size)
+        if len(header) < outbox_writer.REPLY_HEADER.size:
+            raise OSError(f"the outbox writer exited (status {self._process.wait()}) before it answered")
+        error_length = outbox_writer.REPLY_HEADER.unpack(header)[-1]
+        return outbox_writer.decode_reply(header + self._process.stdout.read(error_length))
+
+    def close(self) -> None:
+        """End the writer: it finishes the batch it holds and exits at the end of its input."""
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _sync_to_disk() -> None:
-    # Flush the batch's files (data and the renames) before the ledger names them: after a power cut
-    # a recorded message must exist whole. One sync(2) per batch instead of two fsyncs per file.
-    # os.sync is POSIX-only; where it is missing the OS's own write-back is all there is.
-    sync = getattr(os, "sync", None)
-    if sync is not None:
-        sync()
+            if self._process.stdin is not None:
+                self._process.stdin.close()
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
 
 
 def _remove_stale_temporaries(outbox_dir: Path) -> None:
@@ -852,6 +875,10 @@ def _remove_stale_temporaries(outbox_dir: Path) -> None:
     for path in outbox_dir.glob(".followup-*.tmp"):
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def _render_now(item: _Outgoing, *, reporting_tz: str) -> bytes:
+    return _message_bytes(item, from_address=DEFAULT_FROM_ADDRESS, reporting_tz=reporting_tz, date=_date_header())
 
 
 def _deliver_outbox(
@@ -864,55 +891,76 @@ def _deliver_outbox(
     reporting_tz: str,
     batch_size: int,
 ) -> None:
+    """Write the messages into the outbox batch by batch, recording each batch once it is on disk.
+
+    Batch i is rendered here while the writer process writes and syncs batch i-1; then batch i-1's
+    reply is read and its written files recorded, and batch i is sent. A batch is recorded only after
+    the writer synced it (see the module docstring). A failed file stops the delivery: the files before
+    it are recorded, it fails, and every later message is left for the next run.
+    """
     outbox_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(outbox_dir)
-    folder = str(outbox_dir)
-    written: list[_Outgoing] = []
-    rows: list[tuple[object, ...]] = []
     seconds = result.outbox_seconds
     for phase in ("render", "write", "sync", "record"):
         seconds.setdefault(phase, 0.0)
     clock = time.perf_counter
+    render = functools.partial(_render_now, reporting_tz=reporting_tz)
+    writer = _OutboxWriter(outbox_dir)
+    in_flight: Sequence[_Outgoing] = ()  # sent to the writer, reply not read yet
+    in_flight_start = 0  # its position in `outgoing`
 
-    def commit_batch() -> None:
-        # Files first (synced), then their ledger rows in one statement; see the module docstring.
-        if not written:
-            return
-        started = clock()
-        _sync_to_disk()
-        synced = clock()
-        _record(con, rows)
-        seconds["sync"] += synced - started
-        seconds["record"] += clock() - synced
-        result.sent += len(written)
-        result.fallback_count += sum(item.is_fallback for item in written)
-        written.clear()
-        rows.clear()
+    def fail_and_stop(position: int, error: str) -> None:
+        result.failed.append(
+            FollowupFailure(outgoing[position].response_id, "server_error", f"outbox write failed: {error}")
+        )
+        _stop(result, outgoing[position + 1 :], f"outbox write failed ({error})")
+
+    def settle() -> bool:
+        # Read the in-flight batch's reply and record what it wrote; False when the delivery stops.
+        nonlocal in_flight
+        batch, in_flight = in_flight, ()
+        if not batch:
+            return True
+        try:
+            written, write_seconds, sync_seconds, error = writer.reply()
+        except OSError as exc:
+            written, write_seconds, sync_seconds, error = 0, 0.0, 0.0, str(exc)
+        seconds["write"] += write_seconds
+        seconds["sync"] += sync_seconds
+        if written:
+            started = clock()
+            _record(con, [_ledger_row(item, transport=result.transport, run_id=run_id) for item in batch[:written]])
+            seconds["record"] += clock() - started
+            result.sent += written
+            result.fallback_count += sum(item.is_fallback for item in batch[:written])
+        if written == len(batch) and not error:
+            return True
+        failed_at = in_flight_start + written
+        fail_and_stop(failed_at, error or "the outbox writer did not write it")
+        return False
 
     try:
-        for index, item in enumerate(outgoing):
+        for start in range(0, len(outgoing), batch_size):
+            batch = outgoing[start : start + batch_size]
             started = clock()
-            data = _message_bytes(
-                item, from_address=DEFAULT_FROM_ADDRESS, reporting_tz=reporting_tz, date=_date_header()
-            )
-            rendered = clock()
-            seconds["render"] += rendered - started
-            try:
-                _write_eml(folder, item.file_name, data)
-                seconds["write"] += clock() - rendered
-            except OSError as exc:
-                result.failed.append(
-                    FollowupFailure(item.response_id, "server_error", f"outbox write failed: {exc}")
-                )
-                _stop(result, outgoing[index + 1 :], f"outbox write failed ({exc})")
+            messages = [(item.file_name, render(item)) for item in batch]
+            seconds["render"] += clock() - started
+            if not settle():
                 return
-            written.append(item)
-            rows.append(_ledger_row(item, transport=result.transport, run_id=run_id))
-            if len(written) >= batch_size:
-                commit_batch()
+            try:
+                writer.send(messages)
+            except OSError as exc:
+                fail_and_stop(start, f"the outbox writer is gone ({exc})")
+                return
+            in_flight, in_flight_start = batch, start
+        settle()
     finally:
-        # Also on the way out of an error: what is in the outbox gets recorded.
-        commit_batch()
+        # Also on the way out of an error: what the writer put into the outbox gets recorded.
+        try:
+            if in_flight:
+                settle()
+        finally:
+            writer.close()
 
 
 def send_followups(

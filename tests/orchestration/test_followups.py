@@ -655,19 +655,17 @@ def test_send_followups_killed_mid_batch_next_run_resends_only_the_unacknowledge
     assert counts == Counter({**{message_id_for(r): 1 for r in IN_WINDOW_IDS}, message_id_for("D3"): 2})
 
 
-_KILLED_OUTBOX_SENDER = """
+# The outbox writer process, SIGKILLed at its n-th rename: before it when told to (a temporary file is
+# then left behind), else right after it.
+_DYING_OUTBOX_WRITER = """
 import json, os, signal, sys
-from datetime import datetime
-from pathlib import Path
-import duckdb
-from orchestration.lib import followups
+from orchestration.lib import outbox_writer
 
-args = json.loads(sys.argv[1])
+args = json.loads(os.environ["NPS_LINK_TEST_WRITER_ARGS"])
 renames = 0
 real_replace = os.replace
 
 def replace_then_die(src, dst):
-    # SIGKILL this process at the n-th rename: before it when told to (a temporary file is left behind).
     global renames
     renames += 1
     if renames == args["kill_at"] and args["before_rename"]:
@@ -677,8 +675,32 @@ def replace_then_die(src, dst):
         os.kill(os.getpid(), signal.SIGKILL)
 
 os.replace = replace_then_die
+sys.exit(outbox_writer.main())
+"""
+
+# A sender whose outbox writer is the dying one above, or which SIGKILLs itself when it starts rendering
+# its n-th message ("kill_sender_at_render"). Prints what send_followups reported.
+_OUTBOX_SENDER = """
+import json, os, signal, sys
+from datetime import datetime
+from pathlib import Path
+import duckdb
+from orchestration.lib import followups
+
+args = json.loads(sys.argv[1])
+if args.get("kill_at"):
+    os.environ["NPS_LINK_TEST_WRITER_ARGS"] = sys.argv[1]
+    followups.OUTBOX_WRITER_COMMAND = (sys.executable, "-c", args["writer"])
+if args.get("kill_sender_at_render"):
+    real_render, renders = followups._render_now, []
+    def die_at_render(item, **kwargs):
+        renders.append(item)
+        if len(renders) == args["kill_sender_at_render"]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_render(item, **kwargs)
+    followups._render_now = die_at_render
 con = duckdb.connect(args["db"])
-followups.send_followups(
+result = followups.send_followups(
     con,
     rep_emails=args["rep_emails"],
     as_of=datetime.fromisoformat(args["as_of"]),
@@ -688,15 +710,47 @@ followups.send_followups(
     run_id="run-killed",
     outbox_batch_size=args["batch"],
 )
+print(json.dumps({"sent": result.sent, "failed": [[f.response_id, f.reason] for f in result.failed],
+                  "stopped": result.stopped_reason}))
 """
 
 
+def _run_outbox_sender(args: dict[str, object]) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-c", _OUTBOX_SENDER, json.dumps(args)]
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
+
+
+def _resume_and_check_each_message_once(db_path: Path, outbox: Path, *, recorded: set[str]) -> None:
+    con = duckdb.connect(str(db_path))
+    try:
+        # Only whole, synced batches were recorded: the files written after the last commit are not.
+        assert set(_ledger(con)) == recorded
+
+        resumed = _send(con, None, outbox, run_id="run-after-kill")
+
+        assert (resumed.sent, resumed.skipped_already_sent, resumed.failed) == (5 - len(recorded), len(recorded), [])
+        assert sorted(_ledger(con)) == IN_WINDOW_IDS
+        assert _ledger(con)["D3"]["run_id"] == "run-after-kill"
+    finally:
+        con.close()
+    # The rewritten D3 (and D4) replaced the earlier files: one file per response, no copies, no leftovers.
+    assert {p.name for p in outbox.iterdir()} == {f"followup-{message_id_for(r)[10:42]}.eml" for r in IN_WINDOW_IDS}
+    seen = Counter()
+    for path in outbox.iterdir():
+        parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+        seen[parsed["X-NPS-Link-Response-Id"]] += 1
+        assert path.name == f"{parsed['Message-ID'][1:].split('@')[0]}.eml"
+    assert seen == Counter({r: 1 for r in IN_WINDOW_IDS})
+
+
 @pytest.mark.parametrize("before_rename", [False, True], ids=["after-rename", "before-rename"])
-def test_send_followups_outbox_killed_mid_batch_rerun_leaves_each_message_once(
+def test_send_followups_outbox_writer_killed_mid_batch_rerun_leaves_each_message_once(
     db_path: Path, tmp_path: Path, before_rename: bool
 ) -> None:
     outbox = tmp_path / "outbox"
-    # Batches of 2: D1 and D2 are committed, D3 and D4 are written (or D4 half-written), then SIGKILL.
+    # Batches of 2: D1 and D2 are written and recorded; D3 and D4 are written (or D4 half-written) when
+    # the writer process is SIGKILLed.
     args = {
         "db": str(db_path),
         "rep_emails": REP_EMAILS,
@@ -706,42 +760,48 @@ def test_send_followups_outbox_killed_mid_batch_rerun_leaves_each_message_once(
         "batch": 2,
         "kill_at": 4,
         "before_rename": before_rename,
+        "writer": _DYING_OUTBOX_WRITER,
     }
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-c", _KILLED_OUTBOX_SENDER, json.dumps(args)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        timeout=120,
-    )
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode(errors="replace")
-    expected = {f"followup-{message_id_for(r)[10:42]}.eml" for r in IN_WINDOW_IDS}
+    proc = _run_outbox_sender(args)
+
+    # The sender outlives its writer and reports the unanswered batch, and everything after it, as not sent.
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    reported = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    assert reported["sent"] == 2
+    assert reported["failed"] == [["D3", "server_error"], ["D4", "not_attempted"], ["D5", "not_attempted"]]
+    assert "outbox writer exited" in reported["stopped"]
     written_before = {"D1", "D2", "D3"} if before_rename else {"D1", "D2", "D3", "D4"}
     on_disk = {p.name for p in outbox.iterdir() if not p.name.startswith(".")}
     assert on_disk == {f"followup-{message_id_for(r)[10:42]}.eml" for r in written_before}
     assert any(p.name.endswith(".tmp") for p in outbox.iterdir()) == before_rename
 
-    con = duckdb.connect(str(db_path))
-    try:
-        # Only whole batches were recorded: the files written after the last commit are not in the ledger.
-        assert set(_ledger(con)) == {"D1", "D2"}
+    _resume_and_check_each_message_once(db_path, outbox, recorded={"D1", "D2"})
 
-        resumed = _send(con, None, outbox, run_id="run-after-kill")
 
-        assert (resumed.sent, resumed.skipped_already_sent, resumed.failed) == (3, 2, [])
-        assert sorted(_ledger(con)) == IN_WINDOW_IDS
-        assert _ledger(con)["D3"]["run_id"] == "run-after-kill"
-    finally:
-        con.close()
-    # The rewritten D3 (and D4) replaced the earlier files: one file per response, no copies, no leftovers.
-    assert {p.name for p in outbox.iterdir()} == expected
-    seen = Counter()
-    for path in outbox.iterdir():
-        parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
-        seen[parsed["X-NPS-Link-Response-Id"]] += 1
-        assert path.name == f"{parsed['Message-ID'][1:].split('@')[0]}.eml"
-    assert seen == Counter({r: 1 for r in IN_WINDOW_IDS})
+def test_send_followups_outbox_sender_killed_while_its_writer_writes_rerun_leaves_each_message_once(
+    db_path: Path, tmp_path: Path
+) -> None:
+    outbox = tmp_path / "outbox"
+    # Batches of 2: the sender dies as it renders D3, while the writer holds D1 and D2, not yet recorded.
+    args = {
+        "db": str(db_path),
+        "rep_emails": REP_EMAILS,
+        "as_of": AS_OF.isoformat(),
+        "outbox": str(outbox),
+        "fallback": FALLBACK,
+        "batch": 2,
+        "kill_sender_at_render": 3,
+    }
+    proc = _run_outbox_sender(args)
+
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode(errors="replace")
+    # The orphaned writer finishes the batch it holds and exits at the end of its input; give it time.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(outbox.glob("*.eml"))) < 2:
+        time.sleep(0.05)
+    assert {p.name for p in outbox.glob("*.eml")} == {f"followup-{message_id_for(r)[10:42]}.eml" for r in ("D1", "D2")}
+
+    _resume_and_check_each_message_once(db_path, outbox, recorded=set())
 
 
 def test_send_followups_outbox_write_failure_records_the_files_already_written(
