@@ -822,9 +822,11 @@ def _deliver_smtp(
             client.close()
 
 
-# The outbox writer's command (the output directory is appended). A module constant so that a test can
-# start a writer that fails or dies at a chosen file.
-OUTBOX_WRITER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "orchestration.lib.outbox_writer")
+# The outbox writer's command (the output directory is appended): its file run as a script, since it
+# imports only the standard library, so it starts wherever this module was imported from (a notebook
+# that put the repository on sys.path included); -P keeps the script's folder off the child's path.
+# A module constant so that a test can start a writer that fails or dies at a chosen file.
+OUTBOX_WRITER_COMMAND: tuple[str, ...] = (sys.executable, "-P", outbox_writer.__file__)
 
 
 class _OutboxWriter:
