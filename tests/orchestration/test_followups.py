@@ -715,7 +715,17 @@ print(json.dumps({"sent": result.sent, "failed": [[f.response_id, f.reason] for 
 """
 
 
-def _run_outbox_sender(args: dict[str, object]) -> subprocess.CompletedProcess[bytes]:
+def _run_outbox_sender(db_path: Path, outbox: Path, **faults: object) -> subprocess.CompletedProcess[bytes]:
+    # Batches of 2 for the five in-window detractors; `faults` are the script's kill_* options.
+    args = {
+        "db": str(db_path),
+        "rep_emails": REP_EMAILS,
+        "as_of": AS_OF.isoformat(),
+        "outbox": str(outbox),
+        "fallback": FALLBACK,
+        "batch": 2,
+        **faults,
+    }
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-c", _OUTBOX_SENDER, json.dumps(args)]
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, timeout=120)
@@ -751,18 +761,9 @@ def test_send_followups_outbox_writer_killed_mid_batch_rerun_leaves_each_message
     outbox = tmp_path / "outbox"
     # Batches of 2: D1 and D2 are written and recorded; D3 and D4 are written (or D4 half-written) when
     # the writer process is SIGKILLed.
-    args = {
-        "db": str(db_path),
-        "rep_emails": REP_EMAILS,
-        "as_of": AS_OF.isoformat(),
-        "outbox": str(outbox),
-        "fallback": FALLBACK,
-        "batch": 2,
-        "kill_at": 4,
-        "before_rename": before_rename,
-        "writer": _DYING_OUTBOX_WRITER,
-    }
-    proc = _run_outbox_sender(args)
+    proc = _run_outbox_sender(
+        db_path, outbox, kill_at=4, before_rename=before_rename, writer=_DYING_OUTBOX_WRITER
+    )
 
     # The sender outlives its writer and reports the unanswered batch, and everything after it, as not sent.
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
@@ -783,16 +784,7 @@ def test_send_followups_outbox_sender_killed_while_its_writer_writes_rerun_leave
 ) -> None:
     outbox = tmp_path / "outbox"
     # Batches of 2: the sender dies as it renders D3, while the writer holds D1 and D2, not yet recorded.
-    args = {
-        "db": str(db_path),
-        "rep_emails": REP_EMAILS,
-        "as_of": AS_OF.isoformat(),
-        "outbox": str(outbox),
-        "fallback": FALLBACK,
-        "batch": 2,
-        "kill_sender_at_render": 3,
-    }
-    proc = _run_outbox_sender(args)
+    proc = _run_outbox_sender(db_path, outbox, kill_sender_at_render=3)
 
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode(errors="replace")
     # The orphaned writer finishes the batch it holds and exits at the end of its input; give it time.
