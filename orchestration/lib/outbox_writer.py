@@ -4,8 +4,9 @@ Why a process and not the mailer's thread: putting one message into the outbox i
 (create, write, close, rename), and a Python thread gives up the GIL around each one and must win it
 back afterwards. The mailer runs beside the analysis steps, threads of the same process that hold
 the GIL in pandas and NumPy code, so every one of those calls queued for the GIL again. Beside the
-analyses at a million customers, the mailer's 54k files took 7-28 s to write instead of 2.3 s alone;
-against a thread running pure Python, 20k files took 350 s instead of 1 s. This process has a GIL
+analyses at a million customers, the mailer's 54k files took 7-28 s to write, against 2.3-7 s alone
+(the rest of the spread is the disk: tests/bench/results/NOTES.md); against a thread running pure
+Python, 20k files took 350 s instead of 1 s. This process has a GIL
 of its own, the mailer hands it a whole batch in one pipe write, and it writes batch i while the
 mailer renders batch i+1: beside the same analyses the whole mailing went from 17.8-19.7 s to
 7.2-7.5 s (alternating runs, `tests/bench/results/NOTES.md`).
