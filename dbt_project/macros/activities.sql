@@ -28,9 +28,14 @@
     select key_hash
     from (
         select
-            {{ key_hash(key) }} as key_hash,
-            lag({{ key_hash(key) }}) over (order by {{ key_hash(key) }}) as previous_key_hash
-        from ({{ rows }}) as keyed_rows
+            key_hash,
+            lag(key_hash) over (order by key_hash) as previous_key_hash
+        from (
+            {#- The hash alone, before the window: over the hash expression the window sorts the
+                key itself along with it (1.4 s against 3-4 s for the 22.6M activity ids at L). -#}
+            select {{ key_hash(key) }} as key_hash
+            from ({{ rows }}) as keyed_rows
+        ) as hashed
     ) as neighbours
     where key_hash = previous_key_hash
 {%- endmacro %}
