@@ -63,6 +63,7 @@ def _compile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sql: str) -> str:
 
 
 def _rows(warehouse: Path, sql: str) -> list[tuple]:
+    """Every row of `sql` on the planted warehouse, in a fixed order (NULLs included)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         return sorted(con.execute(sql).fetchall(), key=repr)
 
