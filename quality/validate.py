@@ -43,6 +43,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -184,8 +185,8 @@ class SharedSampleRun(NamedTuple):
     """A GX run on a systematic sample of batches validated together, kept for reuse (`validate_batches`)."""
 
     result: Any  # GX's suite validation result on the sample
-    # The suite it ran (its identity is part of the key): held here so that its id cannot be reused
-    # by another suite while the run is kept.
+    # The suite it ran. When the run is keyed by that suite's identity (`_run_key`), holding it here
+    # keeps its id from being reused by another suite while the run is kept.
     suite: Any
     step: int  # every `step`-th row of the batches together, from the first
     total: int  # rows of those batches
@@ -214,6 +215,10 @@ def validate_batches(
     that validates one table's files a few at a time (to bound memory) pays for GX once per suite and
     schema instead of once per call. Reusing it is exact, since only schema results and evaluation
     errors are kept from it, and those are the same on any sample of batches with that schema and suite.
+    A later call may pass a new suite that differs only in its datetime arguments (the same contract
+    suite built at a later `now`, as when each group is judged at the moment it is validated): the run
+    is reused for it too, and its exact checks take their arguments from the suite passed, never from
+    the kept run's.
     """
     groups: dict[tuple, list[str]] = {}
     for name, (frame, suite) in batches.items():
@@ -228,7 +233,7 @@ def validate_batches(
             full_gx_max_rows=full_gx_max_rows,
             sample_rows=sample_rows,
             runs=runs,
-            key=key,
+            key=_run_key(batches[names[0]][1], key[1]),
         )
         outcomes.update(zip(names, group, strict=True))
     return {name: outcomes[name] for name in batches}
@@ -239,6 +244,28 @@ def _group_key(frame: pd.DataFrame, suite: gx.ExpectationSuite) -> tuple[int, tu
     them all. The suite is compared by identity: comparing expectations costs GX about 2 ms a batch, and
     equal suites that are different objects are merely validated apart."""
     return id(suite), tuple((str(name), str(dtype)) for name, dtype in frame.dtypes.items())
+
+
+# Arguments GX adds to a result's copy of an expectation (which batch it ran on), not part of the suite.
+_RUN_ARGUMENTS = frozenset({"batch_id", "result_format", "catch_exceptions"})
+
+
+def _argument_shape(config: Any) -> tuple[str, str]:
+    """An expectation's type and arguments with every datetime argument blanked (see `_run_key`)."""
+    arguments = dict(config.kwargs).items()
+    kwargs = {k: "<datetime>" if isinstance(v, datetime) else v for k, v in arguments if k not in _RUN_ARGUMENTS}
+    return config.type, repr(sorted(kwargs.items()))
+
+
+def _run_key(suite: gx.ExpectationSuite, dtypes: tuple[tuple[str, str], ...]) -> tuple:
+    """The key a shared GX run is kept under: one run serves the suite and every suite equal to it but for
+    its datetime arguments (e.g. "not in the future" judged at another moment), on the same columns and
+    dtypes. Such arguments never decide a schema result or whether GX can evaluate an expectation, which
+    is all that is kept from the run. A suite with two expectations of one shape is keyed by identity."""
+    shapes = tuple(_argument_shape(e.configuration) for e in suite.expectations)
+    if len(set(shapes)) < len(shapes):
+        return "identity", id(suite), dtypes
+    return "shape", suite.name, tuple(sorted(shapes)), dtypes
 
 
 def _validate_group(
@@ -266,14 +293,19 @@ def _validate_group(
             _run_gx(batches.sample(step), suite), suite, step, batches.total, len(pairs)
         )
     result = run.result
+    # A run kept from an equal suite built at another moment: each result's arguments are this suite's.
+    own_configs = (
+        None if run.suite is suite else {_argument_shape(e.configuration): e.configuration for e in suite.expectations}
+    )
     per_batch: list[list[CheckResult | None]] = [[] for _ in names]
     pending: list[int] = []  # result positions that only GX can judge, batch by batch
     for position, r in enumerate(result.results):
-        kind, column, severity, kwargs = _config_parts(r.expectation_config)
+        config = r.expectation_config if own_configs is None else own_configs[_argument_shape(r.expectation_config)]
+        kind, column, severity, kwargs = _config_parts(config)
         exact = _exact_function(kind, kwargs)
         if exact is None or _exception_message(r.exception_info) is not None:
             if kind in SCHEMA_EXPECTATIONS or _exception_message(r.exception_info) is not None:
-                shared = _check_from_gx(r, BASIS_SAMPLE)
+                shared = _check_from_gx(r, BASIS_SAMPLE, config)
                 for checks in per_batch:
                     checks.append(shared)
             else:
@@ -281,7 +313,7 @@ def _validate_group(
                 for checks in per_batch:
                     checks.append(None)
             continue
-        base = _check_from_gx(r, BASIS_EXACT)
+        base = _check_from_gx(r, BASIS_EXACT, config)
         for checks, (success, found) in zip(per_batch, _exact_per_batch(kind, kwargs, exact, batches), strict=True):
             checks.append(
                 CheckResult(
@@ -445,11 +477,13 @@ def _exception_message(info: dict[str, Any] | None) -> str | None:
     return "; ".join(dict.fromkeys(nested)) if nested else None
 
 
-def _check_from_gx(r: Any, basis: str) -> CheckResult:
-    kind, column, severity, kwargs = _config_parts(r.expectation_config)
+def _check_from_gx(r: Any, basis: str, config: Any = None) -> CheckResult:
+    """A GX result as a CheckResult; `config` (default: the result's own) is the expectation it stands for."""
+    config = r.expectation_config if config is None else config
+    kind, column, severity, kwargs = _config_parts(config)
     error = _exception_message(r.exception_info)
     observed = f"error: {error}" if error is not None else _observed_text(r.result or {}, kind)
-    notes = kwargs.get("notes") or getattr(r.expectation_config, "notes", None) or ""
+    notes = kwargs.get("notes") or getattr(config, "notes", None) or ""
     basis = BASIS_SCHEMA if basis == BASIS_SAMPLE and kind in SCHEMA_EXPECTATIONS else basis
     return CheckResult(kind, column, bool(r.success), severity, _expected_text(kwargs), observed, basis, str(notes))
 

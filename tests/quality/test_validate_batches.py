@@ -173,3 +173,50 @@ def test_validate_batches_reuses_the_gx_sample_run_across_calls(activity_files, 
     later = list(activity_files)[1]
     assert "earlier batch(es) with this schema and suite (none of this batch's" in in_groups[later].sample_description
     assert in_groups[later].sampled
+
+
+def test_a_kept_gx_run_serves_the_suite_built_later_with_that_suites_own_moment(good_batch, monkeypatch):
+    """Ingestion judges each group at the moment it validates it: one GX run, each group's own "now"."""
+    import quality.validate
+
+    calls = []
+    real = quality.validate._run_gx
+
+    def counting(frame, suite_):
+        calls.append(len(frame))
+        return real(frame, suite_)
+
+    monkeypatch.setattr(quality.validate, "_run_gx", counting)
+    # Loaded an hour after LOADED_AT: "not after the load" fails for a suite of LOADED_AT, passes an hour later.
+    later = good_batch("crm_reps", n=6, changes={i: {"_loaded_at": LOADED_AT + timedelta(hours=1)} for i in range(6)})
+    early, late = suite_for("crm_reps", now=LOADED_AT), suite_for("crm_reps", now=LOADED_AT + timedelta(hours=2))
+    runs: dict = {}
+    first = validate_batches({"first": (later, late)}, shared_runs=runs)["first"]
+    second = validate_batches({"second": (later, early)}, shared_runs=runs)["second"]
+    third = validate_batches({"third": (later, late)}, shared_runs=runs)["third"]
+    assert len(calls) == 1  # the three suites differ only in their moment: one GX run serves them all
+    assert first.success and third.success
+    assert [(f.expectation_type, f.column) for f in second.failed] == [
+        ("expect_column_values_to_be_between", "_loaded_at")
+    ]
+    loaded_at = [c for c in second.checks if c.column == "_loaded_at" and "between" in c.expectation_type]
+    assert [c.expected for c in loaded_at] == [f"max_value={LOADED_AT}"]  # the suite's own, not the kept run's
+    # Against each suite validated alone, the same results.
+    for outcome, suite in ((first, late), (second, early)):
+        alone = validate(later, suite, **EXACT_ALONE)
+        assert [(c.expectation_type, c.column, c.success, c.expected) for c in outcome.checks] == [
+            (c.expectation_type, c.column, c.success, c.expected) for c in alone.checks
+        ]
+
+
+def test_a_suite_that_differs_in_more_than_its_moment_gets_its_own_gx_run(good_batch):
+    runs: dict = {}
+    reps = good_batch("crm_reps", n=6)
+    validate_batches({"a": (reps, suite_for("crm_reps", now=LOADED_AT))}, shared_runs=runs)
+    validate_batches({"b": (reps, suite_for("crm_reps", now=LOADED_AT + timedelta(days=1)))}, shared_runs=runs)
+    assert len(runs) == 1
+    mean = gx.expectations.ExpectColumnMeanToBeBetween(column="_row_number", min_value=0, max_value=60)
+    outcome = validate_batches(
+        {"c": (reps, with_expectation(suite_for("crm_reps", now=LOADED_AT), mean))}, shared_runs=runs
+    )["c"]
+    assert len(runs) == 2 and "expect_column_mean_to_be_between" in {c.expectation_type for c in outcome.checks}
