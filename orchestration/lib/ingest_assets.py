@@ -3,10 +3,11 @@
 An ingestion asset carries two blocking checks, so a bad delivery stops the run before dbt and the
 published warehouse stays as it was:
 - `contract_expectations`: the Great Expectations suite of the lake table (derived from the
-  contract) on the typed rows of every file loaded in this run, one outcome per file; the files are
-  validated together, about a million rows at a time (`quality.validate.validate_batches`: one GX
-  run per suite and schema, on a sample of the first such group, for the schema checks; every other
-  expectation exact over every row, per file);
+  contract) on the typed rows of every file loaded in this run, one outcome per file. The rows are
+  validated as ingestion writes them (handed over by the writer, not read back from the lake), about
+  a million rows at a time (`quality.validate.validate_batches`: one GX run per suite and schema, on
+  a sample of the first such group, for the schema checks; every other expectation exact over every
+  row, per file);
 - `quarantine_share`: no loaded file quarantined more than NPS_LINK_QUARANTINE_BLOCK_SHARE of its rows,
   and every file reconciles (rows read = loaded + quarantined).
 The block lasts for the run in which the file arrives: a rerun after the engineer has looked publishes
@@ -31,14 +32,15 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
 from orchestration.lib.ingest import FileLoadResult, SourceLoadResult, ingest_source
-from orchestration.lib.lake import LAKE_TABLES, raw_dir
+from orchestration.lib.lake import LAKE_TABLES
 from orchestration.lib.settings import Settings
 from quality.thresholds import quarantine_share_outcome
 
 if TYPE_CHECKING:
-    from quality.validate import ValidationOutcome
+    from quality.validate import SharedSampleRun, ValidationOutcome
 
 CONTRACT_CHECK = "contract_expectations"
 _DOCS_LOCK = threading.Lock()
@@ -94,48 +96,62 @@ def outcomes_dir(settings: Settings, run_id: str) -> Path:
 VALIDATION_GROUP_ROWS = 1_000_000
 
 
-def validate_loaded_files(
-    table: str, files: Sequence[FileLoadResult], settings: Settings, run_id: str
-) -> dict[str, ValidationOutcome]:
-    """Run the table's suite on the typed rows of every file loaded in this run, one outcome per file; keep them.
+class LoadedFileValidator:
+    """Validates one lake table's files of this run as ingestion writes them, one outcome per file.
 
-    Files are validated in groups of about VALIDATION_GROUP_ROWS rows (`validate_batches`); each
-    file keeps its own suite (its missing optional columns) and its own outcome, named after it.
+    `add` receives each file's rows exactly as written to the lake (`ingest_source`'s `on_written`,
+    on its writer thread), so nothing is read back from the lake. Files are validated together in
+    groups of about VALIDATION_GROUP_ROWS rows (`validate_batches`); each file keeps its own suite
+    (its missing optional columns) and its own outcome, named after it. A group is judged at the
+    moment it is validated, which is after every file in it was loaded, as "not after the load"
+    requires; the groups still share one GX run per suite and schema. `finish` validates the last
+    group and keeps the outcomes for the run's data docs. Great Expectations is imported only when
+    the first file arrives. Calls must not overlap (one writer thread per source does not).
     """
-    loaded_files = [f for f in files if f.status == "loaded" and f.sha256 is not None]
-    if not loaded_files:
-        return {}
-    # Imported here: GX (via the suites) costs seconds of start-up and is needed only for new files.
-    from quality.suites import suite_for
-    from quality.validate import SharedSampleRun, lake_frame, validate_batches
 
-    now = datetime.now(UTC).replace(tzinfo=None)
-    outcomes: dict[str, ValidationOutcome] = {}
-    group: dict[str, tuple[pd.DataFrame, object]] = {}
-    suites: dict[tuple[str, ...], object] = {}
-    # The groups share their GX sample run (one per suite and schema): 15 of the 16 runs of the L
-    # benchmark's crm_activities, 0.5 s each, were the same schema checks again.
-    shared_runs: dict[tuple, SharedSampleRun] = {}
-    rows = 0
-    for loaded in loaded_files:
-        frame = lake_frame(raw_dir(settings.lake_dir, table) / f"{loaded.sha256}.parquet")
-        # One suite object per set of missing columns: files sharing it share a GX run.
+    def __init__(self, table: str, settings: Settings, run_id: str) -> None:
+        self.table = table
+        self.settings = settings
+        self.run_id = run_id
+        self._outcomes: dict[str, ValidationOutcome] = {}
+        self._group: dict[str, tuple[pd.DataFrame, tuple[str, ...]]] = {}
+        self._rows = 0
+        # The groups share their GX sample run (one per suite and schema): 15 of the 16 runs of the L
+        # benchmark's crm_activities, 0.5 s each, were the same schema checks again.
+        self._shared_runs: dict[tuple, SharedSampleRun] = {}
+
+    def add(self, loaded: FileLoadResult, rows: pa.Table) -> None:
+        """Queue one loaded file's lake rows; validate the queued group once it reaches VALIDATION_GROUP_ROWS."""
+        # Imported here: GX costs seconds of start-up and is needed only for new files.
+        from quality.validate import lake_frame
+
         absent = tuple(sorted(loaded.missing_optional_columns or ()))
-        if absent not in suites:
-            suites[absent] = suite_for(table, now=now, absent_columns=absent)
-        suite = suites[absent]
-        group[f"{table}: {loaded.file}"] = (frame, suite)
-        rows += len(frame)
-        if rows >= VALIDATION_GROUP_ROWS:
-            outcomes.update(validate_batches(group, shared_runs=shared_runs))
-            group, rows = {}, 0
-    if group:
-        outcomes.update(validate_batches(group, shared_runs=shared_runs))
-    folder = outcomes_dir(settings, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    with _DOCS_LOCK:  # another ingestion step (thread) may be reading the folder for its data docs
-        (folder / f"{table}.pkl").write_bytes(pickle.dumps(outcomes))
-    return outcomes
+        self._group[f"{self.table}: {loaded.file}"] = (lake_frame(rows), absent)
+        self._rows += rows.num_rows
+        if self._rows >= VALIDATION_GROUP_ROWS:
+            self._validate_group()
+
+    def _validate_group(self) -> None:
+        from quality.suites import suite_for
+        from quality.validate import validate_batches
+
+        now = datetime.now(UTC).replace(tzinfo=None)
+        # One suite object per set of missing columns: files sharing it share a GX run.
+        suites = {absent: suite_for(self.table, now=now, absent_columns=absent) for _, absent in self._group.values()}
+        batches = {name: (frame, suites[absent]) for name, (frame, absent) in self._group.items()}
+        self._outcomes.update(validate_batches(batches, shared_runs=self._shared_runs))
+        self._group, self._rows = {}, 0
+
+    def finish(self) -> dict[str, ValidationOutcome]:
+        """Validate what is queued; keep every outcome under `outcomes_dir` (for the data docs) and return them."""
+        if self._group:
+            self._validate_group()
+        if self._outcomes:
+            folder = outcomes_dir(self.settings, self.run_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            with _DOCS_LOCK:  # another ingestion step (thread) may be reading the folder for its data docs
+                (folder / f"{self.table}.pkl").write_bytes(pickle.dumps(self._outcomes))
+        return dict(self._outcomes)
 
 
 def contract_check(table: str, outcomes: dict[str, ValidationOutcome]) -> dg.AssetCheckResult:
@@ -179,7 +195,12 @@ def ingest_and_check(
     source: str, tables: Sequence[str], settings: Settings, context: dg.AssetExecutionContext
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Load `source`'s new files, then yield a materialization and the two checks for each lake table it feeds."""
-    result = ingest_source(source, settings)
+    validators = {table: LoadedFileValidator(table, settings, context.run_id) for table in tables}
+
+    def validate_written(table: str, loaded: FileLoadResult, rows: pa.Table) -> None:
+        validators[table].add(loaded, rows)
+
+    result = ingest_source(source, settings, on_written=validate_written)
     log = context.log
     log.info(
         f"[ingest] {source}: {len(result.files)} new file(s), {result.rows_loaded} rows loaded, "
@@ -189,7 +210,7 @@ def ingest_and_check(
     for rejected in result.rejected:
         log.warning(f"[ingest] {source}: rejected {rejected.file}: {rejected.reason}")
     for table in tables:
-        outcomes = validate_loaded_files(table, result.files, settings, context.run_id)
+        outcomes = validators[table].finish()
         for name, outcome in outcomes.items():
             if not outcome.success:
                 log.warning(f"[quality] {name}: {outcome.summary()}")

@@ -388,3 +388,65 @@ def test_write_load_manifest_has_one_row_per_file_with_exact_schema(settings: Se
 def test_ingest_unknown_source_raises(settings: Settings) -> None:
     with pytest.raises(ValueError, match="unknown source 'surveys'"):
         ingest_source("surveys", settings)
+
+
+def test_on_written_hands_over_exactly_each_lake_files_rows_in_delivery_order(settings: Settings) -> None:
+    # The ingestion assets validate these rows instead of reading the files back, so they must be the
+    # files' content: typed, with provenance, PII keys and the long driver scores; never the quarantine.
+    land(
+        settings,
+        "survey_responses",
+        "a.csv",
+        "response_id,survey_type,customer_id,responded_at,nps_score,driver_speed,driver_care\n"
+        "s1,relational,c1,2025-01-01,9,8,\n"
+        "s2,relational,c1,2025-01-01,X,7,6\n"
+        "s3,transactional,c2,2025-01-02T10:00:00+09:00,3,,2\n",
+        mtime=1_700_000_000,
+    )
+    land(settings, "survey_responses", "b.csv", survey_csv("s4,annual,c3,2025-01-03,10"), mtime=1_700_000_001)
+    land(
+        settings,
+        "crm_accounts",
+        "accounts.csv",
+        "customer_id,created_at,contact_email\nc1,2025-01-01T00:00:00Z, Taro@Example.jp\n",
+    )
+    handed: list[tuple[str, str, object]] = []
+
+    def keep(table: str, loaded: FileLoadResult, rows: object) -> None:
+        handed.append((table, loaded.file, rows))
+
+    results = {s: ingest_source(s, settings, now=NOW, on_written=keep) for s in ("survey_responses", "crm_accounts")}
+    shas = {f.file: f.sha256 for r in results.values() for f in r.files}
+    assert [(table, file) for table, file, _ in handed] == [
+        ("survey_responses", "survey_responses/a.csv"),
+        ("survey_driver_scores", "survey_responses/a.csv"),
+        ("survey_responses", "survey_responses/b.csv"),
+        ("survey_driver_scores", "survey_responses/b.csv"),
+        ("crm_accounts", "crm_accounts/accounts.csv"),
+    ]
+    for table, file, rows in handed:
+        written = pq.read_table(raw_dir(settings.lake_dir, table) / f"{shas[file]}.parquet")
+        assert rows.schema == lake_schema(table)
+        assert rows.equals(written), (table, file)
+    assert [r["response_id"] for r in handed[0][2].to_pylist()] == ["s1", "s3"]  # s2 is quarantined
+    assert handed[1][2].num_rows == 2 and handed[3][2].num_rows == 0  # rated items of s1 and s3 only
+    assert handed[4][2].column("contact_email_key")[0].as_py() is not None
+
+
+def test_on_written_raising_fails_the_run_and_the_file_stays_pending(settings: Settings) -> None:
+    land(settings, "survey_responses", "a.csv", survey_csv("s1,relational,c1,2025-01-01,9"), mtime=1_700_000_000)
+    land(settings, "survey_responses", "b.csv", survey_csv("s2,relational,c1,2025-01-01,8"), mtime=1_700_000_001)
+
+    def broken(table: str, loaded: FileLoadResult, rows: object) -> None:
+        if loaded.file.endswith("b.csv"):
+            raise RuntimeError("validation crashed")
+
+    with pytest.raises(RuntimeError, match="validation crashed"):
+        ingest_source("survey_responses", settings, now=NOW, on_written=broken)
+    # a was recorded; b was not, so it is validated again by the rerun instead of slipping through.
+    assert [p.name for p in pending_files(settings)["survey_responses"]] == ["b.csv"]
+    handed: list[str] = []
+    rerun = ingest_source("survey_responses", settings, now=NOW, on_written=lambda t, f, r: handed.append(t))
+    assert [(f.file, f.status) for f in rerun.files] == [("survey_responses/b.csv", "loaded")]
+    assert handed == ["survey_responses", "survey_driver_scores"]
+    assert [r["response_id"] for r in raw_rows(settings)] in (["s1", "s2"], ["s2", "s1"])

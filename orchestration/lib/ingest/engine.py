@@ -49,8 +49,12 @@ from quality.contract import DRIVER_SCORES_TABLE, SourceSpec, load_contract
 from quality.pii import keyed_hash, load_or_create_pii_key
 
 DRIVER_PATTERN = "driver_*"
-# Writes one lake file (Parquet through a temporary name); may run on the writer thread.
-WriteJob = Callable[[], None]
+# Writes one lake file (Parquet through a temporary name) and returns the rows it wrote when asked to
+# keep them (else None); runs on the writer thread.
+WriteJob = Callable[[], pa.Table | None]
+# Called on the writer thread with (lake table, the file's load result, the rows of its lake file) once
+# that file is in place, before the file's manifest record is written.
+OnWritten = Callable[[str, FileLoadResult, pa.Table], None]
 _BATCH_ROWS = 1_000_000
 _QUARANTINE_META = {
     "_source_file": pa.string(),
@@ -157,6 +161,7 @@ def _write_query(
     names: list[str] | None = None,
     transform: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
     dictionary: bool | list[str] = True,
+    keep: bool = False,
 ) -> WriteJob:
     """Run a query now; return the job that writes its rows to `target` with exactly `schema`.
 
@@ -164,10 +169,17 @@ def _write_query(
     returns; the Parquet encoding (and `transform`, e.g. the PII hashing) happens in the job,
     which `ingest_source` runs on a writer thread while DuckDB works on the next file. The job
     writes through a temporary file and os.replace. `dictionary` names the columns worth
-    dictionary encoding (default: all); it changes the encoding only, never a value.
+    dictionary encoding (default: all); it changes the encoding only, never a value. With `keep`
+    the job returns the rows exactly as written (after `transform` and the cast to `schema`).
     """
     return _write_batches(
-        list(con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS)), schema, target, names, transform, dictionary
+        list(con.sql(sql, params=params).to_arrow_reader(_BATCH_ROWS)),
+        schema,
+        target,
+        names,
+        transform,
+        dictionary,
+        keep,
     )
 
 
@@ -178,21 +190,27 @@ def _write_batches(
     names: list[str] | None = None,
     transform: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
     dictionary: bool | list[str] = True,
+    keep: bool = False,
 ) -> WriteJob:
     """The job that writes `batches` to `target` (see `_write_query`)."""
 
-    def write() -> None:
+    def write() -> pa.Table | None:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        written: list[pa.RecordBatch] = []
         with pq.ParquetWriter(tmp, schema, use_dictionary=dictionary) as writer:
             while batches:
-                batch = batches.pop(0)  # each batch is released once written
+                batch = batches.pop(0)  # each batch is released once written, unless kept
                 if names is not None:
                     batch = batch.rename_columns(names)
                 if transform is not None:
                     batch = transform(batch)
-                writer.write_batch(batch.cast(schema))
+                batch = batch.cast(schema)
+                writer.write_batch(batch)
+                if keep:
+                    written.append(batch)
         os.replace(tmp, target)
+        return pa.Table.from_batches(written, schema) if keep else None
 
     return write
 
@@ -231,9 +249,12 @@ def _metadata_sql() -> str:
 
 
 def _write_raw(
-    checked: pa.Table, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict, pii_key: bytes
+    checked: pa.Table, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict, pii_key: bytes, keep: bool
 ) -> WriteJob:
-    """The loaded rows, typed, with their provenance; cut from the checked rows in Arrow (no second query)."""
+    """The loaded rows, typed, with their provenance; cut from the checked rows in Arrow (no second query).
+
+    With `keep` the job returns them as written, for validation without reading the file back.
+    """
     loaded = checked.filter(pc.is_null(checked.column("_rule")))
     n = loaded.num_rows
     columns = {col: loaded.column(f"t{k}") for k, col in enumerate(plan.contract_columns)}
@@ -251,24 +272,29 @@ def _write_raw(
         raw_dir(lake, spec.name) / f"{meta['sha']}.parquet",
         transform=_pii_keys(spec, pii_key),
         dictionary=_dictionary_columns(spec),
+        keep=keep,
     )
 
 
 def _write_drivers(
-    con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, plan: CheckPlan, lake: Path, meta: dict, keep: bool
 ) -> WriteJob:
-    """survey_driver_scores: the driver_* columns of loaded rows, long (one row per rated item)."""
+    """survey_driver_scores: the driver_* columns of loaded rows, long (one row per rated item).
+
+    `keep` as in `_write_raw`.
+    """
     target = raw_dir(lake, DRIVER_SCORES_TABLE) / f"{meta['sha']}.parquet"
     schema = lake_schema(DRIVER_SCORES_TABLE)
     prefix = DRIVER_PATTERN.rstrip("*")
     drivers = [(j, col.removeprefix(prefix)) for j, col in enumerate(plan.pattern_columns) if col.startswith(prefix)]
     if not drivers:
 
-        def write_empty() -> None:
+        def write_empty() -> pa.Table | None:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             pq.write_table(schema.empty_table(), tmp)
             os.replace(tmp, target)
+            return schema.empty_table() if keep else None
 
         return write_empty
     key = plan.contract_columns.index(spec.key)
@@ -278,7 +304,7 @@ def _write_drivers(
         FROM (SELECT _rn, t{key} AS response_id, unnest([{items}]) AS d FROM checked WHERE _rule IS NULL)
         WHERE d.score IS NOT NULL
     """
-    return _write_query(con, sql, meta, schema, target)
+    return _write_query(con, sql, meta, schema, target, keep=keep)
 
 
 def _write_quarantine(
@@ -366,8 +392,13 @@ def _load_file(
     entry: _Entry,
     base: FileLoadResult,
     now: datetime,
-) -> tuple[FileLoadResult, list[WriteJob]]:
-    """Check one file; return its result and the jobs that write its lake files (none if rejected)."""
+    keep: bool,
+) -> tuple[FileLoadResult, list[tuple[str | None, WriteJob]]]:
+    """Check one file; return its result and the jobs that write its lake files (none if rejected).
+
+    Each job comes with the lake table it writes (None for the quarantine file); with `keep` the lake
+    tables' jobs return the rows they wrote.
+    """
     con.unregister("checked")
     # The previous file's scratch relations; `staged` is a view for Parquet and a table otherwise.
     scratch_relations = con.execute(
@@ -404,12 +435,14 @@ def _load_file(
         con.register("checked", checked)
         counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())
         pii_key = load_or_create_pii_key(settings.data_dir, os.environ) if spec.pii_columns else b""
-        jobs = [_write_raw(checked, spec, plan, settings.lake_dir, meta, pii_key)]
+        jobs: list[tuple[str | None, WriteJob]] = [
+            (spec.name, _write_raw(checked, spec, plan, settings.lake_dir, meta, pii_key, keep))
+        ]
         if DRIVER_PATTERN in spec.column_patterns:
-            jobs.append(_write_drivers(con, spec, plan, settings.lake_dir, meta))
+            jobs.append((DRIVER_SCORES_TABLE, _write_drivers(con, spec, plan, settings.lake_dir, meta, keep)))
         quarantined = sum(n for rule, n in counts.items() if rule is not None)
         if quarantined:
-            jobs.append(_write_quarantine(con, staged.names, settings.lake_dir, spec.name, meta))
+            jobs.append((None, _write_quarantine(con, staged.names, settings.lake_dir, spec.name, meta)))
         result = replace(
             base,
             status="loaded",
@@ -426,9 +459,14 @@ def _load_file(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run_jobs(jobs: list[WriteJob]) -> None:
-    for job in jobs:
-        job()
+def _run_jobs(
+    jobs: list[tuple[str | None, WriteJob]], result: FileLoadResult, on_written: OnWritten | None
+) -> None:
+    """Write one file's lake files in order, handing each lake table's rows to `on_written` once written."""
+    for table, job in jobs:
+        rows = job()
+        if table is not None and on_written is not None and rows is not None:
+            on_written(table, result, rows)
 
 
 def _record(store: ManifestStore, result: FileLoadResult, written: Future[None]) -> FileLoadResult:
@@ -438,12 +476,21 @@ def _record(store: ManifestStore, result: FileLoadResult, written: Future[None])
     return result
 
 
-def ingest_source(source: str, settings: Settings, *, now: datetime | None = None) -> SourceLoadResult:
+def ingest_source(
+    source: str, settings: Settings, *, now: datetime | None = None, on_written: OnWritten | None = None
+) -> SourceLoadResult:
     """Load every landing file of `source` not yet in the manifest into the lake; return what each became.
 
     `now` is the instant "not in the future" is judged against (default: the current UTC time;
     a naive value is taken as UTC). Also refreshes lake/load_manifest.parquet and makes sure every
     raw table exists, so downstream readers work even before the first delivery.
+
+    `on_written(table, result, rows)`, when given, receives the rows of every lake file written
+    (`rows` equal the file's content, value for value) on the writer thread, in delivery order, as
+    soon as the file is in place: the ingestion assets validate them there, beside DuckDB's check of
+    the next file, instead of reading the file back afterwards. It runs before the file's manifest
+    record is written, so if it raises, the run fails and the file stays pending: the rerun loads
+    and hands it over again.
     """
     spec = load_contract().sources.get(source)
     if spec is None:
@@ -473,7 +520,7 @@ def ingest_source(source: str, settings: Settings, *, now: datetime | None = Non
                         size_bytes=entry.size,
                         delivery_seq=store.reserve_delivery_seq(),
                     )
-                    jobs: list[WriteJob] = []
+                    jobs: list[tuple[str | None, WriteJob]] = []
                     if entry.refusal is not None:
                         result = _reject(settings, entry, source, base, "unsafe_path", entry.refusal)
                     elif sha in loaded:
@@ -481,11 +528,12 @@ def ingest_source(source: str, settings: Settings, *, now: datetime | None = Non
                         reason = f"same bytes as {first.file} (delivery {first.delivery_seq}); nothing loaded again"
                         result = replace(base, status="duplicate", reason=reason)
                     else:
-                        result, jobs = _load_file(con, scratch, settings, spec, entry, base, cutoff)
+                        keep = on_written is not None  # the writer keeps the rows only for someone
+                        result, jobs = _load_file(con, scratch, settings, spec, entry, base, cutoff, keep)
                     result = replace(result, loaded_at=result.loaded_at or datetime.now(UTC).replace(tzinfo=None))
                     if result.status == "loaded":
                         loaded[sha] = result
-                    written = writer.submit(_run_jobs, jobs)
+                    written = writer.submit(_run_jobs, jobs, result, on_written)
                     if unrecorded is not None:
                         results.append(_record(store, *unrecorded))
                     unrecorded = (result, written)
