@@ -146,12 +146,12 @@ def test_validate_batches_duplicate_row_numbers_are_found_without_sort_shortcut(
     ]
 
 
-def test_validate_batches_reuses_the_gx_sample_run_across_calls(activity_files, monkeypatch):
-    """Files validated a group at a time share one GX run per suite and schema, with the same results."""
+@pytest.fixture
+def gx_runs(monkeypatch) -> list[int]:
+    """The rows of every GX run `quality.validate` makes from here on, in order."""
     import quality.validate
 
-    suite = suite_for("crm_activities", now=LOADED_AT)
-    calls = []
+    calls: list[int] = []
     real = quality.validate._run_gx
 
     def counting(frame, suite_):
@@ -159,6 +159,13 @@ def test_validate_batches_reuses_the_gx_sample_run_across_calls(activity_files, 
         return real(frame, suite_)
 
     monkeypatch.setattr(quality.validate, "_run_gx", counting)
+    return calls
+
+
+def test_validate_batches_reuses_the_gx_sample_run_across_calls(activity_files, gx_runs):
+    """Files validated a group at a time share one GX run per suite and schema, with the same results."""
+    suite = suite_for("crm_activities", now=LOADED_AT)
+    calls = gx_runs
     together = validate_batches({k: (f, suite) for k, f in activity_files.items()}, shared_sample_rows=20)
     calls.clear()
     runs: dict = {}
@@ -175,18 +182,8 @@ def test_validate_batches_reuses_the_gx_sample_run_across_calls(activity_files, 
     assert in_groups[later].sampled
 
 
-def test_a_kept_gx_run_serves_the_suite_built_later_with_that_suites_own_moment(good_batch, monkeypatch):
+def test_a_kept_gx_run_serves_the_suite_built_later_with_that_suites_own_moment(good_batch, gx_runs):
     """Ingestion judges each group at the moment it validates it: one GX run, each group's own "now"."""
-    import quality.validate
-
-    calls = []
-    real = quality.validate._run_gx
-
-    def counting(frame, suite_):
-        calls.append(len(frame))
-        return real(frame, suite_)
-
-    monkeypatch.setattr(quality.validate, "_run_gx", counting)
     # Loaded an hour after LOADED_AT: "not after the load" fails for a suite of LOADED_AT, passes an hour later.
     later = good_batch("crm_reps", n=6, changes={i: {"_loaded_at": LOADED_AT + timedelta(hours=1)} for i in range(6)})
     early, late = suite_for("crm_reps", now=LOADED_AT), suite_for("crm_reps", now=LOADED_AT + timedelta(hours=2))
@@ -194,7 +191,7 @@ def test_a_kept_gx_run_serves_the_suite_built_later_with_that_suites_own_moment(
     first = validate_batches({"first": (later, late)}, shared_runs=runs)["first"]
     second = validate_batches({"second": (later, early)}, shared_runs=runs)["second"]
     third = validate_batches({"third": (later, late)}, shared_runs=runs)["third"]
-    assert len(calls) == 1  # the three suites differ only in their moment: one GX run serves them all
+    assert len(gx_runs) == 1  # the three suites differ only in their moment: one GX run serves them all
     assert first.success and third.success
     assert [(f.expectation_type, f.column) for f in second.failed] == [
         ("expect_column_values_to_be_between", "_loaded_at")
