@@ -233,7 +233,7 @@ def validate_batches(
             full_gx_max_rows=full_gx_max_rows,
             sample_rows=sample_rows,
             runs=runs,
-            key=_run_key(batches[names[0]][1], key[1]),
+            dtypes=key[1],
         )
         outcomes.update(zip(names, group, strict=True))
     return {name: outcomes[name] for name in batches}
@@ -257,15 +257,23 @@ def _argument_shape(config: Any) -> tuple[str, str]:
     return config.type, repr(sorted(kwargs.items()))
 
 
-def _run_key(suite: gx.ExpectationSuite, dtypes: tuple[tuple[str, str], ...]) -> tuple:
+def _configs_by_shape(suite: gx.ExpectationSuite) -> dict[tuple[str, str], Any] | None:
+    """Each expectation's configuration by its `_argument_shape`; None when two of them share a shape."""
+    configs = {_argument_shape(e.configuration): e.configuration for e in suite.expectations}
+    return configs if len(configs) == len(suite.expectations) else None
+
+
+def _run_key(
+    suite: gx.ExpectationSuite, configs: dict[tuple[str, str], Any] | None, dtypes: tuple[tuple[str, str], ...]
+) -> tuple:
     """The key a shared GX run is kept under: one run serves the suite and every suite equal to it but for
     its datetime arguments (e.g. "not in the future" judged at another moment), on the same columns and
     dtypes. Such arguments never decide a schema result or whether GX can evaluate an expectation, which
-    is all that is kept from the run. A suite with two expectations of one shape is keyed by identity."""
-    shapes = tuple(_argument_shape(e.configuration) for e in suite.expectations)
-    if len(set(shapes)) < len(shapes):
+    is all that is kept from the run. A suite with two expectations of one shape (`configs` None) is
+    keyed by identity."""
+    if configs is None:
         return "identity", id(suite), dtypes
-    return "shape", suite.name, tuple(sorted(shapes)), dtypes
+    return "shape", suite.name, tuple(sorted(configs)), dtypes
 
 
 def _validate_group(
@@ -276,7 +284,7 @@ def _validate_group(
     full_gx_max_rows: int,
     sample_rows: int,
     runs: dict[tuple, SharedSampleRun],
-    key: tuple,
+    dtypes: tuple[tuple[str, str], ...],
 ) -> list[ValidationOutcome]:
     started = time.perf_counter()
     suite = pairs[0][1]
@@ -285,6 +293,8 @@ def _validate_group(
     # earlier call made for the same suite and schema). Its results are kept for schema expectations
     # (the batches share their schema) and for expectations GX could not evaluate (an error is a
     # schema fact too); everything else is recomputed per batch.
+    configs = _configs_by_shape(suite)
+    key = _run_key(suite, configs, dtypes)
     run = runs.get(key)
     reused = run is not None
     if run is None:
@@ -293,10 +303,9 @@ def _validate_group(
             _run_gx(batches.sample(step), suite), suite, step, batches.total, len(pairs)
         )
     result = run.result
-    # A run kept from an equal suite built at another moment: each result's arguments are this suite's.
-    own_configs = (
-        None if run.suite is suite else {_argument_shape(e.configuration): e.configuration for e in suite.expectations}
-    )
+    # A run kept from an equal suite built at another moment (keyed by shape, so `configs` is there):
+    # each result's arguments are this suite's.
+    own_configs = None if run.suite is suite else configs
     per_batch: list[list[CheckResult | None]] = [[] for _ in names]
     pending: list[int] = []  # result positions that only GX can judge, batch by batch
     for position, r in enumerate(result.results):
