@@ -43,8 +43,9 @@ class Settings:
     duckdb_threads: int = 2
     duckdb_memory_limit: str = "6GB"
     # DuckDB's memory limit inside dbt (dbt_project/profiles.yml reads the same env var and default):
-    # lower than the Python side's, since the orchestrator process keeps its own memory while its
-    # dbt child runs; DuckDB spills past it to a temp directory beside the warehouse.
+    # lower than the Python side's, since dbt runs inside the orchestrator process (with a DuckDB
+    # instance of its own) while that process keeps its own memory; DuckDB spills past it to a temp
+    # directory beside the warehouse.
     dbt_memory_limit: str = "4GB"
     extra: Mapping[str, str] = field(default_factory=dict)
 

@@ -13,7 +13,8 @@ One invocation:
   4. delivers one more day (`nps-link demo-data --append-day`) and runs `nps-link run` again (the
      incremental path),
 and records per stage the wall seconds (from the run's Dagster step events, `nps-link run --timings`)
-and the peak RSS of the whole process tree (nps-link and its dbt child, polled from /proc). The figures
+and the peak RSS of the whole process tree (nps-link, which runs dbt inside it, and the outbox writer; polled
+from /proc). The figures
 go to tests/bench/results/<scale>.json, and BENCHMARKS.md is regenerated from every scale's results.
 """
 
@@ -167,7 +168,7 @@ def _checks_seconds(data_dir: Path, run_id: str) -> dict[str, float]:
                     models += node["execution_time"]
         log = target / "dbt.log"
         if log.exists():
-            # First to last event of the dbt process: start-up and parsing included.
+            # First to last event of the dbt build's log (its parse, done ahead on another thread, excluded).
             stamps = [json.loads(line)["info"]["ts"] for line in log.read_text().splitlines() if line.startswith("{")]
             if stamps:
                 first, last = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (stamps[0], stamps[-1]))
@@ -467,8 +468,10 @@ def _run_table(full: dict[str, Any], new: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"The dbt step: dbt's own run {fc['dbt_elapsed_seconds']:.1f} s (full) / {nc['dbt_elapsed_seconds']:.1f} s "
-            f"(new day); the dbt process from its first to its last log line {fc['dbt_process_seconds']:.1f} / "
-            f"{nc['dbt_process_seconds']:.1f} s; the rest of the step is dagster-dbt before and after the process.",
+            f"(new day); dbt's build from its first to its last log line {fc['dbt_process_seconds']:.1f} / "
+            f"{nc['dbt_process_seconds']:.1f} s (dbt runs inside nps-link, with the project parsed while ingestion "
+            "runs); the rest of the step is waiting for that parse, turning dbt's results into Dagster events, "
+            "and closing (checkpointing) the warehouse.",
         ]
     return lines
 
@@ -534,7 +537,7 @@ def render(results: list[dict[str, Any]], notes: str) -> str:
         "Each scale: demo sources generated, `nps-link run --full-refresh`, the raw-DuckDB baseline over the",
         "same lake, one more day delivered (`nps-link demo-data --append-day`), `nps-link run` (incremental).",
         "Stage seconds are the Dagster steps' own wall time; peak RSS is of the whole process tree",
-        "(nps-link and its dbt child), polled every 0.2 s. Targets are judged on the whole run, the",
+        "(nps-link, which runs dbt inside it), polled every 0.2 s. Targets are judged on the whole run, the",
         "first run's mailing of the history's in-window detractor backlog included.",
         "",
     ]

@@ -58,6 +58,14 @@ def write_delivery(lake_dir: Path, table: str, seq: int, rows: list[dict[str, An
     pq.write_table(pa.table(columns, schema=schema), folder / f"delivery_{seq}.parquet")
 
 
+def activities_lake(root: Path, rows: list[dict[str, Any]]) -> Path:
+    """A lake under `root/data` with every table's schema and one activities delivery (seq 1) of `rows`."""
+    lake_dir = root / "data" / "lake"
+    ensure_lake_tables(lake_dir)
+    write_delivery(lake_dir, "crm_activities", 1, rows)
+    return lake_dir
+
+
 def activity(activity_id: str, customer_id: str, rep_id: str, direction: str, occurred_at: str) -> dict[str, Any]:
     """One CRM activity row (a call)."""
     return {

@@ -22,7 +22,7 @@ import pytest
 
 from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, TEST_SCOPE_ENV
 from orchestration.lib.lake import ensure_lake_tables
-from tests.dbt.test_dbt_build import activity, write_delivery
+from tests.dbt.test_dbt_build import activities_lake, activity, write_delivery
 
 DIRECTION_TEST = "accepted_values_stg_crm__activities_direction__outbound__inbound"
 
@@ -61,9 +61,7 @@ def _direction_test(results: dict[str, dict]) -> dict:
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lake whose first activities delivery (seq 1) holds the planted old violation A2."""
     root = tmp_path_factory.mktemp("test_scope")
-    lake_dir = root / "data" / "lake"
-    ensure_lake_tables(lake_dir)
-    write_delivery(lake_dir, "crm_activities", 1, [
+    activities_lake(root, [
         activity("A1", "C1", "R1", "outbound", "2025-05-01 00:00:00"),
         activity("A2", "C1", "R1", "sideways", "2025-05-02 00:00:00"),
     ])

@@ -7,7 +7,7 @@ forward with them, accounts are created and reassigned), and then the cut-off is
 THEN after each of those, every staging, intermediate and marts relation equals, row for row, what
 `dbt build --full-refresh` builds from scratch into another warehouse on the same lake.
 
-Ingestion runs in-process (no Dagster) and dbt as the pipeline starts it, so the whole test stays near a minute.
+Ingestion runs in-process (no Dagster) and dbt with the pipeline's vars, so the whole test stays near a minute.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ INCREMENTAL_BY_CUSTOMER = (
 def _dbt(root: Path, db_path: Path, settings: Settings, *args: str, as_of: str | None = None) -> None:
     """`dbt build` of seeds and models (data tests run in the pipeline) on `db_path` over the lake.
 
-    A separate process, as in the pipeline: dbt-duckdb keeps its database open for the life of the
-    process, so an in-process run would hold the file the comparison then opens.
+    A separate process: the test's builds then share no dbt state with the pytest process (the
+    pipeline runs dbt in its own process and closes dbt-duckdb's database after each build,
+    orchestration/lib/dbt_runner.py; the SQL built is the same either way).
     """
     variables = dbt_vars(settings)
     if as_of is not None:

@@ -1,0 +1,200 @@
+"""dbt in the orchestrator's own process (orchestration/lib/dbt_runner.py).
+
+GIVEN a small lake of CRM activities,
+WHEN the same `dbt build` runs once as a dbt process with JSON logs (what dagster-dbt's
+DbtCliResource reads) and once in this process on a copy of the same warehouse,
+THEN the result events are the same, node by node, and so are the materializations and asset-check
+results dagster-dbt makes of them; the warehouse file is closed afterwards (another connection with
+other settings opens it). A failing error-severity test raises after its events. A parse prefetched
+on a thread serves one build with the same inputs, and none whose inputs changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, TEST_SCOPE_ENV, NpsLinkDbtTranslator
+from orchestration.lib.dbt_runner import (
+    RESULT_EVENT_NAMES,
+    DbtBuildError,
+    InProcessDbtBuild,
+    ParseInputs,
+    parse_manifest,
+    prefetch_manifest,
+    take_prefetched_manifest,
+)
+from tests.dbt.test_dbt_build import activities_lake, activity
+
+# The marts' upstream and the tests on them alone (a singular test also reading other marts is left out).
+SELECT = ["--select", "+fct_crm_contacts", "--indirect-selection", "cautious", "--exclude-resource-type", "unit_test"]
+VALID_ACTIVITIES = [
+    activity("A1", "C1", "R1", "outbound", "2025-05-01 00:00:00"),
+    activity("A2", "C2", "R1", "inbound", "2025-05-02 00:00:00"),
+]
+# Fields of a result event that differ between any two runs (times, ids, threads).
+# `index` is the node's place in the order the two threads happened to start nodes.
+VOLATILE = {"ts", "invocation_id", "pid", "thread", "execution_time", "node_started_at", "node_finished_at",
+            "msg", "timing", "adapter_response", "message", "index"}
+
+
+def _environment(root: Path, db_path: Path) -> dict[str, str]:
+    return {"NPS_LINK_DATA_DIR": str(root / "data"), "DUCKDB_PATH": str(db_path), TEST_SCOPE_ENV: ""}
+
+
+def _stable(value: Any) -> Any:
+    """An event with the fields that differ between any two runs left out."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+def _by_node(events: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(e["info"]["name"], e["data"]["node_info"]["unique_id"]): _stable(e) for e in events
+            if e["info"]["name"] in RESULT_EVENT_NAMES}
+
+
+def _dagster_events(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What dagster-dbt makes of the events (no context: materializations and check evaluations)."""
+    from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
+
+    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    made = []
+    results = [e for e in events if e["info"]["name"] in RESULT_EVENT_NAMES]
+    for raw in sorted(results, key=lambda e: e["data"]["node_info"]["unique_id"]):
+        message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
+        for event in message.to_default_asset_events(manifest=manifest, dagster_dbt_translator=NpsLinkDbtTranslator()):
+            check = getattr(event, "asset_check_key", None)
+            metadata = sorted(k for k in event.metadata if k != "Execution Duration")
+            made.append((type(event).__name__, event.asset_key.to_user_string(), check.name if check else None,
+                         getattr(event, "passed", None), metadata))
+    return made
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake of valid activities and a warehouse built from it once (by a dbt process)."""
+    root = tmp_path_factory.mktemp("dbt_runner")
+    activities_lake(root, VALID_ACTIVITIES)
+    env = {**os.environ, **_environment(root, root / "build.duckdb"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    completed = subprocess.run(
+        [str(DBT_EXECUTABLE), "build", *SELECT, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
+         str(DBT_PROJECT_DIR), "--target-path", str(root / "target"), "--log-path", str(root / "target"), "--quiet"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-2000:]
+    return root
+
+
+def _in_process(root: Path, db_path: Path, args: list[str], monkeypatch: pytest.MonkeyPatch,
+                events: list[dict[str, Any]]) -> None:
+    """Run `dbt <args>` in this process on `db_path`, appending its events to `events` as they come."""
+    for name, value in _environment(root, db_path).items():
+        monkeypatch.setenv(name, value)
+    inputs = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {})
+    manifest = parse_manifest(inputs, db_path.parent / f"parse-{db_path.stem}")
+    build = InProcessDbtBuild([*args, "--vars", inputs.vars_json], manifest=manifest, inputs=inputs,
+                              target_path=db_path.parent / f"target-{db_path.stem}")
+    for event in build.events():
+        events.append(event)
+
+
+def test_in_process_build_gives_dagster_the_events_of_a_dbt_process(
+    built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One file name in two folders: DuckDB names the database after the file, and events carry it.
+    process_db, in_process_db = built / "process" / "build.duckdb", built / "in_process" / "build.duckdb"
+    for copy in (process_db, in_process_db):
+        copy.parent.mkdir()
+        shutil.copyfile(built / "build.duckdb", copy)
+
+    env = {**os.environ, **_environment(built, process_db), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    completed = subprocess.run(
+        [str(DBT_EXECUTABLE), "build", *SELECT, "--log-format", "json", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(built / "target-process"),
+         "--log-path", str(built / "target-process")],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    from_process = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+
+    from_this_process: list[dict[str, Any]] = []
+    _in_process(built, in_process_db, ["build", *SELECT], monkeypatch, from_this_process)
+
+    expected = _by_node(from_process)
+    assert len(expected) > 20  # seeds, models and their tests ran
+    assert _by_node(from_this_process) == expected
+    made = _dagster_events(from_this_process)
+    assert made == _dagster_events(from_process)
+    assert {"AssetMaterialization", "AssetCheckEvaluation"} <= {kind for kind, *_ in made}
+    # dbt-duckdb's database was closed (and checkpointed): other settings can open the file now.
+    con = duckdb.connect(str(in_process_db), config={"threads": 1, "memory_limit": "1GB"})
+    assert con.execute("select count(*) from marts.fct_crm_contacts").fetchall() == [(2,)]
+    con.close()
+
+
+def test_a_failing_test_raises_after_its_events(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_path = built / "planted.duckdb"
+    shutil.copyfile(built / "build.duckdb", db_path)
+    con = duckdb.connect(str(db_path))
+    con.execute("update staging.stg_crm__activities set direction = 'sideways' where activity_id = 'A1'")
+    con.close()
+
+    events: list[dict[str, Any]] = []
+    with pytest.raises(DbtBuildError, match="accepted_values_stg_crm__activities_direction"):
+        _in_process(built, db_path, ["test", "--select", "stg_crm__activities"], monkeypatch, events)
+    failed = [e for e in events if e["info"]["name"] == "LogTestResult" and e["data"]["status"] == "fail"]
+    assert [e["data"]["node_info"]["node_name"] for e in failed] == [
+        "accepted_values_stg_crm__activities_direction__outbound__inbound"]
+    duckdb.connect(str(db_path), config={"threads": 1}).close()  # closed after a failure too
+
+
+def test_a_prefetched_parse_serves_one_build_with_the_same_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in _environment(tmp_path, tmp_path / "build.duckdb").items():
+        monkeypatch.setenv(name, value)
+    inputs = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": ""})
+    prefetch_manifest(inputs, tmp_path).join()
+
+    manifest, parse_target, why_not = take_prefetched_manifest(inputs)
+    assert why_not == ""
+    assert "model.nps_link.fct_crm_contacts" in manifest.nodes
+    assert parse_target is not None and (parse_target / "partial_parse.msgpack").exists()
+    assert take_prefetched_manifest(inputs)[0] is None  # taken once
+
+
+def test_a_prefetched_parse_is_not_used_when_its_inputs_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in _environment(tmp_path, tmp_path / "build.duckdb").items():
+        monkeypatch.setenv(name, value)
+    prefetch_manifest(ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": ""}), tmp_path).join()
+    monkeypatch.setenv(TEST_SCOPE_ENV, "41")
+    later = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": ""})
+    manifest, _, why_not = take_prefetched_manifest(later)
+    assert manifest is None
+    assert why_not == f"the parse inputs changed since the prefetch (env {TEST_SCOPE_ENV})"
+
+
+def test_parse_inputs_name_every_difference() -> None:
+    base = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": ""}, environ={"DUCKDB_PATH": "/a"})
+    other = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": "2026-01-01 14:59:59"},
+                                environ={"DUCKDB_PATH": "/b", "NPS_LINK_DATA_DIR": "/d", "HOME": "/ignored"})
+    assert base.differences(base) == []
+    assert base.differences(other) == ["vars_json", "env DUCKDB_PATH", "env NPS_LINK_DATA_DIR"]
+
+
+def test_dbt_duckdb_still_keeps_the_environment_we_close() -> None:
+    # close_dbt_duckdb relies on dbt-duckdb's private class attributes: fail here if an upgrade renames them.
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    assert {"_ENV", "_LOCK"} <= set(vars(DuckDBConnectionManager))
