@@ -29,8 +29,13 @@
 {% macro previous_input_seq() -%}
     {#- The watermark below which rows were tested when last published, or none for a full-coverage run. -#}
     {#- An environment variable, not a --vars entry: dbt re-parses the whole project whenever --vars
-        change, and this one changes every day; a changed env var re-parses only the files that read
-        it at parse time (the two singular tests). -#}
+        change, and this one changes every day. It is read only when the SQL runs, never while dbt
+        parses: dbt re-parses every file that read a changed env var at parse time, and a file that
+        picks its ref() by this value declares both refs itself (`-- depends_on:`), so a new day's
+        value costs no parse at all. -#}
+    {%- if not execute -%}
+        {{ return(none) }}
+    {%- endif -%}
     {%- set since = env_var('NPS_LINK_TEST_SCOPE_SINCE', '') | string | trim -%}
     {%- if flags.FULL_REFRESH or target.type != 'duckdb' or since == '' -%}
         {{ return(none) }}

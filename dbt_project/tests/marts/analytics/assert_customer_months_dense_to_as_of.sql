@@ -3,6 +3,9 @@
 -- On an incremental run only the customers whose months were written since the last published
 -- build (macros/test_scope.sql): a run rewrites all of a customer's months (delete+insert on
 -- customer_id) and every customer when the as_of month changes, so the others are as tested then.
+-- The scope is known only when the test runs (macros/test_scope.sql), so both refs are declared here:
+-- depends_on: {{ ref('fct_customer_months') }}
+-- depends_on: {{ ref('int_customer_months_densified') }}
 {%- set since = previous_input_seq() %}
 
 with
