@@ -149,11 +149,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         # dbt rebuilds every incremental model from the whole lake (the always-available path).
         run_config["ops"] = {"dbt_models": {"config": {"full_refresh": True}}}
     from orchestration.lib.dagster_instance import reused_sqlite_connections
-    from orchestration.lib.dbt_runner import prefetch_for_run
-
-    # dbt parses the project on a thread while ingestion runs, and the dbt step takes the result.
-    # Started last: before, it would compete with the run's set-up for the interpreter.
-    prefetch_for_run(settings)
 
     # The job's own executor (independent steps two at a time), not execute_in_process's one-at-a-time;
     # the run history's SQLite files opened once per run, not once per event (see that module).

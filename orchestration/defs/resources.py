@@ -1,6 +1,5 @@
 """Every resource of the code location, in one place (STYLE §5)."""
 
-import shutil
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -11,12 +10,11 @@ import dagster as dg
 from orchestration.lib.dbt import DBT_PROJECT_DIR, DBT_TARGET_DIR
 from orchestration.lib.dbt_runner import (
     RESULT_EVENT_NAMES,
+    DbtProjectArgs,
     InProcessDbtBuild,
-    ParseInputs,
     keep_partial_parse,
     parse_manifest,
     seed_partial_parse,
-    take_prefetched_manifest,
 )
 from orchestration.lib.resources import NpsLinkResource
 
@@ -24,12 +22,11 @@ from orchestration.lib.resources import NpsLinkResource
 class NpsLinkDbtResource(dg.ConfigurableResource):
     """dbt on our project, run inside this process instead of a new dbt process per build.
 
-    The project is parsed ahead (`nps-link run` starts that while ingestion runs) or, without a
-    prefetch (a run launched from the UI), in this process when the build starts; either way no new
-    interpreter starts and dbt's imports are paid once (orchestration/lib/dbt_runner.py has the
-    measurements). dbt's events become the same Dagster events as with dagster-dbt's
-    `DbtCliResource`, through dagster-dbt's own translation, so materializations, asset checks and
-    subset selection are unchanged.
+    The step parses the project and builds it with dbt's programmatic runner: no new interpreter
+    starts, dbt's imports are paid once per process, and the parse starts from the partial parse
+    the last build left (orchestration/lib/dbt_runner.py has the measurements). dbt's events become
+    the same Dagster events as with dagster-dbt's `DbtCliResource`, through dagster-dbt's own
+    translation, so materializations, asset checks and subset selection are unchanged.
     """
 
     project_dir: str = str(DBT_PROJECT_DIR)
@@ -45,7 +42,7 @@ class NpsLinkDbtResource(dg.ConfigurableResource):
 
         Raises DbtBuildError (after the events of every node that ran) when a model or an
         error-severity test failed. The parse's partial-parse file is promoted to the project's
-        target folder, so the next run's parse starts from it.
+        target folder, so the next build's parse starts from it.
         """
         from dagster_dbt import DagsterDbtTranslator
         from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
@@ -61,23 +58,19 @@ class NpsLinkDbtResource(dg.ConfigurableResource):
         # Named as dagster-dbt names its folders (the benchmark and prune_run_targets find them by it).
         op_name, run_id = context.op_execution_context.op.name, context.run.run_id
         run_target = project_target / f"{op_name}-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
-        inputs = ParseInputs.current(project_dir, Path(self.profiles_dir), dbt_vars, target=self.target)
+        project = DbtProjectArgs.of(project_dir, Path(self.profiles_dir), dbt_vars, target=self.target)
 
-        manifest, parse_target, why_not = take_prefetched_manifest(inputs) if ours else (None, None, "a project copy")
-        if manifest is None:
-            context.log.info(f"[dbt] parsing the project in this process: {why_not}")
-            seed_partial_parse(project_target, run_target)
-            manifest, parse_target = parse_manifest(inputs, run_target), run_target
-        if ours and parse_target is not None:
-            keep_partial_parse(parse_target, project_target)
-            if parse_target != run_target:
-                shutil.rmtree(parse_target, ignore_errors=True)
+        # The parse starts from the project's last parse and re-parses only what changed.
+        seed_partial_parse(project_target, run_target)
+        manifest = parse_manifest(project, run_target)
+        if ours:
+            keep_partial_parse(run_target, project_target)
 
-        full_args = [*args, "--vars", inputs.vars_json, *params.selection_args]
+        full_args = [*args, *params.selection_args]
         if params.indirect_selection:
             full_args += ["--indirect-selection", params.indirect_selection]
-        context.log.info(f"[dbt] in-process: dbt {' '.join(full_args)}")
-        build = InProcessDbtBuild(full_args, manifest=manifest, inputs=inputs, target_path=run_target)
+        context.log.info(f"[dbt] in-process: dbt {' '.join(full_args)} --vars {project.vars_json}")
+        build = InProcessDbtBuild(full_args, manifest=manifest, project=project, target_path=run_target)
         for raw_event in build.events():
             if raw_event["info"]["name"] not in RESULT_EVENT_NAMES:
                 continue

@@ -5,8 +5,7 @@ WHEN the same `dbt build` runs once as a dbt process with JSON logs (what dagste
 DbtCliResource reads) and once in this process on a copy of the same warehouse,
 THEN the result events are the same, node by node, and so are the materializations and asset-check
 results dagster-dbt makes of them; the warehouse file is closed afterwards (another connection with
-other settings opens it). A failing error-severity test raises after its events. A parse prefetched
-on a thread serves one build with the same inputs, and none whose inputs changed.
+other settings opens it). A failing error-severity test raises after its events.
 """
 
 from __future__ import annotations
@@ -25,11 +24,9 @@ from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, TEST_SCOPE_EN
 from orchestration.lib.dbt_runner import (
     RESULT_EVENT_NAMES,
     DbtBuildError,
+    DbtProjectArgs,
     InProcessDbtBuild,
-    ParseInputs,
     parse_manifest,
-    prefetch_manifest,
-    take_prefetched_manifest,
 )
 from tests.dbt.test_dbt_build import activities_lake, activity
 
@@ -100,10 +97,10 @@ def _in_process(root: Path, db_path: Path, args: list[str], monkeypatch: pytest.
     """Run `dbt <args>` in this process on `db_path`, appending its events to `events` as they come."""
     for name, value in _environment(root, db_path).items():
         monkeypatch.setenv(name, value)
-    inputs = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {})
-    manifest = parse_manifest(inputs, db_path.parent / f"parse-{db_path.stem}")
-    build = InProcessDbtBuild([*args, "--vars", inputs.vars_json], manifest=manifest, inputs=inputs,
-                              target_path=db_path.parent / f"target-{db_path.stem}")
+    project = DbtProjectArgs.of(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {})
+    manifest = parse_manifest(project, db_path.parent / f"parse-{db_path.stem}")
+    target_path = db_path.parent / f"target-{db_path.stem}"
+    build = InProcessDbtBuild(args, manifest=manifest, project=project, target_path=target_path)
     for event in build.events():
         events.append(event)
 
@@ -157,40 +154,17 @@ def test_a_failing_test_raises_after_its_events(built: Path, monkeypatch: pytest
     duckdb.connect(str(db_path), config={"threads": 1}).close()  # closed after a failure too
 
 
-def test_a_prefetched_parse_serves_one_build_with_the_same_inputs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in _environment(tmp_path, tmp_path / "build.duckdb").items():
-        monkeypatch.setenv(name, value)
-    inputs = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": ""})
-    prefetch_manifest(inputs, tmp_path).join()
-
-    manifest, parse_target, why_not = take_prefetched_manifest(inputs)
-    assert why_not == ""
-    assert "model.nps_link.fct_crm_contacts" in manifest.nodes
-    assert parse_target is not None and (parse_target / "partial_parse.msgpack").exists()
-    assert take_prefetched_manifest(inputs)[0] is None  # taken once
-
-
-def test_a_prefetched_parse_is_not_used_when_its_inputs_changed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name, value in _environment(tmp_path, tmp_path / "build.duckdb").items():
-        monkeypatch.setenv(name, value)
-    prefetch_manifest(ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": ""}), tmp_path).join()
-    monkeypatch.setenv(TEST_SCOPE_ENV, "41")
-    later = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": ""})
-    manifest, _, why_not = take_prefetched_manifest(later)
-    assert manifest is None
-    assert why_not == f"the parse inputs changed since the prefetch (env {TEST_SCOPE_ENV})"
-
-
-def test_parse_inputs_name_every_difference() -> None:
-    base = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": ""}, environ={"DUCKDB_PATH": "/a"})
-    other = ParseInputs.current(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"as_of": "2026-01-01 14:59:59"},
-                                environ={"DUCKDB_PATH": "/b", "NPS_LINK_DATA_DIR": "/d", "HOME": "/ignored"})
-    assert base.differences(base) == []
-    assert base.differences(other) == ["vars_json", "env DUCKDB_PATH", "env NPS_LINK_DATA_DIR"]
+def test_an_invocation_names_the_project_its_target_vars_and_run_folder(tmp_path: Path) -> None:
+    project = DbtProjectArgs.of(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {"b": 1, "a": ""}, target="spark")
+    args = InProcessDbtBuild(["build", "--full-refresh"], manifest=None, project=project, target_path=tmp_path).args
+    assert args[:4] == ["build", "--full-refresh", "--vars", '{"a": "", "b": 1}']
+    assert args[args.index("--target") + 1] == "spark"
+    assert args[args.index("--project-dir") + 1] == str(DBT_PROJECT_DIR)
+    # Artifacts and the JSON file log in the run's own folder (the benchmark reads both there).
+    assert [args[args.index(flag) + 1] for flag in ("--target-path", "--log-path", "--log-format-file")] == [
+        str(tmp_path), str(tmp_path), "json"]
+    default = DbtProjectArgs.of(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {})
+    assert "--target" not in InProcessDbtBuild(["build"], manifest=None, project=default, target_path=tmp_path).args
 
 
 def test_dbt_duckdb_still_keeps_the_environment_we_close() -> None:
