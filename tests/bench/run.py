@@ -13,7 +13,7 @@ One invocation:
   4. delivers one more day (`nps-link demo-data --append-day`) and runs `nps-link run` again (the
      incremental path),
 and records per stage the wall seconds (from the run's Dagster step events, `nps-link run --timings`)
-and the peak RSS of the whole process tree (nps-link, which runs dbt inside it, and the outbox writer; polled
+and the peak RSS of the whole process tree (nps-link, which runs dbt inside it, and its outbox writer; polled
 from /proc). The figures
 go to tests/bench/results/<scale>.json, and BENCHMARKS.md is regenerated from every scale's results.
 """
@@ -168,7 +168,7 @@ def _checks_seconds(data_dir: Path, run_id: str) -> dict[str, float]:
                     models += node["execution_time"]
         log = target / "dbt.log"
         if log.exists():
-            # First to last event of the dbt build's log (its parse, done ahead on another thread, excluded).
+            # First to last event of the step's dbt log: its parse, then its build (both log there).
             stamps = [json.loads(line)["info"]["ts"] for line in log.read_text().splitlines() if line.startswith("{")]
             if stamps:
                 first, last = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (stamps[0], stamps[-1]))
@@ -468,10 +468,10 @@ def _run_table(full: dict[str, Any], new: dict[str, Any]) -> list[str]:
         lines += [
             "",
             f"The dbt step: dbt's own run {fc['dbt_elapsed_seconds']:.1f} s (full) / {nc['dbt_elapsed_seconds']:.1f} s "
-            f"(new day); dbt's build from its first to its last log line {fc['dbt_process_seconds']:.1f} / "
-            f"{nc['dbt_process_seconds']:.1f} s (dbt runs inside nps-link, with the project parsed while ingestion "
-            "runs); the rest of the step is waiting for that parse, turning dbt's results into Dagster events, "
-            "and closing (checkpointing) the warehouse.",
+            f"(new day); dbt's parse and build, from the first to the last line of their log, "
+            f"{fc['dbt_process_seconds']:.1f} / {nc['dbt_process_seconds']:.1f} s (dbt runs inside nps-link); the "
+            "rest of the step is turning dbt's results into Dagster events and closing (checkpointing) the "
+            "warehouse.",
         ]
     return lines
 
