@@ -67,7 +67,7 @@ def dbt_models(
 
 
 def prune_run_targets(project_target: Path, *, keep: int = 10, min_age_seconds: float = 86_400) -> list[Path]:
-    """Delete the per-run dbt target folders dagster-dbt leaves behind, but the newest `keep`; the deleted.
+    """Delete the per-run dbt target folders (`dbt_models-*`) but the newest `keep`; the deleted.
 
     Every build gets its own `dbt_models-*` folder (manifest, compiled SQL, run_results: about 8 MB
     at any scale), which would otherwise grow by gigabytes a year of daily runs. The newest few stay
