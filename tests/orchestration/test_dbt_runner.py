@@ -20,7 +20,13 @@ from typing import Any
 import duckdb
 import pytest
 
-from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, TEST_SCOPE_ENV, NpsLinkDbtTranslator
+from orchestration.lib.dbt import (
+    DBT_EXECUTABLE,
+    DBT_PROJECT_DIR,
+    TEST_SCOPE_ENV,
+    NpsLinkDbtTranslator,
+    ensure_manifest,
+)
 from orchestration.lib.dbt_runner import (
     RESULT_EVENT_NAMES,
     DbtBuildError,
@@ -64,7 +70,8 @@ def _dagster_events(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """What dagster-dbt makes of the events (no context: materializations and check evaluations)."""
     from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
-    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    # The manifest the code location's dbt assets are built from (parsed here if a fresh clone has none).
+    manifest = json.loads(ensure_manifest().read_text())
     made = []
     results = [e for e in events if e["info"]["name"] in RESULT_EVENT_NAMES]
     for raw in sorted(results, key=lambda e: e["data"]["node_info"]["unique_id"]):
