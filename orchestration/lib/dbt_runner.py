@@ -32,7 +32,7 @@ import queue
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,7 @@ class InProcessDbtBuild:
         self.target_path = target_path
         self.error_messages: list[str] = []
 
-    def events(self, on_event: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
+    def events(self) -> Iterator[dict[str, Any]]:
         """Run dbt and yield its result and error events as they happen; raise if dbt failed."""
         from dbt.cli.main import dbtRunner
         from dbt_common.events.functions import msg_to_dict
@@ -191,8 +191,6 @@ class InProcessDbtBuild:
             while (event := events.get()) is not _DONE:
                 if event["info"]["level"] == "error":
                     self.error_messages.append(event["info"]["msg"])
-                if on_event is not None:
-                    on_event(event)
                 yield event
         finally:
             # Never leave dbt writing the warehouse behind a consumer that stopped early.
@@ -200,14 +198,10 @@ class InProcessDbtBuild:
         self._raise_on_failure(outcome)
 
     def _raise_on_failure(self, outcome: dict[str, Any]) -> None:
-        if "exception" in outcome:
-            raise DbtBuildError(f"dbt {self.args[0]} raised: {outcome['exception']}") from outcome["exception"]
-        result = outcome["result"]
-        if result.exception is not None:
-            raise DbtBuildError(f"dbt {self.args[0]} raised: {result.exception}") from result.exception
-        if not result.success:
+        # dbt raised (inside its runner or around it), or it ran and a node failed.
+        exception = outcome.get("exception") or outcome["result"].exception
+        if exception is not None:
+            raise DbtBuildError(f"dbt {self.args[0]} raised: {exception}") from exception
+        if not outcome["result"].success:
             details = "\n\n".join(["", "Errors from dbt's log:", *self.error_messages]) if self.error_messages else ""
-            raise DbtBuildError(
-                f"dbt {' '.join(self.args[:1])} failed; see the dbt log {self.target_path / 'dbt.log'}.{details}"
-            )
-
+            raise DbtBuildError(f"dbt {self.args[0]} failed; see the dbt log {self.target_path / 'dbt.log'}.{details}")
