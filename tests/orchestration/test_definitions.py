@@ -57,6 +57,27 @@ def test_dbt_tests_and_quality_checks_are_asset_checks(definitions: dg.Definitio
             "marts/fct_customer_months:contact_count_explosion"} <= checks
 
 
+def test_every_blocking_check_starts_before_the_steps_it_gates(definitions: dg.Definitions) -> None:
+    """Two steps run at a time, the highest priority first: a check behind the mail-out kept the link waiting."""
+    from dagster._core.execution.api import create_execution_plan
+
+    plan = create_execution_plan(definitions.resolve_job_def("refresh"))
+    steps = {step.key: step for step in plan.get_steps_to_execute_in_topo_order()}
+    check_steps = {key for key in steps if key.startswith("marts__")}
+    assert len(check_steps) == 4, sorted(check_steps)
+
+    def priority(key: str) -> int:
+        return int(steps[key].tags.get("dagster/priority", 0))
+
+    gated = [(check, key) for key, step in steps.items()
+             for check in {u for step_input in step.step_inputs for u in step_input.dependency_keys} & check_steps]
+    assert {key for _, key in gated} >= {"link_effects", "key_drivers", "nps_revenue", "nps_changes"}
+    assert [(c, k) for c, k in gated if priority(c) <= priority(k)] == []
+    # The link, the longest analysis, is not kept behind the mail-out either.
+    link_gates = {c for c, k in gated if k == "link_effects"}
+    assert min(priority(c) for c in link_gates) > priority("ops__detractor_followups_sent")
+
+
 def test_refresh_job_daily_schedule_at_six_tokyo_and_landing_sensor(definitions: dg.Definitions) -> None:
     job = definitions.resolve_job_def("refresh")
     assert job.executor_def.name == "nps_link_threaded"  # one process, two steps at a time
