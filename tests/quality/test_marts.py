@@ -202,3 +202,9 @@ def test_contact_explosion_sql_aggregate_gives_the_pandas_verdict():
     assert _explosion_in_duckdb(steady).success
     empty = steady.iloc[0:0]
     assert _explosion_in_duckdb(empty) == contact_explosion_outcome(empty)
+    # A burst without the history to judge it: the SQL takes medians only for customers with enough
+    # contacts in the latest month, and must still leave this one unjudged.
+    newcomer = pd.DataFrame({"customer_id": ["NEW"], "month": [date(2025, 5, 1)], "contacts": [500]})
+    with_newcomer = pd.concat([steady, newcomer])
+    assert _explosion_in_duckdb(with_newcomer) == contact_explosion_outcome(with_newcomer)
+    assert _explosion_in_duckdb(with_newcomer).details["customers_judged"] == 2
