@@ -745,91 +745,139 @@ def nps_changes(nps_by_period: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataF
 # ---- contact_timing and handoff -------------------------------------------------------------------
 
 
-def _bin_outcomes(
-    customer_bins: pd.DataFrame, responses: pd.DataFrame, labels: Sequence[str], table: str
-) -> pd.DataFrame:
-    """customers, responses, NPS (+ moe95) and repeat rate per customer bin, one row per label."""
-    _require_columns(responses, ["customer_id", "nps_category", "repeat_after"], "responses")
-    if customer_bins.empty:
-        raise InsufficientDataError(f"{table}: no customer falls in any bin")
-    code_of = {label: i for i, label in enumerate(labels)}
-    bins = customer_bins.assign(_bin=customer_bins["bin_label"].map(code_of).astype("int64"))
-    binned = responses.merge(bins[["customer_id", "_bin"]], on="customer_id", how="inner")
-    _check_categories(binned["nps_category"], "responses")
+# A customer's responses as counts: the form the bin tables are summed from. SQL hands them over one
+# row per customer (orchestration/defs/analysis/assets.py), so a million customers' two million
+# responses do not travel to pandas; the row form is counted by `customer_response_counts`.
+CUSTOMER_RESPONSE_COUNTS = (
+    "promoters", "passives", "detractors", "other_categories", "repeat_n", "repeats", "other_repeats",
+)
 
+
+def customer_response_counts(responses: pd.DataFrame) -> pd.DataFrame:
+    """Per ``customer_id``: promoters, passives, detractors, responses with another category
+    (``other_categories``, NULL included), ``repeat_n`` (non-NULL repeat_after), ``repeats`` (its sum)
+    and ``other_repeats`` (repeat_after other than 0/1), from rows ``customer_id, nps_category, repeat_after``.
+    """
+    _require_columns(responses, ["customer_id", "nps_category", "repeat_after"], "responses")
+    category = responses["nps_category"]
+    repeat = _as_float(responses["repeat_after"])
+    known = ~np.isnan(repeat)
+    flags = pd.DataFrame(
+        {
+            "customer_id": responses["customer_id"].to_numpy(),
+            "promoters": (category == PROMOTER).to_numpy(dtype="int64", na_value=0),
+            "passives": (category == PASSIVE).to_numpy(dtype="int64", na_value=0),
+            "detractors": (category == DETRACTOR).to_numpy(dtype="int64", na_value=0),
+            "other_categories": (~category.isin(CATEGORIES)).to_numpy(dtype="int64", na_value=1),
+            "repeat_n": known.astype("int64"),
+            "repeats": np.where(known, repeat, 0.0),
+            "other_repeats": (known & ~np.isin(repeat, (0.0, 1.0))).astype("int64"),
+        }
+    )
+    return flags.groupby("customer_id", as_index=False, sort=False).sum()
+
+
+def _with_response_counts(customers: pd.DataFrame, responses: pd.DataFrame | None, column: str) -> pd.DataFrame:
+    """`customers` (customer_id, `column`) with each one's response counts: summed here from the row
+    form `responses`, or, when `responses` is None, already on `customers` (the form SQL hands over)."""
+    _require_columns(customers, ["customer_id", column], "customers")
+    _require_unique(customers, ["customer_id"], "customers")
+    if responses is None:
+        _require_columns(customers, CUSTOMER_RESPONSE_COUNTS, "customers")
+        return customers
+    counts = customer_response_counts(responses)
+    joined = customers[["customer_id", column]].merge(counts, on="customer_id", how="left")
+    return joined.fillna({c: 0 for c in CUSTOMER_RESPONSE_COUNTS})
+
+
+def _bin_outcomes(
+    customers: pd.DataFrame, codes: npt.NDArray[np.int64], labels: Sequence[str], table: str
+) -> pd.DataFrame:
+    """customers, responses, NPS (+ moe95) and repeat rate per bin, one row per label.
+
+    `customers` carries CUSTOMER_RESPONSE_COUNTS per customer; `codes` is each customer's bin
+    (an index into `labels`, or -1 for a customer in no bin, whose responses count nowhere).
+    """
+    in_bin = codes >= 0
+    if not in_bin.any():
+        raise InsufficientDataError(f"{table}: no customer falls in any bin")
+    codes = codes[in_bin]
     size = len(labels)
-    customers = np.bincount(bins["_bin"].to_numpy(), minlength=size)
-    codes = binned["_bin"].to_numpy(dtype="int64")
-    counts = _category_counts(binned["nps_category"], codes, size)
-    nps = nps_from_count_arrays(counts["promoters"], counts["passives"], counts["detractors"])
-    repeat = _repeat_summary(_repeat_values(binned["repeat_after"], "responses"), codes, size)
+
+    def summed(column: str) -> npt.NDArray[np.float64]:
+        values = customers[column].to_numpy(dtype="float64", na_value=0.0)[in_bin]
+        return np.bincount(codes, weights=values, minlength=size)
+
+    other_categories, other_repeats = int(summed("other_categories").sum()), int(summed("other_repeats").sum())
+    if other_categories:
+        raise ValueError(f"responses.nps_category has {other_categories} values outside {list(CATEGORIES)} "
+                         "(NULL included)")
+    if other_repeats:
+        raise ValueError(f"responses.repeat_after must be 0, 1 or NULL; {other_repeats} values are not")
+    nps = nps_from_count_arrays(*(summed(c).astype("int64") for c in ("promoters", "passives", "detractors")))
+    repeat_n, repeats = summed("repeat_n").astype("int64"), summed("repeats")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        repeat_rate = np.where(repeat_n > 0, repeats / np.maximum(repeat_n, 1), np.nan)
     return pd.DataFrame(
         {
             "bin_label": list(labels),
-            "customers": customers.astype("int64"),
+            "customers": np.bincount(codes, minlength=size).astype("int64"),
             "responses": nps["n"].to_numpy(),
             "nps": nps["nps"].to_numpy(),
             "nps_moe95": nps["moe95"].to_numpy(),
-            "repeat_rate": repeat["repeat_rate"].to_numpy(),
-            "repeat_n": repeat["repeat_n"].to_numpy(),
+            "repeat_rate": repeat_rate,
+            "repeat_n": repeat_n,
         },
         columns=BIN_OUTCOME_COLUMNS,
     )
 
 
-def contact_timing(customers: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
+def contact_timing(customers: pd.DataFrame, responses: pd.DataFrame | None = None) -> pd.DataFrame:
     """NPS and repeat rate by the number of outbound contacts in the first week after the first order.
 
     Expects `customers` (``customer_id, outbound_contacts_first_7d``; NULL when the customer has no
     first order, and such customers are left out: they have no first week) and `responses`
     (``customer_id, nps_category, repeat_after``). Every response of a binned customer counts in
-    that customer's bin; the asset decides which responses to pass (e.g. relational only).
+    that customer's bin; the asset decides which responses to pass (e.g. relational only). Instead
+    of `responses`, `customers` may carry each customer's CUSTOMER_RESPONSE_COUNTS (zeros for a
+    customer without responses), as `customer_response_counts` sums them from the rows.
 
     Returns one row per bin '0', '1', '2', '3+' in that order: ``bin_label, customers, responses,
     nps, nps_moe95, repeat_rate, repeat_n`` (NULL figures for bins without responses).
 
     Raises InsufficientDataError when no customer has a first order.
     """
-    _require_columns(customers, ["customer_id", "outbound_contacts_first_7d"], "customers")
-    _require_unique(customers, ["customer_id"], "customers")
+    customers = _with_response_counts(customers, responses, "outbound_contacts_first_7d")
     contacts = _as_float(customers["outbound_contacts_first_7d"])
     known = ~np.isnan(contacts)
     if (contacts[known] < 0).any() or not np.array_equal(contacts[known], np.round(contacts[known])):
         raise ValueError("customers.outbound_contacts_first_7d must be a non-negative whole number or NULL")
-    codes = np.minimum(contacts[known], len(CONTACT_TIMING_LABELS) - 1).astype("int64")
-    customer_bins = pd.DataFrame(
-        {
-            "customer_id": customers.loc[known, "customer_id"].to_numpy(),
-            "bin_label": [CONTACT_TIMING_LABELS[c] for c in codes],
-        }
-    )
-    return _bin_outcomes(customer_bins, responses, CONTACT_TIMING_LABELS, "contact_timing")
+    codes = np.full(len(contacts), -1, dtype="int64")
+    codes[known] = np.minimum(contacts[known], len(CONTACT_TIMING_LABELS) - 1)
+    return _bin_outcomes(customers, codes, CONTACT_TIMING_LABELS, "contact_timing")
 
 
-def handoff(customers: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
+def handoff(customers: pd.DataFrame, responses: pd.DataFrame | None = None) -> pd.DataFrame:
     """NPS and repeat rate by how many days after the first order account management took over.
 
     Expects `customers` (``customer_id, handoff_days``: fractional days from the first order to the
     first account-management contact; NULL = never handed off) and `responses` (``customer_id,
-    nps_category, repeat_after``). Bins are by upper edge, inclusive: '<=7 d' (also a hand-off
-    before the first order, i.e. negative days), '8-14 d' (> 7 and <= 14), '15-30 d', '31-60 d',
-    '>60 d', then 'never'.
+    nps_category, repeat_after``), or, instead of `responses`, each customer's
+    CUSTOMER_RESPONSE_COUNTS on `customers` (see `contact_timing`). Bins are by upper edge,
+    inclusive: '<=7 d' (also a hand-off before the first order, i.e. negative days), '8-14 d'
+    (> 7 and <= 14), '15-30 d', '31-60 d', '>60 d', then 'never'.
 
     Returns one row per bin in that order: ``bin_label, customers, responses, nps, nps_moe95,
     repeat_rate, repeat_n`` (NULL figures for bins without responses).
 
     Raises InsufficientDataError when `customers` is empty.
     """
-    _require_columns(customers, ["customer_id", "handoff_days"], "customers")
-    _require_unique(customers, ["customer_id"], "customers")
+    customers = _with_response_counts(customers, responses, "handoff_days")
     days = _as_float(customers["handoff_days"])
     # searchsorted(side='left') sends a value equal to an upper edge (7.0) into that edge's bin.
     codes = np.searchsorted(np.asarray(_HANDOFF_UPPER_DAYS), days, side="left")
-    codes = np.where(np.isnan(days), len(HANDOFF_LABELS) - 1, codes)
-    customer_bins = pd.DataFrame(
-        {"customer_id": customers["customer_id"].to_numpy(), "bin_label": [HANDOFF_LABELS[c] for c in codes]}
-    )
-    return _bin_outcomes(customer_bins, responses, HANDOFF_LABELS, "handoff")
+    codes = np.where(np.isnan(days), len(HANDOFF_LABELS) - 1, codes).astype("int64")
+    return _bin_outcomes(customers, codes, HANDOFF_LABELS, "handoff")
 
 
 # ---- link_effects ---------------------------------------------------------------------------------

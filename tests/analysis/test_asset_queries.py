@@ -142,6 +142,22 @@ def test_customer_bins_joined_on_integer_keys_equal_string_ids(marts, build, fun
     pd.testing.assert_frame_equal(build(con), expected)
 
 
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("nps_category", "'bogus'", "outside"),
+    ("nps_category", "null", "outside"),
+    ("repeat_after", "2", "must be 0, 1 or NULL"),
+])
+def test_customer_bins_counted_in_sql_still_refuse_bad_values(marts, column, value, message) -> None:
+    con, _ = marts
+    con.execute(f"""
+        update marts.fct_survey_responses set {column} = {value}
+        where response_id = (select min(response_id) from marts.fct_survey_responses
+                             where customer_id in (select customer_id from marts.dim_customers))
+    """)
+    with pytest.raises(ValueError, match=message):
+        assets.build_handoff(con)
+
+
 def test_customer_bins_duplicate_customer_still_raises(marts) -> None:
     con, _ = marts
     con.execute("insert into marts.dim_customers select * from marts.dim_customers limit 1")

@@ -560,6 +560,37 @@ def test_handoff_duplicate_customer_raises() -> None:
         tables.handoff(customers, _bin_responses(["a"], ["promoter"], [1]))
 
 
+def test_bin_tables_refuse_unknown_categories_and_repeat_values_of_binned_customers_only() -> None:
+    customers = pd.DataFrame({"customer_id": ["a", "b"],
+                              "outbound_contacts_first_7d": pd.array([1, None], dtype="Int64")})
+    with pytest.raises(ValueError, match="outside"):
+        tables.contact_timing(customers, _bin_responses(["a", "a"], ["promoter", "bogus"], [1, 0]))
+    with pytest.raises(ValueError, match="outside"):
+        tables.contact_timing(customers, _bin_responses(["a"], [None], [1]))
+    with pytest.raises(ValueError, match="must be 0, 1 or NULL"):
+        tables.contact_timing(customers, _bin_responses(["a"], ["promoter"], [2]))
+    # 'b' has no first week, so its responses are in no bin and not judged.
+    table = tables.contact_timing(customers, _bin_responses(["a", "b"], ["promoter", "bogus"], [1, 2]))
+    assert table["responses"].tolist() == [0, 1, 0, 0]
+
+
+def test_bin_tables_take_response_counts_per_customer_as_the_rows_give_them() -> None:
+    customers = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "handoff_days": [3.0, 20.0, None, 9.0]})
+    responses = _bin_responses(["a", "a", "b", "c", "c", "zz"],
+                               ["promoter", "detractor", "passive", "promoter", "promoter", "detractor"],
+                               [1, None, 0, 1, 1, 0])
+    counts = tables.customer_response_counts(responses)
+    assert counts.set_index("customer_id").loc["a"].to_dict() == {
+        "promoters": 1, "passives": 0, "detractors": 1, "other_categories": 0,
+        "repeat_n": 1, "repeats": 1.0, "other_repeats": 0,
+    }
+    with_counts = customers.merge(counts, on="customer_id", how="left").fillna(
+        {c: 0 for c in tables.CUSTOMER_RESPONSE_COUNTS})
+    pd.testing.assert_frame_equal(tables.handoff(with_counts), tables.handoff(customers, responses))
+    with pytest.raises(ValueError, match="promoters"):
+        tables.handoff(customers)
+
+
 # ---- link_effects_table ---------------------------------------------------------------------------
 
 

@@ -233,48 +233,60 @@ def build_nps_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return tables.nps_changes(con.execute("select * from marts.nps_by_period").df())
 
 
-# contact_timing and handoff join responses to customers. The join runs on a dense integer key
-# (dense_rank over customer_id, computed the same way in both queries) instead of the string id: a
-# million customers and two million responses match in a fraction of the time, with the same result.
-# dense_rank keeps a duplicated customer_id a duplicate, so the grain check still sees it.
-CUSTOMER_BIN_SQL = """
+# contact_timing and handoff: one row per customer with its bin column and its responses as counts
+# (tables.CUSTOMER_RESPONSE_COUNTS), so Python bins a million customers instead of joining two
+# million responses to them (at a million customers 0.5 instead of 1.4 CPU-s each). The counts use
+# the tables' category names; a category or repeat value outside them is counted, and refused there.
+# customer_id becomes a dense integer (dense_rank keeps a duplicated id a duplicate, so the grain
+# check still sees it) because Python only needs it for that check. A response whose customer is
+# not in dim_customers counts nowhere, as in the row form.
+CUSTOMER_RESPONSE_COUNTS_SQL = f"""
     with
 
     customers as (
-        select customer_id, {column} from marts.dim_customers
-    )
-
-    select dense_rank() over (order by customer_id) as customer_id, {column}
-    from customers
-"""
-
-RESPONSES_FOR_CUSTOMER_BINS = """
-    with
-
-    customers as (
-        select customer_id, dense_rank() over (order by customer_id) as customer_key from marts.dim_customers
+        select customer_id, {{column}} from marts.dim_customers
     ),
 
     responses as (
         select customer_id, nps_category, repeat_after from marts.fct_survey_responses
+    ),
+
+    response_counts as (
+        select
+            customer_id,
+            count(*) filter (where nps_category = '{tables.PROMOTER}') as promoters,
+            count(*) filter (where nps_category = '{tables.PASSIVE}') as passives,
+            count(*) filter (where nps_category = '{tables.DETRACTOR}') as detractors,
+            count(*) filter (
+                where nps_category is null
+                    or nps_category not in ('{tables.PROMOTER}', '{tables.PASSIVE}', '{tables.DETRACTOR}')
+            ) as other_categories,
+            count(repeat_after) as repeat_n,
+            coalesce(sum(repeat_after), 0) as repeats,
+            count(*) filter (where repeat_after not in (0, 1)) as other_repeats
+        from responses
+        group by customer_id
     )
 
-    select customers.customer_key as customer_id, responses.nps_category, responses.repeat_after
-    from responses
-    inner join customers on responses.customer_id = customers.customer_id
+    select
+        dense_rank() over (order by customers.customer_id) as customer_id,
+        customers.{{column}},
+        {", ".join(f"coalesce(response_counts.{c}, 0) as {c}" for c in tables.CUSTOMER_RESPONSE_COUNTS)}
+    from customers
+    left join response_counts on response_counts.customer_id = customers.customer_id
 """
 
 
 def build_contact_timing(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by outbound contacts in the first 7 days after the first order."""
-    customers = con.execute(CUSTOMER_BIN_SQL.format(column="outbound_contacts_first_7d")).df()
-    return tables.contact_timing(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
+    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(column="outbound_contacts_first_7d")).df()
+    return tables.contact_timing(customers)
 
 
 def build_handoff(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by days from first order to the first account-management contact."""
-    customers = con.execute(CUSTOMER_BIN_SQL.format(column="handoff_days")).df()
-    return tables.handoff(customers, con.execute(RESPONSES_FOR_CUSTOMER_BINS).df())
+    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(column="handoff_days")).df()
+    return tables.handoff(customers)
 
 
 # ---- the assets: one per analysis table ---------------------------------------------------------------
