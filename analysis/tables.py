@@ -536,22 +536,20 @@ def segment_month_revenue(customer_months: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _correlation_row(responses: pd.DataFrame, customer_months: pd.DataFrame, min_cell_responses: int) -> dict[str, Any]:
-    """Pearson correlation of cell NPS and revenue per customer over segment x month cells."""
+def _correlation_row(cells: pd.DataFrame, customer_months: pd.DataFrame, min_cell_responses: int) -> dict[str, Any]:
+    """Pearson correlation of cell NPS and revenue per customer over segment x month cells.
+
+    `cells` has one row per segment and month (``segment, month, promoters, passives, detractors``).
+    """
     cell_keys = ["segment", "month"]
-    scored = responses.loc[responses["segment"].notna() & responses["month"].notna()]
-    # Months arrive as DATE from SQL on both sides; only the dtypes are normalised for the join.
-    segment_codes, segments = pd.factorize(scored["segment"].astype("str"))
-    month_codes, month_values = pd.factorize(pd.to_datetime(scored["month"]))
-    # One integer per (segment, month) pair, numbered by first appearance like a MultiIndex factorize,
-    # without building the 2M-tuple index that costs seconds at a million customers.
-    codes, cells = pd.factorize(segment_codes.astype("int64") * len(month_values) + month_codes)
-    counts = _category_counts(scored["nps_category"], codes, len(cells))
-    nps = nps_from_count_arrays(counts["promoters"], counts["passives"], counts["detractors"])
+    cells = cells.loc[cells["segment"].notna() & cells["month"].notna()]
+    _require_unique(cells, cell_keys, "cells")
+    nps = nps_from_count_arrays(*(cells[c].to_numpy(dtype="int64") for c in ("promoters", "passives", "detractors")))
     cell_nps = pd.DataFrame(
         {
-            "segment": np.asarray(segments)[cells // len(month_values)],
-            "month": month_values[cells % len(month_values)],
+            # Months arrive as DATE from SQL on both sides; only the dtypes are normalised for the join.
+            "segment": cells["segment"].astype("str").to_numpy(),
+            "month": pd.to_datetime(cells["month"]).to_numpy(),
             "cell_responses": nps["n"].to_numpy(),
             "cell_nps": nps["nps"].to_numpy(),
         }
@@ -562,7 +560,8 @@ def _correlation_row(responses: pd.DataFrame, customer_months: pd.DataFrame, min
     revenue = revenue.loc[revenue["segment"].notna() & revenue["month"].notna()]
     revenue = revenue.assign(segment=revenue["segment"].astype("str"), month=pd.to_datetime(revenue["month"]))
     revenue["revenue_per_customer"] = _as_float(revenue["revenue"]) / _as_float(revenue["customers"])
-    joined = cell_nps.merge(revenue, on=cell_keys, how="inner")
+    # In cell order, so the correlation sums its terms in the same order whichever form gave the cells.
+    joined = cell_nps.merge(revenue, on=cell_keys, how="inner").sort_values(cell_keys, kind="stable")
     n_cells = len(joined)
 
     row: dict[str, Any] = {"category": CORRELATION_CATEGORY, "n_cells": n_cells}
@@ -586,6 +585,43 @@ def _correlation_row(responses: pd.DataFrame, customer_months: pd.DataFrame, min
     return row
 
 
+def nps_revenue_counts(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two aggregates `nps_revenue_from_counts` takes, from rows as `nps_revenue` takes them.
+
+    Per category (``nps_category``, NULL and unknown ones included): ``customers`` (distinct),
+    ``responses``, ``revenue_responses`` (a known revenue) and ``revenue_after`` (their sum). Per
+    segment and month with both known: ``promoters, passives, detractors``.
+    """
+    _require_columns(responses, ["customer_id", "nps_category", "segment", "month", "revenue_next_365d"], "responses")
+    revenue = _as_float(responses["revenue_next_365d"])
+    rows = pd.DataFrame(
+        {
+            "nps_category": responses["nps_category"].astype("object").to_numpy(),
+            "customer_id": responses["customer_id"].to_numpy(),
+            "revenue": revenue,
+        }
+    )
+    by_category = rows.groupby("nps_category", dropna=False, sort=False)
+    totals = pd.DataFrame(
+        {
+            "customers": by_category["customer_id"].nunique(),
+            "responses": by_category.size(),
+            "revenue_responses": by_category["revenue"].count(),
+            "revenue_after": by_category["revenue"].sum(min_count=1),
+        }
+    ).rename_axis("nps_category").reset_index()
+    scored = responses.loc[responses["segment"].notna() & responses["month"].notna()]
+    flags = pd.DataFrame(
+        {
+            "segment": scored["segment"].astype("str").to_numpy(),
+            "month": pd.to_datetime(scored["month"]).to_numpy(),
+            **{f"{c}s": (scored["nps_category"] == c).to_numpy(dtype="int64", na_value=0) for c in CATEGORIES},
+        }
+    )
+    cells = flags.groupby(["segment", "month"], as_index=False, sort=False).sum()
+    return totals, cells
+
+
 def nps_revenue(
     responses: pd.DataFrame, customer_months: pd.DataFrame, *, min_cell_responses: int = 10
 ) -> pd.DataFrame:
@@ -596,7 +632,8 @@ def nps_revenue(
     (revenue of completed orders in the 365 days after the response; NULL when not known), and
     `customer_months` as ``marts.fct_customer_months`` (``customer_id, month, revenue``) plus the
     customer's ``segment``, or that table already summed per segment and month (see
-    :func:`segment_month_revenue`).
+    :func:`segment_month_revenue`). The figures are those of `nps_revenue_from_counts` on the rows'
+    aggregates (`nps_revenue_counts`), which is how the asset has SQL hand them over.
 
     Returns one row per category ('promoter', 'passive', 'detractor'): ``customers`` (distinct),
     ``responses``, ``revenue_responses`` (responses with a known revenue), ``revenue_after`` (sum)
@@ -615,23 +652,49 @@ def nps_revenue(
     if responses.empty:
         raise InsufficientDataError("nps_revenue: no responses")
     _check_categories(responses["nps_category"], "responses")
+    totals, cells = nps_revenue_counts(responses)
+    return nps_revenue_from_counts(totals, cells, customer_months, min_cell_responses=min_cell_responses)
 
-    revenue = pd.Series(_as_float(responses["revenue_next_365d"]), index=responses.index)
+
+def nps_revenue_from_counts(
+    category_totals: pd.DataFrame,
+    cells: pd.DataFrame,
+    customer_months: pd.DataFrame,
+    *,
+    min_cell_responses: int = 10,
+) -> pd.DataFrame:
+    """:func:`nps_revenue` from the responses' aggregates (see `nps_revenue_counts` for their columns).
+
+    A category outside promoter/passive/detractor (NULL included) in `category_totals` is refused
+    as in the row form; a NULL ``revenue_after`` (no known revenue) gives NULL revenue figures.
+    """
+    _require_columns(category_totals, ["nps_category", "customers", "responses", "revenue_responses",
+                                       "revenue_after"], "category_totals")
+    _require_columns(cells, ["segment", "month", "promoters", "passives", "detractors"], "cells")
+    _check_categories(category_totals["nps_category"], "responses")
+    _require_unique(category_totals, ["nps_category"], "category_totals")
+    if int(category_totals["responses"].sum()) == 0:
+        raise InsufficientDataError("nps_revenue: no responses")
+    totals = category_totals.set_index("nps_category")
     rows: list[dict[str, Any]] = []
     for category in CATEGORIES:
-        in_category = responses["nps_category"] == category
-        known = revenue[in_category].dropna()
+        if category in totals.index:
+            known = int(totals.at[category, "revenue_responses"])
+            revenue_after = float(totals.at[category, "revenue_after"]) if known else np.nan
+            counts = (int(totals.at[category, "customers"]), int(totals.at[category, "responses"]), known)
+        else:
+            revenue_after, counts = np.nan, (0, 0, 0)
         rows.append(
             {
                 "category": category,
-                "customers": int(responses.loc[in_category, "customer_id"].nunique()),
-                "responses": int(in_category.sum()),
-                "revenue_after": float(known.sum()) if len(known) else np.nan,
-                "revenue_after_mean": float(known.mean()) if len(known) else np.nan,
-                "revenue_responses": len(known),
+                "customers": counts[0],
+                "responses": counts[1],
+                "revenue_after": revenue_after,
+                "revenue_after_mean": revenue_after / counts[2] if counts[2] else np.nan,
+                "revenue_responses": counts[2],
             }
         )
-    rows.append(_correlation_row(responses, customer_months, min_cell_responses))
+    rows.append(_correlation_row(cells, customer_months, min_cell_responses))
     table = pd.DataFrame(rows).reindex(columns=NPS_REVENUE_COLUMNS)
     return table.astype(
         {

@@ -112,6 +112,15 @@ def test_nps_revenue_with_sql_segment_month_sums_equals_row_form(marts) -> None:
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
 
 
+@pytest.mark.parametrize("value", ["'bogus'", "null"])
+def test_nps_revenue_summed_in_sql_still_refuses_an_unknown_category(marts, value) -> None:
+    con, _ = marts
+    con.execute(f"update marts.fct_survey_responses set nps_category = {value} "
+                "where response_id = (select min(response_id) from marts.fct_survey_responses)")
+    with pytest.raises(ValueError, match="outside"):
+        assets.build_nps_revenue(con)
+
+
 def test_segment_month_revenue_aggregate_input_is_taken_as_is() -> None:
     rows = pd.DataFrame(
         {

@@ -217,15 +217,54 @@ SEGMENT_MONTH_REVENUE_SQL = """
 """
 
 
+# nps_revenue's aggregates of the responses (tables.nps_revenue_counts gives the same from rows): per
+# category, and per segment x month. fsum is a compensated sum, as exact as pandas' grouped sum.
+NPS_REVENUE_CATEGORY_SQL = """
+    with
+
+    responses as (
+        select customer_id, nps_category, revenue_next_365d from marts.fct_survey_responses
+    )
+
+    select
+        nps_category,
+        count(distinct customer_id) as customers,
+        count(*) as responses,
+        count(revenue_next_365d) as revenue_responses,
+        fsum(revenue_next_365d) as revenue_after
+    from responses
+    group by nps_category
+"""
+
+NPS_REVENUE_CELLS_SQL = f"""
+    with
+
+    responses as (
+        select segment, response_month, nps_category from marts.fct_survey_responses
+    )
+
+    select
+        segment,
+        response_month as month,
+        count(*) filter (where nps_category = '{tables.PROMOTER}') as promoters,
+        count(*) filter (where nps_category = '{tables.PASSIVE}') as passives,
+        count(*) filter (where nps_category = '{tables.DETRACTOR}') as detractors
+    from responses
+    where segment is not null and response_month is not null
+    group by segment, response_month
+"""
+
+
 def build_nps_revenue(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Revenue in the year after a response by NPS category, and NPS-revenue correlation by segment-month."""
-    responses = con.execute(
-        """
-        select customer_id, response_month as month, nps_category, segment, revenue_next_365d
-        from marts.fct_survey_responses
-        """
-    ).df()
-    return tables.nps_revenue(responses, con.execute(SEGMENT_MONTH_REVENUE_SQL).df())
+    """Revenue in the year after a response by NPS category, and NPS-revenue correlation by segment-month.
+
+    The responses arrive summed per category and per segment-month, not as two million rows.
+    """
+    return tables.nps_revenue_from_counts(
+        con.execute(NPS_REVENUE_CATEGORY_SQL).df(),
+        con.execute(NPS_REVENUE_CELLS_SQL).df(),
+        con.execute(SEGMENT_MONTH_REVENUE_SQL).df(),
+    )
 
 
 def build_nps_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
