@@ -26,13 +26,15 @@ more rows than drivers + 1), a constant driver or outcome, or perfectly collinea
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analysis.errors import InsufficientDataError
 
-__all__ = ["MIN_ROWS", "relative_weights"]
+__all__ = ["MIN_ROWS", "RatingMoments", "relative_weights", "relative_weights_from_moments"]
 
 # Correlations from fewer rows are too noisy to rank drivers by; 10 also admits small published
 # fixtures (mtcars has 32 rows).
@@ -80,7 +82,13 @@ def relative_weights(frame: pd.DataFrame, *, outcome: str, drivers: Sequence[str
         raise InsufficientDataError(f"driver(s) {constant} are constant among the {n} complete rows; "
                                     "a constant item explains nothing and has no correlation")
 
-    corr = np.corrcoef(data, rowvar=False)
+    out = _weights_from_correlation(np.corrcoef(data, rowvar=False), drivers)
+    out.attrs.update(n_used=n, n_dropped=int(len(values) - n))
+    return out
+
+
+def _weights_from_correlation(corr: npt.NDArray[np.float64], drivers: list[str]) -> pd.DataFrame:
+    """Steps 1-3 of the module docstring on the correlation matrix of (outcome, *drivers)."""
     r_xx, r_xy = corr[1:, 1:], corr[1:, 0]
     eigval, eigvec = np.linalg.eigh(r_xx)
     if eigval[0] < _COLLINEAR_TOL * eigval[-1]:
@@ -94,5 +102,122 @@ def relative_weights(frame: pd.DataFrame, *, outcome: str, drivers: Sequence[str
         {"raw_weight": raw, "rescaled": 100.0 * raw / r_squared},
         index=pd.Index(drivers, name="driver"),
     )
-    out.attrs.update(r_squared=r_squared, n_used=n, n_dropped=int(len(values) - n))
+    out.attrs.update(r_squared=r_squared)
+    return out
+
+
+@dataclass(frozen=True)
+class RatingMoments:
+    """What Johnson's weights need of rated responses, summed per rating pattern instead of row by row.
+
+    A response's pattern is the set of drivers it rates (bit i = ``drivers[i]``). Per pattern (arrays
+    of one row per pattern): ``n`` responses and, over v = (outcome, rating of drivers[0], ...) with
+    an unrated item as 0, ``sums`` (P, k+1) of v, ``cross`` (P, k+1, k+1) of v v', and ``low``/``high``
+    (P, k+1) the smallest and largest value (NaN where unrated). The complete cases of any set of
+    drivers are the patterns that contain it, so every correlation the greedy fit of
+    `analysis.tables.key_drivers` tries comes from these sums, computed once, instead of from a copy
+    of the complete rows for every candidate set.
+    """
+
+    drivers: tuple[str, ...]
+    pattern: npt.NDArray[np.int64]
+    n: npt.NDArray[np.int64]
+    sums: npt.NDArray[np.float64]
+    cross: npt.NDArray[np.float64]
+    low: npt.NDArray[np.float64]
+    high: npt.NDArray[np.float64]
+
+    @classmethod
+    def from_rows(cls, outcome: npt.ArrayLike, ratings: npt.ArrayLike, drivers: Sequence[str]) -> RatingMoments:
+        """The moments of rows: `outcome` (N,), `ratings` (N, k) with NaN = not rated, one column per driver.
+
+        Rows are grouped by sorting on the pattern; for integer ratings every sum is exact, so the
+        row order does not change a single bit of the result.
+        """
+        y = np.asarray(outcome, dtype="float64")
+        width = len(drivers) + 1
+        x = np.asarray(ratings, dtype="float64").reshape(len(y), width - 1)
+        codes = (~np.isnan(x)).astype("int64") @ (1 << np.arange(width - 1, dtype="int64"))
+        order = np.argsort(codes, kind="stable")
+        codes = codes[order]
+        shown = np.column_stack([y, x])[order]
+        values = np.where(np.isnan(shown), 0.0, shown)
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, dtype="int64")
+        ends = np.r_[starts[1:], len(codes)].astype("int64")
+        if not len(starts):
+            return cls(tuple(drivers), starts, starts, np.zeros((0, width)), np.zeros((0, width, width)),
+                       np.zeros((0, width)), np.zeros((0, width)))
+        return cls(
+            drivers=tuple(drivers),
+            pattern=codes[starts],
+            n=(ends - starts).astype("int64"),
+            sums=np.add.reduceat(values, starts, axis=0),
+            cross=np.array([values[a:b].T @ values[a:b] for a, b in zip(starts, ends, strict=True)]),
+            # Within a pattern an unrated column is all NaN, so its extremes are NaN.
+            low=np.minimum.reduceat(shown, starts, axis=0),
+            high=np.maximum.reduceat(shown, starts, axis=0),
+        )
+
+    def _complete(self, drivers: Sequence[str]) -> npt.NDArray[np.bool_]:
+        mask = sum(1 << self.drivers.index(d) for d in drivers)
+        return (self.pattern & mask) == mask
+
+    def rows_rating(self, drivers: Sequence[str]) -> int:
+        """How many responses rate every one of `drivers`."""
+        return int(self.n[self._complete(drivers)].sum())
+
+    def rated(self) -> pd.DataFrame:
+        """Per driver: ``n`` (responses rating it) and ``mean_score`` (their mean rating; NaN if none)."""
+        n, totals = [], []
+        for i, driver in enumerate(self.drivers):
+            rating = self._complete([driver])
+            n.append(int(self.n[rating].sum()))
+            totals.append(float(self.sums[rating, 1 + i].sum()))
+        count = np.asarray(n, dtype="int64")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, np.asarray(totals) / np.maximum(count, 1), np.nan)
+        return pd.DataFrame({"n": count, "mean_score": mean}, index=pd.Index(self.drivers, name="driver"))
+
+    def value_range(self) -> tuple[float, float]:
+        """The smallest and largest rating of any driver (NaN when nothing is rated)."""
+        with np.errstate(invalid="ignore"):
+            ratings_low, ratings_high = self.low[:, 1:], self.high[:, 1:]
+            if np.isnan(ratings_low).all():
+                return np.nan, np.nan
+            return float(np.nanmin(ratings_low)), float(np.nanmax(ratings_high))
+
+
+def relative_weights_from_moments(moments: RatingMoments, drivers: Sequence[str], *,
+                                  outcome: str = "the outcome") -> pd.DataFrame:
+    """`relative_weights` on the responses that rate every one of `drivers`, from their moments.
+
+    The same table and `attrs` (``n_dropped`` is 0: only complete rows are summed) and the same
+    refusals; the correlations come from the sums rather than from the rows, which agree to about
+    1e-12 (exactly the same sums whatever the row order, for integer ratings).
+    """
+    drivers = list(drivers)
+    if not drivers or len(set(drivers)) != len(drivers):
+        raise ValueError(f"drivers must be listed once each, at least one: {drivers}")
+    complete = moments._complete(drivers)
+    n = int(moments.n[complete].sum())
+    if n < max(MIN_ROWS, len(drivers) + 2):
+        raise InsufficientDataError(
+            f"{n} complete rows for {len(drivers)} drivers; need at least {max(MIN_ROWS, len(drivers) + 2)}"
+        )
+    cols = [0, *(1 + moments.drivers.index(d) for d in drivers)]
+    # Constant means every value equal: judged on the extremes, exactly, not on a variance near 0.
+    constant = np.nanmin(moments.low[complete][:, cols], axis=0) == np.nanmax(moments.high[complete][:, cols], axis=0)
+    if constant[0]:
+        raise InsufficientDataError(f"the outcome {outcome!r} is constant among the {n} complete rows")
+    if constant[1:].any():
+        raise InsufficientDataError(f"driver(s) {[d for d, c in zip(drivers, constant[1:], strict=True) if c]} are "
+                                    f"constant among the {n} complete rows; a constant item explains nothing and "
+                                    "has no correlation")
+    mean = moments.sums[complete][:, cols].sum(axis=0) / n
+    cov = moments.cross[complete][:, cols][:, :, cols].sum(axis=0) / n - np.outer(mean, mean)
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    corr = cov / np.outer(sd, sd)
+    np.fill_diagonal(corr, 1.0)
+    out = _weights_from_correlation(np.clip(corr, -1.0, 1.0), drivers)
+    out.attrs.update(n_used=n, n_dropped=0)
     return out

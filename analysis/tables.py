@@ -31,7 +31,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
-from analysis.drivers import relative_weights
+from analysis.drivers import RatingMoments, relative_weights_from_moments
 from analysis.errors import InsufficientDataError
 from analysis.nps import compare_count_arrays, nps_from_count_arrays
 
@@ -49,8 +49,6 @@ CONTACT_TIMING_LABELS: tuple[str, ...] = ("0", "1", "2", "3+")
 HANDOFF_LABELS: tuple[str, ...] = ("<=7 d", "8-14 d", "15-30 d", "31-60 d", ">60 d", "never")
 # Upper edges (inclusive, in days) of the timed hand-off bins; anything later is ">60 d".
 _HANDOFF_UPPER_DAYS: tuple[float, ...] = (7.0, 14.0, 30.0, 60.0)
-# key_drivers passes driver columns through under their own names; the outcome gets one no item can have.
-_OUTCOME = "__nps_score__"
 
 DOSE_RESPONSE_COLUMNS = [
     "bin_label",
@@ -314,38 +312,37 @@ def dose_response(
 
 
 def _select_drivers(
-    wide: pd.DataFrame, outcome: pd.Series, coverage: pd.Series, min_n: int
-) -> tuple[list[str], pd.Series, dict[str, str], pd.DataFrame | None]:
+    moments: RatingMoments, coverage: pd.Series, min_n: int
+) -> tuple[list[str], int, dict[str, str], pd.DataFrame | None]:
     """Greedy choice of the drivers to fit together, their weights, and why each other driver was left out.
 
     Surveys rate some items on only some responses (a transactional survey asks fewer items), so
     the complete cases of all items can be tiny. Drivers enter in decreasing coverage; a driver
     joins only if the responses that rate it and every driver already in still number at least
     `min_n` and the relative-weights fit on them succeeds (it refuses a constant item or outcome and
-    perfectly collinear items, e.g. the same question delivered under two names).
+    perfectly collinear items, e.g. the same question delivered under two names). Returns the
+    drivers, the responses they were fitted on, the exclusions and the weights.
     """
     selected: list[str] = []
-    rows = pd.Series(True, index=wide.index)
+    n_fit = 0
     weights: pd.DataFrame | None = None
     excluded: dict[str, str] = {}
     for driver in coverage.index:
-        candidate_rows = rows & wide[driver].notna()
-        n_rows = int(candidate_rows.sum())
+        candidate = [*selected, driver]
+        n_rows = moments.rows_rating(candidate)
         if n_rows < min_n:
             excluded[driver] = (
                 f"only {n_rows} responses rate it together with the drivers already fitted "
                 f"({', '.join(selected) or 'none'}); min_n={min_n}"
             )
             continue
-        candidate = [*selected, driver]
-        fit_frame = wide.loc[candidate_rows, candidate].assign(**{_OUTCOME: outcome[candidate_rows]})
         try:
-            candidate_weights = relative_weights(fit_frame, outcome=_OUTCOME, drivers=candidate)
+            candidate_weights = relative_weights_from_moments(moments, candidate, outcome="nps_score")
         except InsufficientDataError as exc:
-            excluded[driver] = f"not fitted with the other drivers: {str(exc).replace(_OUTCOME, 'nps_score')}"
+            excluded[driver] = f"not fitted with the other drivers: {exc}"
             continue
-        selected, rows, weights = candidate, candidate_rows, candidate_weights
-    return selected, rows, excluded, weights
+        selected, n_fit, weights = candidate, n_rows, candidate_weights
+    return selected, n_fit, excluded, weights
 
 
 def key_drivers(
@@ -407,13 +404,12 @@ def key_drivers_wide(
     top: int = 5,
     scale_max: float = 10.0,
 ) -> pd.DataFrame:
-    """:func:`key_drivers` on ratings already one row per response: the form SQL can hand over cheaply.
+    """:func:`key_drivers` on ratings already one row per response.
 
     `ratings` has one column per driver (named by the driver; float, NaN = not rated) and one row
     per response that rated at least one driver; `nps_score` is that response's score (rows with a
-    missing score are left out). Returns the same table as :func:`key_drivers`, whose long input is
-    pivoted into this form; a caller that pivots in SQL must give the rows in ``response_id`` order
-    for the fit to see the rows in the same order (the figures then agree to the last bit).
+    missing score are left out). The rows are summed into `analysis.drivers.RatingMoments`, the form
+    the asset has SQL hand over, and the table comes from :func:`key_drivers_from_moments`.
     """
     if min_n < 2 or top < 1:
         raise ValueError("min_n must be at least 2 and top at least 1")
@@ -424,22 +420,24 @@ def key_drivers_wide(
     if len(set(drivers)) != len(drivers):
         raise ValueError(f"ratings has a driver column twice: {drivers}")
     scored = ~np.isnan(outcome_values)
-    wide = pd.DataFrame(
-        {d: ratings[d].to_numpy(dtype="float64", na_value=np.nan)[scored] for d in drivers},
-        index=pd.RangeIndex(int(scored.sum())),
-    )
-    values = wide.to_numpy()
-    if ((values < 0) | (values > scale_max)).any():
-        raise ValueError(f"driver_scores.score must lie within 0..{scale_max:g}")
-    rated_count = wide.notna().sum()
-    if int(rated_count.sum()) == 0:
-        raise InsufficientDataError("key_drivers: no driver score belongs to a response with an nps_score")
-    outcome = pd.Series(outcome_values[scored], index=wide.index)
+    values = np.column_stack([ratings[d].to_numpy(dtype="float64", na_value=np.nan)[scored] for d in drivers])
+    moments = RatingMoments.from_rows(outcome_values[scored], values.reshape(int(scored.sum()), len(drivers)), drivers)
+    return key_drivers_from_moments(moments, min_n=min_n, top=top, scale_max=scale_max)
 
-    per_driver = pd.DataFrame({"n": rated_count.astype("int64"), "mean_score": wide.mean()})
-    per_driver = per_driver.loc[per_driver["n"] > 0]
-    per_driver.index.name = "driver"
-    per_driver = per_driver.sort_values("n", ascending=False, kind="stable")
+
+def key_drivers_from_moments(
+    moments: RatingMoments, *, min_n: int = 50, top: int = 5, scale_max: float = 10.0
+) -> pd.DataFrame:
+    """:func:`key_drivers` from the ratings' moments per rating pattern (see `RatingMoments`)."""
+    if min_n < 2 or top < 1:
+        raise ValueError("min_n must be at least 2 and top at least 1")
+    low, high = moments.value_range()
+    if low < 0 or high > scale_max:
+        raise ValueError(f"driver_scores.score must lie within 0..{scale_max:g}")
+    per_driver = moments.rated()
+    if int(per_driver["n"].sum()) == 0:
+        raise InsufficientDataError("key_drivers: no driver score belongs to a response with an nps_score")
+    per_driver = per_driver.loc[per_driver["n"] > 0].sort_values("n", ascending=False, kind="stable")
 
     covered = per_driver.index[per_driver["n"] >= min_n]
     excluded = {
@@ -447,7 +445,7 @@ def key_drivers_wide(
         for d in per_driver.index
         if d not in covered
     }
-    selected, fit_rows, not_fitted, weights = _select_drivers(wide, outcome, per_driver.loc[covered, "n"], min_n)
+    selected, n_fit, not_fitted, weights = _select_drivers(moments, per_driver.loc[covered, "n"], min_n)
     excluded.update(not_fitted)
     if weights is None:
         raise InsufficientDataError(
@@ -475,7 +473,7 @@ def key_drivers_wide(
     fitted["improve_priority"] = pd.Series(np.arange(1, len(by_opportunity) + 1), index=by_opportunity.index).reindex(
         fitted.index
     )
-    fitted["n_fit"] = int(fit_rows.sum())
+    fitted["n_fit"] = n_fit
     fitted["excluded_reason"] = None
 
     left_out = sorted(excluded)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 
-from analysis.drivers import relative_weights
+from analysis.drivers import RatingMoments, relative_weights, relative_weights_from_moments
 from analysis.errors import InsufficientDataError
 
 DATA = Path(__file__).with_name("data")
@@ -120,3 +120,54 @@ def test_relative_weights_bad_arguments_raise_value_error(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         relative_weights(mtcars, outcome=outcome, drivers=drivers)
+
+
+# ---- the same weights from moments per rating pattern ---------------------------------------------
+
+
+def _moments(frame: pd.DataFrame, outcome: str, drivers: list[str]) -> RatingMoments:
+    return RatingMoments.from_rows(frame[outcome].to_numpy(float), frame[drivers].to_numpy(float), drivers)
+
+
+def test_relative_weights_from_moments_equal_the_row_form(mtcars: pd.DataFrame) -> None:
+    frame = mtcars.copy()
+    frame.loc[[0, 5], "hp"] = np.nan  # a second rating pattern: these rows rate cyl and disp only
+    drivers = ["cyl", "disp", "hp"]
+    moments = _moments(frame, "mpg", drivers)
+    assert sorted(moments.n.tolist()) == [2, 30]
+    for subset in (["cyl", "disp", "hp"], ["cyl", "disp"], ["hp"]):
+        got = relative_weights_from_moments(moments, subset, outcome="mpg")
+        expected = relative_weights(frame.dropna(subset=subset), outcome="mpg", drivers=subset)
+        pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-10)
+        assert got.attrs["n_used"] == expected.attrs["n_used"] == moments.rows_rating(subset)
+        assert got.attrs["r_squared"] == pytest.approx(expected.attrs["r_squared"], rel=1e-10)
+    rated = moments.rated()
+    assert rated.loc["hp", "n"] == 30
+    assert rated.loc["hp", "mean_score"] == pytest.approx(frame["hp"].mean(), rel=1e-12)
+
+
+def test_rating_moments_of_integer_ratings_do_not_depend_on_row_order() -> None:
+    rng = np.random.default_rng(5)
+    ratings = rng.integers(0, 11, (500, 3)).astype(float)
+    ratings[rng.random((500, 3)) < 0.2] = np.nan
+    score = rng.integers(0, 11, 500).astype(float)
+    shuffled = rng.permutation(500)
+    one = RatingMoments.from_rows(score, ratings, ["a", "b", "c"])
+    other = RatingMoments.from_rows(score[shuffled], ratings[shuffled], ["a", "b", "c"])
+    for field in ("pattern", "n", "sums", "cross", "low", "high"):
+        np.testing.assert_array_equal(getattr(one, field), getattr(other, field))
+    pd.testing.assert_frame_equal(relative_weights_from_moments(one, ["a", "b", "c"]),
+                                  relative_weights_from_moments(other, ["a", "b", "c"]), check_exact=True)
+
+
+def test_relative_weights_from_moments_refuse_what_the_row_form_refuses(mtcars: pd.DataFrame) -> None:
+    frame = mtcars.assign(flat=7.0, hp_plus_cyl=mtcars["hp"] + 2 * mtcars["cyl"], const_y=1.0)
+    moments = _moments(frame, "mpg", ["cyl", "hp", "flat", "hp_plus_cyl"])
+    with pytest.raises(InsufficientDataError, match="'flat'"):
+        relative_weights_from_moments(moments, ["cyl", "flat"], outcome="mpg")
+    with pytest.raises(InsufficientDataError, match="collinear"):
+        relative_weights_from_moments(moments, ["cyl", "hp", "hp_plus_cyl"], outcome="mpg")
+    with pytest.raises(InsufficientDataError, match="outcome 'const_y' is constant"):
+        relative_weights_from_moments(_moments(frame, "const_y", ["cyl", "hp"]), ["cyl", "hp"], outcome="const_y")
+    with pytest.raises(InsufficientDataError, match="complete rows"):
+        relative_weights_from_moments(_moments(frame.head(8), "mpg", ["cyl", "hp"]), ["cyl", "hp"], outcome="mpg")

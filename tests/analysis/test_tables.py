@@ -222,11 +222,11 @@ def test_key_drivers_improve_priority_puts_important_low_rated_first(monkeypatch
     importance = {"a": 40.0, "b": 30.0, "c": 20.0, "d": 6.0, "e": 2.0, "f": 1.0, "g": 1.0}
     mean_scores = {"a": 9.5, "b": 4.0, "c": 3.0, "d": 2.0, "e": 1.0, "f": 5.0, "g": 5.0}
 
-    def fake_weights(frame: pd.DataFrame, *, outcome: str, drivers: list[str]) -> pd.DataFrame:
+    def fake_weights(moments: object, drivers: list[str], *, outcome: str) -> pd.DataFrame:
         rescaled = pd.Series({d: importance[d] for d in drivers})
         return pd.DataFrame({"raw_weight": rescaled / 200, "rescaled": rescaled})
 
-    monkeypatch.setattr(tables, "relative_weights", fake_weights)
+    monkeypatch.setattr(tables, "relative_weights_from_moments", fake_weights)
     ids = [f"r{i}" for i in range(60)]
     # Scores alternate mean - 0.5 / mean + 0.5, so each driver's mean is exact and it is not constant.
     scores = pd.DataFrame(
