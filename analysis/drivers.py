@@ -135,6 +135,8 @@ class RatingMoments:
         row order does not change a single bit of the result.
         """
         y = np.asarray(outcome, dtype="float64")
+        if np.isnan(y).any():
+            raise ValueError("the outcome has missing values; pass only the rows that have one")
         width = len(drivers) + 1
         x = np.asarray(ratings, dtype="float64").reshape(len(y), width - 1)
         codes = (~np.isnan(x)).astype("int64") @ (1 << np.arange(width - 1, dtype="int64"))
@@ -158,19 +160,20 @@ class RatingMoments:
             high=np.maximum.reduceat(shown, starts, axis=0),
         )
 
-    def _complete(self, drivers: Sequence[str]) -> npt.NDArray[np.bool_]:
+    def patterns_rating(self, drivers: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """Which patterns rate every one of `drivers` (their rows are the drivers' complete cases)."""
         mask = sum(1 << self.drivers.index(d) for d in drivers)
         return (self.pattern & mask) == mask
 
     def rows_rating(self, drivers: Sequence[str]) -> int:
         """How many responses rate every one of `drivers`."""
-        return int(self.n[self._complete(drivers)].sum())
+        return int(self.n[self.patterns_rating(drivers)].sum())
 
     def rated(self) -> pd.DataFrame:
         """Per driver: ``n`` (responses rating it) and ``mean_score`` (their mean rating; NaN if none)."""
         n, totals = [], []
         for i, driver in enumerate(self.drivers):
-            rating = self._complete([driver])
+            rating = self.patterns_rating([driver])
             n.append(int(self.n[rating].sum()))
             totals.append(float(self.sums[rating, 1 + i].sum()))
         count = np.asarray(n, dtype="int64")
@@ -198,7 +201,7 @@ def relative_weights_from_moments(moments: RatingMoments, drivers: Sequence[str]
     drivers = list(drivers)
     if not drivers or len(set(drivers)) != len(drivers):
         raise ValueError(f"drivers must be listed once each, at least one: {drivers}")
-    complete = moments._complete(drivers)
+    complete = moments.patterns_rating(drivers)
     n = int(moments.n[complete].sum())
     if n < max(MIN_ROWS, len(drivers) + 2):
         raise InsufficientDataError(

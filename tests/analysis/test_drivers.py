@@ -171,3 +171,8 @@ def test_relative_weights_from_moments_refuse_what_the_row_form_refuses(mtcars: 
         relative_weights_from_moments(_moments(frame, "const_y", ["cyl", "hp"]), ["cyl", "hp"], outcome="const_y")
     with pytest.raises(InsufficientDataError, match="complete rows"):
         relative_weights_from_moments(_moments(frame.head(8), "mpg", ["cyl", "hp"]), ["cyl", "hp"], outcome="mpg")
+
+
+def test_rating_moments_refuse_rows_without_an_outcome() -> None:
+    with pytest.raises(ValueError, match="outcome has missing values"):
+        RatingMoments.from_rows([1.0, np.nan], [[1.0], [2.0]], ["a"])
