@@ -408,8 +408,8 @@ def key_drivers_wide(
 
     `ratings` has one column per driver (named by the driver; float, NaN = not rated) and one row
     per response that rated at least one driver; `nps_score` is that response's score (rows with a
-    missing score are left out). The rows are summed into `analysis.drivers.RatingMoments`, the form
-    the asset has SQL hand over, and the table comes from :func:`key_drivers_from_moments`.
+    missing score are left out). The rows are summed per rating pattern
+    (`analysis.drivers.RatingMoments`) and every fit comes from those sums.
     """
     if min_n < 2 or top < 1:
         raise ValueError("min_n must be at least 2 and top at least 1")
@@ -422,15 +422,11 @@ def key_drivers_wide(
     scored = ~np.isnan(outcome_values)
     values = np.column_stack([ratings[d].to_numpy(dtype="float64", na_value=np.nan)[scored] for d in drivers])
     moments = RatingMoments.from_rows(outcome_values[scored], values.reshape(int(scored.sum()), len(drivers)), drivers)
-    return key_drivers_from_moments(moments, min_n=min_n, top=top, scale_max=scale_max)
+    return _key_drivers_from_moments(moments, min_n=min_n, top=top, scale_max=scale_max)
 
 
-def key_drivers_from_moments(
-    moments: RatingMoments, *, min_n: int = 50, top: int = 5, scale_max: float = 10.0
-) -> pd.DataFrame:
-    """:func:`key_drivers` from the ratings' moments per rating pattern (see `RatingMoments`)."""
-    if min_n < 2 or top < 1:
-        raise ValueError("min_n must be at least 2 and top at least 1")
+def _key_drivers_from_moments(moments: RatingMoments, *, min_n: int, top: int, scale_max: float) -> pd.DataFrame:
+    """The key_drivers table from the ratings' moments per rating pattern (see `RatingMoments`)."""
     low, high = moments.value_range()
     if low < 0 or high > scale_max:
         raise ValueError(f"driver_scores.score must lie within 0..{scale_max:g}")
