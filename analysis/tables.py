@@ -158,6 +158,11 @@ def _repeat_values(values: pd.Series, name: str) -> npt.NDArray[np.float64]:
     return repeat
 
 
+def _category_flags(categories: pd.Series) -> dict[str, npt.NDArray[np.int64]]:
+    """Per row, 1 in the column of its category (promoters, passives, detractors), else 0; NULL is none."""
+    return {f"{category}s": (categories == category).to_numpy(dtype="int64", na_value=0) for category in CATEGORIES}
+
+
 def _category_counts(categories: pd.Series, codes: npt.NDArray[np.int64], size: int) -> pd.DataFrame:
     """Counts of promoters, passives and detractors per integer group code 0..size-1."""
     return pd.DataFrame(
@@ -609,7 +614,7 @@ def nps_revenue_counts(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
         {
             "segment": scored["segment"].astype("str").to_numpy(),
             "month": pd.to_datetime(scored["month"]).to_numpy(),
-            **{f"{c}s": (scored["nps_category"] == c).to_numpy(dtype="int64", na_value=0) for c in CATEGORIES},
+            **_category_flags(scored["nps_category"]),
         }
     )
     cells = flags.groupby(["segment", "month"], as_index=False, sort=False).sum()
@@ -822,9 +827,7 @@ def customer_response_counts(responses: pd.DataFrame) -> pd.DataFrame:
     flags = pd.DataFrame(
         {
             "customer_id": responses["customer_id"].to_numpy(),
-            "promoters": (category == PROMOTER).to_numpy(dtype="int64", na_value=0),
-            "passives": (category == PASSIVE).to_numpy(dtype="int64", na_value=0),
-            "detractors": (category == DETRACTOR).to_numpy(dtype="int64", na_value=0),
+            **_category_flags(category),
             "other_categories": (~category.isin(CATEGORIES)).to_numpy(dtype="int64", na_value=1),
             "repeat_n": known.astype("int64"),
             "repeats": np.where(known, repeat, 0.0),
