@@ -2,7 +2,8 @@
 
 GIVEN demo sources for a few hundred customers, ingested into a lake and built once (full),
 WHEN two more days are delivered, each ingested and built incrementally (the as_of cut-off moves
-forward with them, accounts are created and reassigned), and then the cut-off is moved back twice
+forward with them, accounts are created and reassigned, an accounts export older than the staged
+versions arrives late), and then the cut-off is moved back twice
 (the second time past an orphan customer's every fact),
 THEN after each of those, every staging, intermediate and marts relation equals, row for row, what
 `dbt build --full-refresh` builds from scratch into another warehouse on the same lake.
@@ -31,6 +32,7 @@ from orchestration.lib.settings import Settings
 
 CUSTOMERS = 300
 SEED = 5
+STALE_ACCOUNTS_FILE = "accounts_stale_export.csv"
 # Bookkeeping of the incremental models (macros/incremental.sql): a row left untouched by an incremental
 # run keeps the watermark and cut-off it was built with, which is the point, so they are not compared.
 BOOKKEEPING = {"_input_seq", "_as_of_at", "_parameters"}
@@ -138,6 +140,7 @@ def incremental_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     append_day(settings.data_dir, seed=SEED)
     history["moved_rep"] = _rep_to_move(incremental_db)
     _deliver_roster(settings, "reps_team_change.csv", change_team_of=history["moved_rep"])
+    history["stale_export"] = _deliver_stale_accounts(settings, STALE_ACCOUNTS_FILE)
     _ingest(settings)
     _dbt(root, incremental_db, settings)
     yield root, settings, incremental_db, history
@@ -169,6 +172,33 @@ def _deliver_roster(settings: Settings, name: str, *, change_team_of: str | None
         writer = csv.DictWriter(target, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(reversed(rows))
+
+
+def _deliver_stale_accounts(settings: Settings, name: str) -> dict[str, Any]:
+    """Land an accounts export made before the deltas since: every account a delta updated, as it was.
+
+    Those versions are older (updated_at) than the staged ones and must not replace them, though
+    their delivery is the newest. One account not updated since comes with a later updated_at and
+    another segment: that version must win. Returns the two kinds of customer_id.
+    """
+    landing = settings.data_dir / "landing" / "crm_accounts"
+    with min(landing.glob("accounts_full_*.csv")).open(newline="", encoding="utf-8-sig") as source:
+        exported = {row["customer_id"]: row for row in csv.DictReader(source)}
+    updated_since: set[str] = set()
+    for delta in landing.glob("accounts_delta_*.csv"):
+        with delta.open(newline="", encoding="utf-8-sig") as source:
+            updated_since.update(row["customer_id"] for row in csv.DictReader(source))
+    stale = sorted(updated_since & exported.keys())
+    newer = min(exported.keys() - updated_since)
+    newer_row = dict(exported[newer])
+    exported_at = datetime.fromisoformat(newer_row["updated_at"].rstrip("Z"))
+    newer_row["updated_at"] = (exported_at + timedelta(days=1)).isoformat()
+    newer_row["segment"] = "re-segmented"
+    with (landing / name).open("w", newline="", encoding="utf-8") as target:
+        writer = csv.DictWriter(target, fieldnames=list(newer_row))
+        writer.writeheader()
+        writer.writerows([exported[customer_id] for customer_id in stale] + [newer_row])
+    return {"stale": stale, "newer": newer}
 
 
 def _rep_to_move(db_path: Path) -> str:
@@ -213,7 +243,16 @@ def test_incremental_runs_after_new_days_equal_a_full_refresh(
         "and activities.occurred_at = customers.first_account_management_contact_at "
         "where activities.rep_id = ?", [history["moved_rep"]]
     ).fetchone()[0]
+    # The stale export was staged as a delivery, but only its one newer version replaced a staged one.
+    stale_export = history["stale_export"]
+    versions_kept = dict(con.execute(
+        "select customer_id, _source_file like ? from staging.stg_crm__accounts where customer_id in "
+        "(select unnest(?))", [f"%{STALE_ACCOUNTS_FILE}", [*stale_export["stale"], stale_export["newer"]]]
+    ).fetchall())
     con.close()
+    assert stale_export["stale"], "no account was updated since the first export: the stale case is not exercised"
+    assert not any(versions_kept[customer_id] for customer_id in stale_export["stale"]), versions_kept
+    assert versions_kept[stale_export["newer"]], "the stale export's one newer version did not win"
     assert reassigned > 0, "no account of the history was re-delivered: the reassignment case is not exercised"
     assert handed_off_by_moved_rep > 0, "the team change reached no customer's hand-off: the case is not exercised"
     # A roster delivered again unchanged rewrote only the customers the day's other deliveries touched,

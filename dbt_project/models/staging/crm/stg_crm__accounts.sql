@@ -1,8 +1,61 @@
+{#- Incremental by customer: a run reads only the deliveries newer than any staged row and ranks them
+    together with the staged version of each customer they mention. Unlike the facts, a newer delivery
+    does not simply win: the CRM's updated_at ranks first, so an older export arriving later must not
+    replace a newer version. The staged row is the winner of every earlier delivery under the same
+    order, so the winner of (staged, new) is the winner of all deliveries: what a full build picks. -#}
+{{
+    config(
+        materialized=incremental_materialization(),
+        unique_key='customer_id',
+        incremental_strategy='delete+insert',
+    )
+}}
+
 with
 
 source as (
 
     select * from {{ source('crm', 'accounts') }}
+    {{- only_new_deliveries() }}
+
+),
+
+delivered as (
+
+    select
+        customer_id,
+        segment,
+        business_unit,
+        industry,
+        region,
+        created_at,
+        owner_rep_id,
+        contact_email_key,
+        updated_at,
+        _source_file,
+        _delivery_seq,
+        _row_number
+    from source
+    {%- if is_incremental() %}
+    union all
+    -- A staged version never ties with a new one on _delivery_seq (new deliveries are later), so
+    -- its row number within its file is not needed to rank it.
+    select
+        staged.customer_id,
+        staged.segment,
+        staged.business_unit,
+        staged.industry,
+        staged.region,
+        staged.created_at,
+        staged.owner_rep_id,
+        staged.contact_email_key,
+        staged.updated_at,
+        staged._source_file,
+        staged._delivery_seq,
+        0 as _row_number
+    from {{ this }} as staged
+    where staged.customer_id in (select customer_id from source)
+    {%- endif %}
 
 ),
 
@@ -26,7 +79,7 @@ versions as (
             partition by customer_id
             order by updated_at desc nulls last, _delivery_seq desc, _row_number desc
         ) as version_rank
-    from source
+    from delivered
 
 )
 
