@@ -3,7 +3,8 @@
 GIVEN demo sources for a few hundred customers, ingested into a lake and built once (full),
 WHEN two more days are delivered, each ingested and built incrementally (the as_of cut-off moves
 forward with them, accounts are created and reassigned, an accounts export older than the staged
-versions arrives late), and then the cut-off is moved back twice
+versions arrives late, corrections move activities, responses and orders of the history to another
+customer), and then the cut-off is moved back twice
 (the second time past an orphan customer's every fact),
 THEN after each of those, every staging, intermediate and marts relation equals, row for row, what
 `dbt build --full-refresh` builds from scratch into another warehouse on the same lake.
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from orchestration.lib.dbt import DBT_EXECUTABLE, DBT_PROJECT_DIR, dbt_vars
@@ -33,6 +36,19 @@ from orchestration.lib.settings import Settings
 CUSTOMERS = 300
 SEED = 5
 STALE_ACCOUNTS_FILE = "accounts_stale_export.csv"
+# Corrections that move facts to another customer, per source: lake folder, key, the contract's
+# columns of the file that corrects it, and the staged relation.
+CORRECTED_SOURCES = (
+    ("crm_activities", "activity_id",
+     ("activity_id", "customer_id", "rep_id", "activity_type", "direction", "occurred_at", "duration_minutes"),
+     "staging.stg_crm__activities"),
+    ("survey_responses", "response_id",
+     ("response_id", "survey_type", "customer_id", "touchpoint", "responded_at", "nps_score", "comment"),
+     "staging.stg_survey__responses"),
+    ("orders", "order_id",
+     ("order_id", "customer_id", "ordered_at", "amount", "currency", "status", "product_line"),
+     "staging.stg_billing__orders"),
+)
 # Bookkeeping of the incremental models (macros/incremental.sql): a row left untouched by an incremental
 # run keeps the watermark and cut-off it was built with, which is the point, so they are not compared.
 BOOKKEEPING = {"_input_seq", "_as_of_at", "_parameters"}
@@ -141,6 +157,7 @@ def incremental_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     history["moved_rep"] = _rep_to_move(incremental_db)
     _deliver_roster(settings, "reps_team_change.csv", change_team_of=history["moved_rep"])
     history["stale_export"] = _deliver_stale_accounts(settings, STALE_ACCOUNTS_FILE)
+    history["moved_facts"] = _deliver_corrections(settings)
     _ingest(settings)
     _dbt(root, incremental_db, settings)
     yield root, settings, incremental_db, history
@@ -201,6 +218,35 @@ def _deliver_stale_accounts(settings: Settings, name: str) -> dict[str, Any]:
     return {"stale": stale, "newer": newer}
 
 
+def _deliver_corrections(settings: Settings) -> dict[str, dict[str, str]]:
+    """Land corrections that move facts of the history to another customer: activities, responses, orders.
+
+    The customer a fact left must be rebuilt too (its contacts, scores, repeat and revenue lose the
+    fact), though nothing new was delivered for it: staging keeps only the newest version, so the
+    incremental models find it in the lake. A moved response also gets another score. Returns, per
+    source, each moved key with the customer it now belongs to.
+    """
+    moved: dict[str, dict[str, str]] = {}
+    for source, key, columns, _staged in CORRECTED_SOURCES:
+        lake_file = min((settings.data_dir / "lake" / "raw" / source).glob("*.parquet"))
+        history = pq.read_table(lake_file, columns=list(columns))
+        # The lake holds naive UTC; the correction says so explicitly.
+        history = pa.table({
+            name: column.cast(pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(column.type) else column
+            for name, column in zip(history.column_names, history.columns, strict=True)
+        })
+        customers = history.column("customer_id").to_pylist()
+        rows = history.slice(0, 2).to_pylist()
+        for row in rows:
+            row["customer_id"] = next(c for c in reversed(customers) if c != row["customer_id"])
+            if "nps_score" in row:
+                row["nps_score"] = 10 - row["nps_score"]
+        landing = settings.data_dir / "landing" / source / f"{source}_corrections_test.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, schema=history.schema), landing)
+        moved[source] = {row[key]: row["customer_id"] for row in rows}
+    return moved
+
+
 def _rep_to_move(db_path: Path) -> str:
     """A rep not in account management who made an outbound contact after a customer's first order."""
     con = duckdb.connect(str(db_path), read_only=True)
@@ -249,6 +295,13 @@ def test_incremental_runs_after_new_days_equal_a_full_refresh(
         "select customer_id, _source_file like ? from staging.stg_crm__accounts where customer_id in "
         "(select unnest(?))", [f"%{STALE_ACCOUNTS_FILE}", [*stale_export["stale"], stale_export["newer"]]]
     ).fetchall())
+    # The corrections reached staging: each moved fact belongs to its new customer.
+    for source, key, _columns, staged in CORRECTED_SOURCES:
+        moved = history["moved_facts"][source]
+        now = dict(con.execute(
+            f"select {key}, customer_id from {staged} where {key} in (select unnest(?))", [list(moved)]
+        ).fetchall())
+        assert now == moved, (source, now, moved)
     con.close()
     assert stale_export["stale"], "no account was updated since the first export: the stale case is not exercised"
     assert not any(versions_kept[customer_id] for customer_id in stale_export["stale"]), versions_kept
