@@ -64,8 +64,8 @@
         'responses', 'orders', 'accounts') got a delivery after `watermark`, and the customer a
         re-delivered activity, response or order belonged to before (a row that moved to another
         customer changes the old one's figures too; staging keeps only the newest version, so the
-        older one is read from the lake; for activities only when staging says the key was delivered
-        before, `_first_delivery_seq`).
+        older one is read from the lake, and only for keys staging says were delivered before,
+        `_first_delivery_seq`).
     -#}
     {%- set staged = {
         'activities': (ref('stg_crm__activities') if 'activities' in inputs else none, source('crm', 'activities'), 'activity_id'),
@@ -85,14 +85,44 @@
         and previous.{{ key }} in (
             select {{ key }} from {{ model }}
             where _delivery_seq > {{ watermark }}
-            {%- if name == 'activities' %}
-                -- Only keys delivered before: on a usual day there are none, and the lake (the
-                -- largest, 20M+ activities at L) is not read at all.
+                -- Only keys delivered before: on a usual day there are none, and the lake (20M+
+                -- activities, 2M responses, 3M orders at L) is not read at all.
                 and _first_delivery_seq <= {{ watermark }}
-            {%- endif %}
         )
     {%- endif %}
     {%- endfor %}
+{%- endmacro %}
+
+
+{% macro join_staged_version(batch, key) -%}
+    {#- In an incremental staging model's final select: the staged row of each key in `batch` (the
+        relation holding this run's winning versions), as `staged`, for `first_delivery_seq`. -#}
+    {%- if is_incremental() %}
+left join {{ this }} as staged
+    on staged.{{ key }} = {{ batch }}.{{ key }}
+    {%- endif %}
+{%- endmacro %}
+
+
+{% macro first_delivery_seq(batch, key) -%}
+    {#-
+        A staging model's `_first_delivery_seq`: the first delivery that held the key. When it is older
+        than the current version's, the key was re-delivered, and the incremental models look up the
+        customer it belonged to before in the lake (customers_delivered_since). `batch` has the
+        batch's own first delivery of the key as `first_delivery_seq`; on an incremental run a key
+        staged already was delivered before this batch (`staged`, from join_staged_version). A
+        warehouse staged before the column existed gets it (on_schema_change), NULL on its old rows,
+        read as "delivered before any watermark".
+    -#}
+    {%- if is_incremental() -%}
+    {%- set staged_has_first_seq = '_first_delivery_seq' in adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    case
+        when staged.{{ key }} is null then {{ batch }}.first_delivery_seq
+        else {{ 'coalesce(staged._first_delivery_seq, 0)' if staged_has_first_seq else '0' }}
+    end
+    {%- else -%}
+    {{ batch }}.first_delivery_seq
+    {%- endif -%}
 {%- endmacro %}
 
 

@@ -32,7 +32,8 @@ select
     cast(orders.amount as {{ type_double() }}) * order_rate.rate / reporting_rate.rate as amount_reporting,
     orders.product_line,
     -- Kept for the incremental models' bookkeeping (macros/incremental.sql).
-    orders._delivery_seq
+    orders._delivery_seq,
+    orders._first_delivery_seq
 from orders
 left join fx_rates as order_rate
     on order_rate.currency = orders.currency

@@ -6,11 +6,6 @@
         on_schema_change='append_new_columns',
     )
 }}
-{#- A warehouse staged before _first_delivery_seq existed gets the column (NULL on its old rows, read
-    as "known before any watermark" below) instead of failing. -#}
-{%- set staged_has_first_seq = is_incremental()
-    and '_first_delivery_seq' in adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
-
 {#- The deliveries to stage, read by each branch below rather than through one CTE: DuckDB would
     materialize a CTE read twice, a copy of 22.6M rows at L, where two Parquet scans cost a second. -#}
 {%- set deliveries -%}
@@ -108,18 +103,6 @@ select
     cast(latest.duration_minutes as {{ type_double() }}) as duration_minutes,
     latest._source_file,
     latest._delivery_seq,
-    -- The first delivery that held this activity: a later one is a re-delivery, whose earlier
-    -- customer the incremental models look up in the lake (macros/incremental.sql). On an
-    -- incremental run the earlier deliveries are staged already, not in this batch.
-    {%- if is_incremental() %}
-    case
-        when staged.activity_id is null then latest.first_delivery_seq
-        else {{ 'coalesce(staged._first_delivery_seq, 0)' if staged_has_first_seq else '0' }}
-    end as _first_delivery_seq
+    {{ first_delivery_seq('latest', 'activity_id') }} as _first_delivery_seq
 from latest
-left join {{ this }} as staged
-    on staged.activity_id = latest.activity_id
-    {%- else %}
-    first_delivery_seq as _first_delivery_seq
-from latest
-    {%- endif %}
+{{- join_staged_version('latest', 'activity_id') }}
