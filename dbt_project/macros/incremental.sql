@@ -178,3 +178,27 @@ left join {{ this }} as staged
     -#}
     {{ rank_function }}() over (partition by {{ key }} order by _delivery_seq desc, _row_number desc)
 {%- endmacro %}
+
+
+{% macro get_incremental_replace_staged_versions_sql(arg_dict) -%}
+    {#-
+        The incremental strategy of the staging models of facts (activities, responses, orders):
+        delete+insert on the key, deleting only the staged rows of keys staged before. Those are the
+        batch's keys whose `_first_delivery_seq` is not after the newest staged delivery (every other
+        key's first delivery is in this batch), so it deletes exactly what delete+insert would. On a
+        usual day no key was staged before, the list is empty and DuckDB does not scan the staged
+        table (22.6M activities at L, about half a second) to delete nothing.
+    -#}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set key = arg_dict['unique_key'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }}
+    where {{ key }} in (
+        select {{ key }} from {{ source }}
+        where _first_delivery_seq <= (select coalesce(max(_delivery_seq), 0) from {{ target }})
+    );
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }}
+{%- endmacro %}

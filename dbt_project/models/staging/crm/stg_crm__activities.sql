@@ -2,7 +2,7 @@
     config(
         materialized=incremental_materialization(),
         unique_key='activity_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='replace_staged_versions',
         on_schema_change='append_new_columns',
     )
 }}
