@@ -2,7 +2,9 @@
     together with the staged version of each customer they mention. Unlike the facts, a newer delivery
     does not simply win: the CRM's updated_at ranks first, so an older export arriving later must not
     replace a newer version. The staged row is the winner of every earlier delivery under the same
-    order, so the winner of (staged, new) is the winner of all deliveries: what a full build picks. -#}
+    order, so the winner of (staged, new) is the winner of all deliveries: what a full build picks.
+    A delivery whose every version lost leaves no staged row to mark it read, so later runs rank it
+    again, and it loses again: repeated work only while no newer accounts delivery wins. -#}
 {{
     config(
         materialized=incremental_materialization(),
