@@ -64,17 +64,7 @@ delivered as (
 versions as (
 
     select
-        customer_id,
-        segment,
-        business_unit,
-        industry,
-        region,
-        created_at,
-        owner_rep_id,
-        contact_email_key,
-        updated_at,
-        _source_file,
-        _delivery_seq,
+        delivered.*,
         -- The CRM's own updated_at orders versions of an account first; delivery order only
         -- breaks ties, because an older export can arrive after a newer one.
         row_number() over (
