@@ -127,6 +127,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"another nps-link run holds {lock_file.name}; not starting a second writer", file=sys.stderr)
         return 2
 
+    from orchestration.lib.validation_worker import start_worker, stop_worker
+
+    # Before Dagster's imports: the worker imports Great Expectations on the other core meanwhile.
+    start_worker()
+    try:
+        return _run_job(args, settings)
+    finally:
+        stop_worker()
+
+
+def _run_job(args: argparse.Namespace, settings: Settings) -> int:
+    """`cmd_run`'s run of the refresh job, with its summary; the exit status."""
     import dagster as dg
 
     from orchestration.definitions import defs

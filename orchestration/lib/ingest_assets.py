@@ -16,7 +16,8 @@ Validation outcomes are pickled under <data_dir>/quality/<run_id>/outcomes/, and
 asset re-renders the run's data docs from all outcomes so far: the docs exist even when a blocking
 check stops the run, which is when they are needed most.
 Great Expectations (and the pyspark it imports) is loaded only when a file is to be validated, so a
-run with no new files does not pay its start-up.
+run with no new files does not pay its start-up; under `nps-link run` it is loaded and run in the
+run's validation worker process instead (orchestration/lib/validation_worker.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from __future__ import annotations
 import pickle
 import re
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +40,7 @@ import pyarrow as pa
 from orchestration.lib.ingest import FileLoadResult, SourceLoadResult, ingest_source
 from orchestration.lib.lake import LAKE_TABLES
 from orchestration.lib.settings import Settings
+from orchestration.lib.validation_worker import current_worker, validate_group
 from quality.thresholds import quarantine_share_outcome
 
 if TYPE_CHECKING:
@@ -94,6 +98,14 @@ def outcomes_dir(settings: Settings, run_id: str) -> Path:
 # files (2.3 M rows): peak RSS 0.50 GB validating file by file, 0.76 GB in groups of 1 M rows, 1.09 GB
 # in groups of 2 M. The process keeps its peak into the later steps, so the smaller groups.
 VALIDATION_GROUP_ROWS = 1_000_000
+# A table whose first group has up to this many rows is validated by the run's validation worker;
+# one with a larger first group here (all of a table's groups in one place, sharing their GX runs). The
+# worker pays off when a core is idle: a new day's few files (at a million customers 69k contacts)
+# are validated beside the run's start and ingestion. A full refresh keeps both cores busy with
+# ingestion, and there handing 27M rows to one worker (copying them through a pipe, converting them
+# there, one group after another) cost more than it saved: at L its ingestion took 42.3 s against 34.2 s
+# validated here, 19 CPU-s more (tests/bench/results/NOTES.md, round 14).
+WORKER_MAX_GROUP_ROWS = 200_000
 
 
 class LoadedFileValidator:
@@ -103,10 +115,16 @@ class LoadedFileValidator:
     on its writer thread), so nothing is read back from the lake. Files are validated together in
     groups of about VALIDATION_GROUP_ROWS rows (`validate_batches`); each file keeps its own suite
     (its missing optional columns) and its own outcome, named after it. A group is judged at the
-    moment it is validated, which is after every file in it was loaded, as "not after the load"
+    moment it is complete, which is after every file in it was loaded, as "not after the load"
     requires; the groups still share one GX run per suite and schema. `finish` validates the last
-    group and keeps the outcomes for the run's data docs. Great Expectations is imported only when
-    the first file arrives. Calls must not overlap (one writer thread per source does not).
+    group and keeps the outcomes for the run's data docs. Calls must not overlap (one writer thread
+    per source does not).
+
+    Under `nps-link run` a table whose first group has up to WORKER_MAX_GROUP_ROWS rows goes to the
+    run's validation worker, a process that imported GX while the run started and validates a group
+    while ingestion writes the next file (orchestration/lib/validation_worker.py); a larger load, and
+    every load without a worker, is validated here by the same function, and Great Expectations is
+    imported when its first group is complete.
     """
 
     def __init__(self, table: str, settings: Settings, run_id: str) -> None:
@@ -114,38 +132,46 @@ class LoadedFileValidator:
         self.settings = settings
         self.run_id = run_id
         self._outcomes: dict[str, ValidationOutcome] = {}
-        self._group: dict[str, tuple[pd.DataFrame, tuple[str, ...]]] = {}
+        self._group: dict[str, tuple[pa.Table, tuple[str, ...]]] = {}
         self._rows = 0
         # The groups share their GX sample run (one per suite and schema): 15 of the 16 runs of the L
-        # benchmark's crm_activities, 0.5 s each, were the same schema checks again.
+        # benchmark's crm_activities, 0.5 s each, were the same schema checks again. With a worker the
+        # worker keeps them, under this validator's own id.
         self._shared_runs: dict[tuple, SharedSampleRun] = {}
+        self._worker = current_worker()
+        self._group_id = f"{run_id}:{table}:{uuid.uuid4().hex}"
+        self._pending: list[Future[dict[str, ValidationOutcome]]] = []
+        self._by_worker: bool | None = None
 
     def add(self, loaded: FileLoadResult, rows: pa.Table) -> None:
         """Queue one loaded file's lake rows; validate the queued group once it reaches VALIDATION_GROUP_ROWS."""
-        # Imported here: GX costs seconds of start-up and is needed only for new files.
-        from quality.validate import lake_frame
-
         absent = tuple(sorted(loaded.missing_optional_columns or ()))
-        self._group[f"{self.table}: {loaded.file}"] = (lake_frame(rows), absent)
+        self._group[f"{self.table}: {loaded.file}"] = (rows, absent)
         self._rows += rows.num_rows
         if self._rows >= VALIDATION_GROUP_ROWS:
             self._validate_group()
 
     def _validate_group(self) -> None:
-        from quality.suites import suite_for
-        from quality.validate import validate_batches
-
         now = datetime.now(UTC).replace(tzinfo=None)
-        # One suite object per set of missing columns: files sharing it share a GX run.
-        suites = {absent: suite_for(self.table, now=now, absent_columns=absent) for _, absent in self._group.values()}
-        batches = {name: (frame, suites[absent]) for name, (frame, absent) in self._group.items()}
-        self._outcomes.update(validate_batches(batches, shared_runs=self._shared_runs))
+        if self._by_worker is None:  # decided by the first group, so a table's groups share their GX runs
+            self._by_worker = self._worker is not None and self._rows <= WORKER_MAX_GROUP_ROWS
+        if self._by_worker and self._worker is not None:
+            self._pending.append(self._worker.submit(self._group_id, self.table, now, self._group))
+        else:
+            self._outcomes.update(validate_group(self.table, now, self._group, self._shared_runs))
         self._group, self._rows = {}, 0
 
     def finish(self) -> dict[str, ValidationOutcome]:
         """Validate what is queued; keep every outcome under `outcomes_dir` (for the data docs) and return them."""
         if self._group:
             self._validate_group()
+        if self._worker is not None:
+            try:
+                for pending in self._pending:
+                    self._outcomes.update(pending.result())
+            finally:
+                self._pending = []
+                self._worker.forget(self._group_id)
         if self._outcomes:
             folder = outcomes_dir(self.settings, self.run_id)
             folder.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from orchestration.lib.ingest import write_load_manifest
 from orchestration.lib.ingest_assets import source_key
 from orchestration.lib.lake import LAKE_TABLES, LOAD_MANIFEST_KEY
 from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.validation_worker import stop_worker
 
 
 @dg.asset(
@@ -21,4 +22,7 @@ def load_manifest(nps_link: NpsLinkResource) -> dg.MaterializeResult:
     duplicate).
     """
     path = write_load_manifest(nps_link.settings())
+    # Ingestion is over (this asset depends on every lake table): the run's validation worker, if it has
+    # one, has nothing left to validate, and its memory is better given back before dbt runs.
+    stop_worker()
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path))})
