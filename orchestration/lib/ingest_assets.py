@@ -132,7 +132,7 @@ class LoadedFileValidator:
         self.settings = settings
         self.run_id = run_id
         self._outcomes: dict[str, ValidationOutcome] = {}
-        self._group: dict[str, tuple[pa.Table, tuple[str, ...]]] = {}
+        self._group: dict[str, tuple[pa.Table | pd.DataFrame, tuple[str, ...]]] = {}
         self._rows = 0
         # The groups share their GX sample run (one per suite and schema): 15 of the 16 runs of the L
         # benchmark's crm_activities, 0.5 s each, were the same schema checks again. With a worker the
@@ -145,16 +145,24 @@ class LoadedFileValidator:
 
     def add(self, loaded: FileLoadResult, rows: pa.Table) -> None:
         """Queue one loaded file's lake rows; validate the queued group once it reaches VALIDATION_GROUP_ROWS."""
+        from quality.validate import lake_frame  # pandas and Arrow only; GX is imported when validating
+
         absent = tuple(sorted(loaded.missing_optional_columns or ()))
-        self._group[f"{self.table}: {loaded.file}"] = (rows, absent)
+        if self._by_worker is None and (self._worker is None or self._rows + rows.num_rows > WORKER_MAX_GROUP_ROWS):
+            # Validated here (decided once, so a table's groups share their GX runs). Each file is held as
+            # its frame from now on, not as its Arrow rows: one copy of a million-row group, not two.
+            self._by_worker = False
+            self._group = {name: (lake_frame(kept), a) for name, (kept, a) in self._group.items()}
+        held = rows if self._by_worker is not False else lake_frame(rows)
+        self._group[f"{self.table}: {loaded.file}"] = (held, absent)
         self._rows += rows.num_rows
         if self._rows >= VALIDATION_GROUP_ROWS:
             self._validate_group()
 
     def _validate_group(self) -> None:
         now = datetime.now(UTC).replace(tzinfo=None)
-        if self._by_worker is None:  # decided by the first group, so a table's groups share their GX runs
-            self._by_worker = self._worker is not None and self._rows <= WORKER_MAX_GROUP_ROWS
+        if self._by_worker is None:  # a first group small enough for the worker (add decides otherwise)
+            self._by_worker = self._worker is not None
         if self._by_worker and self._worker is not None:
             self._pending.append(self._worker.submit(self._group_id, self.table, now, self._group))
         else:

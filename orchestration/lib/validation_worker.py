@@ -43,12 +43,14 @@ from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
 
     from quality.validate import SharedSampleRun, ValidationOutcome
 
-# One group of files to validate: file name -> (its lake rows, the optional columns it lacks).
-Files = Mapping[str, tuple["pa.Table", tuple[str, ...]]]
+# One group of files to validate: file name -> (its lake rows, the optional columns it lacks). The worker
+# is sent Arrow rows; the run's own process may hold a file as its frame already.
+Files = Mapping[str, tuple["pa.Table | pd.DataFrame", tuple[str, ...]]]
 
 # The worker's command: this module, run with the interpreter of the run (the repository is installed
 # into it). A module constant so that a test can start a worker that fails.
@@ -66,16 +68,23 @@ def validate_group(
 ) -> dict[str, ValidationOutcome]:
     """Validate one lake table's group of loaded files against its contract suite, one outcome per file.
 
+    Each file's rows are its lake rows as Arrow, or already as their frame (`quality.validate.lake_frame`).
+
     Each file is validated with the suite built at `now` for the optional columns it lacks (files
     sharing those share one suite object, so they share a GX run); `shared_runs` keeps the GX runs
     for the table's next group (`quality.validate.validate_batches`). The same function serves the
     worker and a run without one.
     """
+    import pandas as pd
+
     from quality.suites import suite_for
     from quality.validate import lake_frame, validate_batches
 
     suites = {absent: suite_for(table, now=now, absent_columns=absent) for _, absent in files.values()}
-    batches = {name: (lake_frame(rows), suites[absent]) for name, (rows, absent) in files.items()}
+    batches = {
+        name: (rows if isinstance(rows, pd.DataFrame) else lake_frame(rows), suites[absent])
+        for name, (rows, absent) in files.items()
+    }
     return validate_batches(batches, shared_runs=shared_runs)
 
 
