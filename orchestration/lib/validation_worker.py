@@ -20,9 +20,10 @@ each file's rows as an Arrow IPC stream of that many bytes, which validates the 
 `validate_group` does; or `("forget", group_id)`, which drops that group's shared GX runs
 (`quality.validate.validate_batches`' `shared_runs`, kept per lake table of a run) and is not
 answered. A reply is a pickled `(True, {file: ValidationOutcome})` or `(False, error text)`. The rows
-go as Arrow IPC, not pickled: Arrow writes them outside the GIL, and pickling the ingestion
-writer's tables (slices of larger buffers among them) held the GIL for seconds a group. The worker
-exits at the end of its input, so it ends with the run even when the run is killed.
+go as Arrow IPC, not pickled: Arrow writes them outside the GIL, while pickling the ingestion
+writer's tables held it for seconds a group (the L full refresh's ingestion took 83-108 s, when
+every load still went to the worker). The worker exits at the end of its input, so it ends with
+the run even when the run is killed.
 """
 
 from __future__ import annotations
@@ -68,8 +69,7 @@ def validate_group(
 ) -> dict[str, ValidationOutcome]:
     """Validate one lake table's group of loaded files against its contract suite, one outcome per file.
 
-    Each file's rows are its lake rows as Arrow, or already as their frame (`quality.validate.lake_frame`).
-
+    A file's rows are its lake rows as Arrow, or already as their frame (`quality.validate.lake_frame`).
     Each file is validated with the suite built at `now` for the optional columns it lacks (files
     sharing those share one suite object, so they share a GX run); `shared_runs` keeps the GX runs
     for the table's next group (`quality.validate.validate_batches`). The same function serves the
@@ -205,10 +205,9 @@ def _decode_files(requests: IO[bytes], listed: list[tuple[str, tuple[str, ...], 
 def _write_all(fd: int, data: Any) -> None:
     """Write `data` to the pipe `fd` in as few system calls as the kernel allows.
 
-    A blocking pipe write returns when all of it is in the pipe, so a group of a million rows (about
-    200 MB) goes in one call that waits for the worker to read it without the GIL. Written through a
-    file object it went in 64 KB pieces, and the sender had to win the GIL back from the ingestion
-    threads after each one: at a million customers the full refresh's ingestion took 83 s instead of 33.
+    A blocking pipe write returns when all of it is in the pipe, so a file's rows go in one call that
+    waits for the worker to read them without holding the GIL, instead of one call per 64 KB piece
+    through a buffered file, each of which has to win the GIL back from the ingestion threads.
     """
     view = memoryview(data).cast("B")
     while view:
