@@ -173,7 +173,7 @@ class LoadedFileValidator:
         """Validate what is queued; keep every outcome under `outcomes_dir` (for the data docs) and return them."""
         if self._group:
             self._validate_group()
-        if self._worker is not None:
+        if self._by_worker and self._worker is not None:
             try:
                 for pending in self._pending:
                     self._outcomes.update(pending.result())
