@@ -77,7 +77,7 @@ per-unit sums instead of a refit:
 1. Every resampling unit (row or cluster) contributes sufficient statistics: X'X, X'm and m'm for the
    mediator OLS; for the outcome its score vector and Fisher information at the full-data estimate
    (or Z'Z, Z'y for OLS); and each row's contribution to the effect averages. A bootstrap replicate is
-   a vector of resampling counts (multinomial: n units drawn with replacement), so each replicate's sums
+   a vector of resampling counts (multinomial: n units drawn with replacement, counted), so each replicate's sums
    are one matrix product (n_boot x units) @ (units x statistics).
 2. Mediator OLS (and an OLS outcome) are solved exactly from the replicate's sums, so they *are* the
    refit. The logit/probit outcome takes one Newton (Fisher-scoring) step from the full-data estimate
@@ -497,6 +497,23 @@ def _solve_batch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (np.linalg.pinv(a, hermitian=True) @ b[..., None])[..., 0]
 
 
+def _resampling_counts(rng: np.random.Generator, n_boot: int, n_groups: int, chunk: int = 100) -> np.ndarray:
+    """(n_boot, n_groups) float counts: how often each group is drawn in n_groups draws with replacement.
+
+    Each row is Multinomial(n_groups, uniform), drawn as the counts of n_groups uniform group indices.
+    `rng.multinomial` draws the same distribution one binomial per group (10 million of them for 1000
+    replicates of 10,000 groups: 0.8 s at every scale on the build machine); these counts take 0.16 s.
+    Chunks of `chunk` replicates keep the index array small.
+    """
+    counts = np.empty((n_boot, n_groups))
+    for lo in range(0, n_boot, chunk):
+        hi = min(lo + chunk, n_boot)
+        draws = rng.integers(0, n_groups, size=(hi - lo, n_groups), dtype=np.intp)
+        draws += (np.arange(hi - lo) * n_groups)[:, None]  # row r's groups map to r * n_groups + group
+        counts[lo:hi] = np.bincount(draws.ravel(), minlength=(hi - lo) * n_groups).reshape(hi - lo, n_groups)
+    return counts
+
+
 def _p_values(reps: np.ndarray) -> np.ndarray:
     finite = np.isfinite(reps)
     n = finite.sum(axis=0)
@@ -613,7 +630,7 @@ def fit_link(
         sums = _group_sums(z, None, y, None, bounds)
 
     # -- bootstrap: resampling counts (n_boot x groups) @ per-group sums = every replicate's statistics
-    counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot).astype(float)
+    counts = _resampling_counts(rng, n_boot, n_groups)
     rep = counts @ sums
     nt = q * (q + 1) // 2
     g1 = _unpack_symmetric(rep[:, :nt], q)  # Z'Z: holds X'X, X'm, m'm and the row count

@@ -406,3 +406,24 @@ def test_fit_link_too_few_clusters_raises_insufficient_data(framing: pd.DataFram
 def test_fit_link_bad_arguments_raise_value_error(framing: pd.DataFrame, change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         fit_link(framing, **{**FRAMING_KW, **change})
+
+
+def test_resampling_counts_are_draws_with_replacement_of_every_group() -> None:
+    """Each replicate draws n_groups groups with replacement: Multinomial(n, 1/n) counts, row by row.
+
+    250 replicates (not a multiple of the chunk) of 400 groups: every row sums to 400; each count is
+    Binomial(400, 1/400) (mean 1, variance 399/400, P(0) = 0.3674); rows differ; the same seed gives
+    the same counts.
+    """
+    counts = link_module._resampling_counts(np.random.default_rng(3), 250, 400)
+    assert counts.shape == (250, 400)
+    assert (counts.sum(axis=1) == 400).all()
+    assert (counts >= 0).all() and (counts == np.round(counts)).all()
+    assert counts.mean() == pytest.approx(1.0)
+    assert counts.var() == pytest.approx(399 / 400, abs=0.03)  # sd of the variance estimate ~0.004
+    assert (counts == 0).mean() == pytest.approx((399 / 400) ** 400, abs=0.01)
+    assert len({row.tobytes() for row in counts}) == 250
+    # No group is favoured: each group's total over the replicates is Binomial(100,000, 1/400) (sd 15.8).
+    assert np.abs(counts.sum(axis=0) - 250).max() < 6 * np.sqrt(250 * 399 / 400)
+    again = link_module._resampling_counts(np.random.default_rng(3), 250, 400)
+    assert np.array_equal(counts, again)
