@@ -25,6 +25,7 @@ import json
 import os
 import pickle
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -110,11 +111,14 @@ def _tree_rss_bytes(root: int) -> int:
 
 @dataclass
 class Measured:
-    """One measured command: wall seconds, exit code, and (epoch, tree RSS bytes) samples."""
+    """One measured command: wall seconds, exit code, CPU seconds of its process tree, (epoch, tree RSS) samples."""
 
     seconds: float
     returncode: int
     samples: list[tuple[float, int]] = field(default_factory=list)
+    # User + system CPU seconds of the command and every process it waited for (dbt runs inside it;
+    # the validation worker is its child): what the run cost the machine's two cores.
+    cpu_seconds: float = 0.0
 
     def peak_bytes(self, start: float | None = None, end: float | None = None) -> int:
         """Peak tree RSS over the whole run, or within [start, end] (epoch seconds)."""
@@ -125,6 +129,8 @@ class Measured:
 def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> Measured:
     """Run `cmd` to completion with its output in `log`, polling the RSS of its process tree."""
     samples: list[tuple[float, int]] = []
+    # The harness runs one command at a time, so the change in its reaped children's CPU is this command's.
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -140,7 +146,10 @@ def run_measured(cmd: list[str], env: dict[str, str], log: Path) -> Measured:
         returncode = proc.wait()
         done.set()
         poller.join()
-    return Measured(time.perf_counter() - started, returncode, samples)
+    seconds = time.perf_counter() - started
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (children_after.ru_utime - children_before.ru_utime) + (children_after.ru_stime - children_before.ru_stime)
+    return Measured(seconds, returncode, samples, cpu_seconds=cpu)
 
 
 # ---- one pipeline run ----------------------------------------------------------------------------
@@ -222,6 +231,7 @@ def run_pipeline(data_dir: Path, env: dict[str, str], label: str, *, full_refres
         stage["peak_rss_gib"] = max(stage["peak_rss_gib"], measured.peak_bytes(span["start"], span["end"]) / GIB)
     return {
         "seconds": round(measured.seconds, 2),
+        "cpu_seconds": round(measured.cpu_seconds, 1),
         "peak_rss_gib": round(measured.peak_bytes() / GIB, 2),
         # Process start, imports, Dagster and dbt start-up: the wall time no step covered.
         "overhead_seconds": round(measured.seconds - in_steps, 2),
@@ -451,6 +461,10 @@ def _run_table(full: dict[str, Any], new: dict[str, Any]) -> list[str]:
                  f"{new['overhead_seconds']:.1f} | |")
     lines.append(f"| **total** (wall) | **{full['seconds']:.1f}** | **{full['peak_rss_gib']:.2f}** | "
                  f"**{new['seconds']:.1f}** | **{new['peak_rss_gib']:.2f}** |")
+    if "cpu_seconds" in full and "cpu_seconds" in new:  # results saved before the harness counted CPU lack it
+        lines.append(f"| CPU seconds, user + system, of the whole process tree (of wall x 2 cores) | "
+                     f"{full['cpu_seconds']:.1f} ({full['cpu_seconds'] / (2 * full['seconds']):.0%}) | | "
+                     f"{new['cpu_seconds']:.1f} ({new['cpu_seconds'] / (2 * new['seconds']):.0%}) | |")
     if "step_seconds_summed" in full:
         lines += ["", "Stage seconds are wall time during which a step of the stage ran; independent steps run "
                   "two at a time, so stages overlap and add up to more than the total (every step's own seconds "
