@@ -20,7 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
+from scipy import special  # not scipy.stats: see below
+
+# scipy.special rather than scipy.stats: the same functions (scipy.stats' normal is built on them),
+# without scipy.stats' import, 0.6-0.7 s that every run's start paid because the analysis assets
+# import this module.
 
 # DESIGN.md writes 1.96, not the exact normal quantile, so SQL and Python agree to the last digit.
 Z95 = 1.96
@@ -148,7 +152,7 @@ def compare_count_arrays(
     se = np.sqrt(a["se"].to_numpy() ** 2 + b["se"].to_numpy() ** 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(se > 0, diff / se, np.nan)
-    p_value = 2.0 * stats.norm.sf(np.abs(z))
+    p_value = 2.0 * special.ndtr(-np.abs(z))  # the normal's upper tail, stats.norm.sf(|z|)
     return pd.DataFrame({"diff": diff, "se": se, "z": z, "p_value": p_value}, index=a.index)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
+from scipy import special  # not scipy.stats (see analysis/nps.py): the quantiles are ndtri and stdtrit
 
 from analysis.drivers import RatingMoments, relative_weights_from_moments
 from analysis.errors import InsufficientDataError
@@ -183,7 +183,7 @@ def wilson_interval(
     """
     k = np.asarray(successes, dtype="float64")
     trials = np.asarray(n, dtype="float64")
-    z = stats.norm.isf(alpha / 2)
+    z = -special.ndtri(alpha / 2)  # stats.norm.isf(alpha / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = k / trials
         denominator = 1 + z**2 / trials
@@ -282,7 +282,7 @@ def dose_response(
         mean = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
         squares = np.bincount(codes, weights=(score - mean[codes]) ** 2, minlength=size)
         sd = np.where(n >= 2, np.sqrt(squares / np.maximum(n - 1, 1)), np.nan)
-        half = stats.t.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n)
+        half = special.stdtrit(np.maximum(n - 1, 1), 0.975) * sd / np.sqrt(n)  # stats.t.ppf(0.975, n - 1)
 
     counts = _category_counts(frame["nps_category"], codes, size)
     nps = nps_from_count_arrays(counts["promoters"], counts["passives"], counts["detractors"])
@@ -579,7 +579,7 @@ def _correlation_row(cells: pd.DataFrame, customer_months: pd.DataFrame, min_cel
     corr = float(np.corrcoef(x, y)[0, 1])
     # A perfect correlation has an infinite Fisher z; nudging it inside keeps the interval at [1, 1].
     z = math.atanh(min(max(corr, -1 + 1e-15), 1 - 1e-15))
-    half = stats.norm.isf(0.025) / math.sqrt(n_cells - 3)
+    half = -special.ndtri(0.025) / math.sqrt(n_cells - 3)  # stats.norm.isf(0.025)
     row.update(corr=corr, corr_ci_low=math.tanh(z - half), corr_ci_high=math.tanh(z + half))
     return row
 

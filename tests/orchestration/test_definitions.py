@@ -188,3 +188,29 @@ def test_prune_run_targets_keeps_the_newest_and_anything_younger_than_a_day(tmp_
     # Even with nothing to keep, a folder younger than a day (a build running now) stays.
     prune_run_targets(tmp_path, keep=0)
     assert [p.name for p in tmp_path.glob("dbt_models-*")] == ["dbt_models-13"]
+
+
+def test_the_run_process_needs_neither_scipy_stats_nor_statsmodels() -> None:
+    """Loading the definitions and running the steps' statistics import neither (0.6-0.7 s per run's start).
+
+    The analyses take their normal and t quantiles from scipy.special and the repeat-rate check writes
+    out its z test (quality.marts.pooled_two_proportion_p_value); a new import of scipy.stats on the
+    run's path (an asset module, or a step's statistics) fails this test.
+    """
+    code = """
+import sys
+import numpy as np
+import pandas as pd
+from orchestration.definitions import defs
+defs().resolve_job_def("refresh")
+from analysis import nps, tables
+from quality import marts
+months = pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01"])
+marts.repeat_rate_jump_outcome(pd.DataFrame({"period_month": months, "repeat_n": [900, 900, 900],
+                                             "repeats": [300, 320, 200]}))
+nps.compare_count_arrays(np.array([5]), np.array([3]), np.array([2]), np.array([4]), np.array([3]), np.array([3]))
+tables.wilson_interval(np.array([3.0]), np.array([10.0]))
+print(sorted(m for m in ("scipy.stats", "statsmodels") if m in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[-2] == "[]", result.stdout + result.stderr

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
+from statsmodels.stats.proportion import proportions_ztest
 
 from quality.marts import (
     ERROR,
@@ -16,6 +19,7 @@ from quality.marts import (
     contact_explosion_sql,
     daily_volume_outcome,
     nps_jump_outcome,
+    pooled_two_proportion_p_value,
     repeat_rate_jump_outcome,
 )
 
@@ -130,6 +134,22 @@ def test_repeat_rate_jump_flagged_beyond_sampling_error_and_not_within():
     small = frame.assign(repeat_n=[40, 40, 40, 12], repeats=[16, 16, 13, 12])
     within = repeat_rate_jump_outcome(small)
     assert within.success and "within sampling error" in within.message
+
+
+@pytest.mark.parametrize(
+    ("x_a", "n_a", "x_b", "n_b"),
+    [(390, 1500, 600, 1500), (13, 40, 16, 40), (1, 30, 29, 30), (5, 7, 5, 7), (0, 50, 3, 80),
+     (48_211, 101_377, 47_003, 99_812), (2, 1_000_000, 40, 1_000_000)],
+)
+def test_pooled_two_proportion_p_value_is_statsmodels_proportions_ztest(x_a, n_a, x_b, n_b):
+    """The written-out test gives statsmodels' p-value (default arguments) to the last digits, tails included."""
+    _, expected = proportions_ztest(np.array([x_a, x_b]), np.array([n_a, n_b]))
+    assert pooled_two_proportion_p_value(x_a, n_a, x_b, n_b) == pytest.approx(float(expected), rel=1e-9, abs=1e-300)
+
+
+def test_pooled_two_proportion_p_value_is_nan_without_variation():
+    assert math.isnan(pooled_two_proportion_p_value(0, 10, 0, 20))
+    assert math.isnan(pooled_two_proportion_p_value(10, 10, 20, 20))
 
 
 def customer_months(latest_contacts: dict[str, int], months: int = 8) -> pd.DataFrame:
