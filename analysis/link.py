@@ -501,8 +501,8 @@ def _resampling_counts(rng: np.random.Generator, n_boot: int, n_groups: int, chu
     """(n_boot, n_groups) float counts: how often each group is drawn in n_groups draws with replacement.
 
     Each row is Multinomial(n_groups, uniform), drawn as the counts of n_groups uniform group indices.
-    `rng.multinomial` draws the same distribution one binomial per group (10 million of them for 1000
-    replicates of 10,000 groups: 0.8 s at every scale on the build machine); these counts take 0.16 s.
+    `rng.multinomial` draws the same distribution one binomial per group: 10 million of them for 1000
+    replicates of 10,000 groups, 0.8 s on the build machine, where these counts take 0.16 s.
     Chunks of `chunk` replicates keep the index array small.
     """
     counts = np.empty((n_boot, n_groups))
