@@ -35,14 +35,20 @@ class NpsLinkDbtResource(dg.ConfigurableResource):
     target: str = ""
 
     def build(
-        self, context: dg.AssetExecutionContext, args: Sequence[str], *, dbt_vars: Mapping[str, Any]
+        self,
+        context: dg.AssetExecutionContext,
+        args: Sequence[str],
+        *,
+        dbt_vars: Mapping[str, Any],
+        saved_parse: Path,
     ) -> Iterator[Any]:
         """Run `dbt <args>` (e.g. `build` with flags; no --vars, they come from `dbt_vars`) for the
         context's selection and yield the dbt assets' Dagster events as dbt finishes each node.
 
         Raises DbtBuildError (after the events of every node that ran) when a model or an
-        error-severity test failed. The parse's partial-parse file is promoted to the project's
-        target folder, so the next build's parse starts from it.
+        error-severity test failed. The parse starts from `saved_parse` (the warehouse's last parse,
+        `orchestration.lib.dbt.dbt_parse_state_file`) and leaves its own there, so the next build
+        of the same warehouse re-parses only what changed.
         """
         from dagster_dbt import DagsterDbtTranslator
         from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
@@ -60,11 +66,12 @@ class NpsLinkDbtResource(dg.ConfigurableResource):
         run_target = project_target / f"{op_name}-{run_id[:7]}-{uuid.uuid4().hex[:7]}"
         project = DbtProjectArgs.of(project_dir, Path(self.profiles_dir), dbt_vars, target=self.target)
 
-        # The parse starts from the project's last parse and re-parses only what changed.
-        seed_partial_parse(project_target, run_target)
+        # A copy of the project (above) parses from and for its own target folder only.
+        saved = saved_parse if ours else project_target / "partial_parse.msgpack"
+        seed_partial_parse(saved, run_target)
         manifest = parse_manifest(project, run_target)
         if ours:
-            keep_partial_parse(run_target, project_target)
+            keep_partial_parse(run_target, saved)
 
         full_args = [*args, *params.selection_args]
         if params.indirect_selection:

@@ -111,6 +111,16 @@ def project_fingerprint_file(settings: Settings) -> Path:
     return settings.build_db_path.with_name(settings.build_db_path.name + ".dbt-project")
 
 
+def dbt_parse_state_file(settings: Settings, target: str = "") -> Path:
+    """Where the dbt parse that last built this warehouse with this profile output is kept (the next starts from it).
+
+    One per warehouse and output, not one for the project: dbt discards a parse made for another
+    profile (orchestration/lib/dbt_runner.py `keep_partial_parse`). The default output has no suffix.
+    """
+    suffix = f"-{target}" if target else ""
+    return settings.build_db_path.with_name(f"{settings.build_db_path.name}.dbt-parse{suffix}.msgpack")
+
+
 def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
     """SHA-256 over the name and bytes of every file that decides what the models store.
 

@@ -25,6 +25,7 @@ from orchestration.lib.dbt import (
     DBT_PROJECT_DIR,
     TEST_SCOPE_ENV,
     NpsLinkDbtTranslator,
+    dbt_parse_state_file,
     ensure_manifest,
 )
 from orchestration.lib.dbt_runner import (
@@ -32,8 +33,11 @@ from orchestration.lib.dbt_runner import (
     DbtBuildError,
     DbtProjectArgs,
     InProcessDbtBuild,
+    keep_partial_parse,
     parse_manifest,
+    seed_partial_parse,
 )
+from orchestration.lib.settings import Settings
 from tests.dbt.test_dbt_build import activities_lake, activity
 
 # The marts' upstream and the tests on them alone (a singular test also reading other marts is left out).
@@ -179,3 +183,33 @@ def test_dbt_duckdb_still_keeps_the_environment_we_close() -> None:
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
 
     assert {"_ENV", "_LOCK"} <= set(vars(DuckDBConnectionManager))
+
+
+def _parse_for(root: Path, warehouse: str, saved: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """dbt's log of a parse for `<root>/<warehouse>.duckdb` as a build does it (from `saved`, kept there)."""
+    for name, value in _environment(root, root / f"{warehouse}.duckdb").items():
+        monkeypatch.setenv(name, value)
+    run_target = root / f"parse-{len(list(root.glob('parse-*')))}"
+    seed_partial_parse(saved, run_target)
+    parse_manifest(DbtProjectArgs.of(DBT_PROJECT_DIR, DBT_PROJECT_DIR, {}), run_target)
+    keep_partial_parse(run_target, saved)
+    return (run_target / "dbt.log").read_text()
+
+
+def test_each_warehouse_parses_from_its_own_last_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # dbt discards a parse made for another profile, and the warehouse's path is in the profile: a
+    # build of one warehouse after another's would parse the whole project if they shared the file.
+    unit_a, unit_b = Settings(data_dir=tmp_path / "unit_a"), Settings(data_dir=tmp_path / "unit_b")
+    saved_a = dbt_parse_state_file(unit_a)
+    assert saved_a.parent == unit_a.warehouse_dir
+    assert len({saved_a, dbt_parse_state_file(unit_b), dbt_parse_state_file(unit_a, "spark")}) == 3
+
+    first = _parse_for(tmp_path, "a", saved_a, monkeypatch)
+    assert "because saved manifest not found" in first and saved_a.exists()  # nothing to start from yet
+    shared = tmp_path / "one_file_for_the_project.msgpack"
+    shutil.copyfile(saved_a, shared)
+    between = _parse_for(tmp_path, "b", shared, monkeypatch)  # another warehouse's build in between
+    assert "Unable to do partial parsing because profile has changed" in between
+    again = _parse_for(tmp_path, "a", saved_a, monkeypatch)
+    assert "Unable to do partial parsing" not in again
+    assert "Nothing changed, skipping partial parsing" in again

@@ -149,18 +149,19 @@ def test_dbt_resource_runs_dbt_in_this_process_through_dagster_dbts_translation(
 def test_keep_partial_parse_promotes_the_builds_parse_whole(tmp_path: Path) -> None:
     from orchestration.lib.dbt_runner import keep_partial_parse
 
-    run_target, project_target = tmp_path / "run", tmp_path / "target"
+    run_target, saved = tmp_path / "run", tmp_path / "warehouse" / "build.duckdb.dbt-parse.msgpack"
     run_target.mkdir()
-    project_target.mkdir()
-    assert keep_partial_parse(run_target, project_target) is False  # dbt skipped parsing: keep the old one
-    (project_target / "partial_parse.msgpack").write_bytes(b"old")
-    old_inode = (project_target / "partial_parse.msgpack").stat().st_ino
+    assert keep_partial_parse(run_target, saved) is False  # dbt skipped parsing: keep the old one
+    assert not saved.exists()
+    (run_target / "partial_parse.msgpack").write_bytes(b"first")
+    assert keep_partial_parse(run_target, saved) is True  # the warehouse's first: its folder is made
+    old_inode = saved.stat().st_ino
+    (run_target / "partial_parse.msgpack").unlink()
     (run_target / "partial_parse.msgpack").write_bytes(b"new")
-    assert keep_partial_parse(run_target, project_target) is True
-    promoted = project_target / "partial_parse.msgpack"
-    assert promoted.read_bytes() == b"new"
-    assert promoted.stat().st_ino != old_inode  # replaced by rename, never rewritten in place
-    assert sorted(p.name for p in project_target.iterdir()) == ["partial_parse.msgpack"]
+    assert keep_partial_parse(run_target, saved) is True
+    assert saved.read_bytes() == b"new"
+    assert saved.stat().st_ino != old_inode  # replaced by rename, never rewritten in place
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
 
 
 def test_prune_run_targets_keeps_the_newest_and_anything_younger_than_a_day(tmp_path: Path) -> None:

@@ -14,12 +14,14 @@ import multiprocessing as mp
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from orchestration.lib.dbt import DBT_TARGET_DIR
 from orchestration.lib.demo_data import append_day
 from quality.pii import scan_duckdb_for_emails, scan_file_for_emails
 from tests.conftest import copy_data_dir, run_cli, start_cli
@@ -132,6 +134,14 @@ def test_no_email_address_in_published_tables_or_report(published_demo: Path) ->
         assert scan_file_for_emails(csv) == [], csv
 
 
+def _dbt_log(run: subprocess.CompletedProcess[str]) -> str:
+    """dbt's log of the run's build (its parse included), from the folder named after the run id."""
+    found = re.search(r" - refresh - ([0-9a-f-]{36}) - ", run.stdout + run.stderr)
+    assert found, "no run id in the run's output"
+    (folder,) = DBT_TARGET_DIR.glob(f"dbt_models-{found.group(1)[:7]}-*")
+    return (folder / "dbt.log").read_text()
+
+
 def test_rerun_on_same_inputs_changes_nothing(published_demo: Path, tmp_path: Path) -> None:
     data_dir = copy_data_dir(published_demo, tmp_path)
     query = """
@@ -158,6 +168,9 @@ def test_rerun_on_same_inputs_changes_nothing(published_demo: Path, tmp_path: Pa
                                                             encoding="utf-8")
     result = run_cli(data_dir, "run", "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr[-3000:]
+    # dbt parsed from this warehouse's own last parse, whatever other data dirs were built meanwhile.
+    assert (data_dir / "warehouse" / "build.duckdb.dbt-parse.msgpack").exists()
+    assert "Nothing changed, skipping partial parsing" in _dbt_log(result)
     con = duckdb.connect(str(_published(data_dir)), read_only=True)
     after = con.execute(query).fetchone()
     con.close()

@@ -22,6 +22,7 @@ from orchestration.lib.dbt import (
     build_flags,
     build_started,
     data_test_scope_env,
+    dbt_parse_state_file,
     dbt_project,
     dbt_vars,
     ensure_manifest,
@@ -61,7 +62,8 @@ def dbt_models(
     build_started(settings)
     context.log.info(f"[dbt] build {' '.join(flags)} with vars {build_vars}, data-test scope {scope}")
     # Raises after the events of every node that ran when a model or an error-severity test failed.
-    yield from dbt.build(context, ["build", *flags], dbt_vars=build_vars)
+    yield from dbt.build(context, ["build", *flags], dbt_vars=build_vars,
+                         saved_parse=dbt_parse_state_file(settings, dbt.target))
     build_finished(settings)
     prune_run_targets(DBT_TARGET_DIR)
 
