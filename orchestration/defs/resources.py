@@ -24,9 +24,10 @@ class NpsLinkDbtResource(dg.ConfigurableResource):
 
     The step parses the project and builds it with dbt's programmatic runner: no new interpreter
     starts, dbt's imports are paid once per process, and the parse starts from the partial parse
-    the last build left (orchestration/lib/dbt_runner.py has the measurements). dbt's events become
-    the same Dagster events as with dagster-dbt's `DbtCliResource`, through dagster-dbt's own
-    translation, so materializations, asset checks and subset selection are unchanged.
+    the last build of the same warehouse left (orchestration/lib/dbt_runner.py has the
+    measurements). dbt's events become the same Dagster events as with dagster-dbt's
+    `DbtCliResource`, through dagster-dbt's own translation, so materializations, asset checks and
+    subset selection are unchanged.
     """
 
     project_dir: str = str(DBT_PROJECT_DIR)
