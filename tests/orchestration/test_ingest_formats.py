@@ -216,6 +216,10 @@ def test_ingest_tsv_splits_on_tabs_and_keeps_commas_in_values(settings: Settings
         ("2025-01-01T09:00:00+05:30", datetime(2025, 1, 1, 3, 30)),
         ("2025-01-01T09:00:00-0800", datetime(2025, 1, 1, 17, 0)),
         ("2025-01-01T09:00:00.123456+09:00", datetime(2025, 1, 1, 0, 0, 0, 123456)),
+        # .NET's round-trip format (seven digits) and Java's Instant (nine): cut to microseconds
+        ("2025-01-01T09:00:00.1234567+09:00", datetime(2025, 1, 1, 0, 0, 0, 123456)),
+        ("2025-01-01T09:00:00.123456789Z", datetime(2025, 1, 1, 9, 0, 0, 123456)),
+        ("2025-01-01 09:00:00.999999999", datetime(2025, 1, 1, 0, 0, 0, 999999)),
     ],
 )
 def test_ingest_timestamp_is_stored_as_naive_utc(settings: Settings, delivered: str, stored_utc: datetime) -> None:

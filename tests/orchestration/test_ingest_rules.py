@@ -63,6 +63,8 @@ CASES = [
     (ACC, "created_at", "2030-01-01T00:00:00Z", "created_at:not_in_future", "breaks rule created_at not in the future"),
     (ACC, "created_at", "", "created_at:required", "created_at is empty"),
     (ACC, "updated_at", "2025-02-30T00:00:00", "updated_at:type", "updated_at=2025-02-30T00:00:00 breaks rule"),
+    # Nine fraction digits are ISO 8601 as systems write it (.NET, Java); ten are not a time anyone writes.
+    (ACC, "updated_at", "2025-01-01T00:00:00.1234567890", "updated_at:type", "breaks rule updated_at is an ISO 8601"),
     (REP, "rep_id", " ", "rep_id:required", "rep_id is empty"),
     (REP, "team", "ceo", "team:enum", "team=ceo breaks rule team in (new_sales, account_management, support, other)"),
     (REP, "team", "", "team:required", "team is empty"),

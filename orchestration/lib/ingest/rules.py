@@ -33,8 +33,10 @@ from quality.contract import ColumnSpec, SourceSpec
 # megabyte is far beyond any of them and well below what would hurt Parquet or the warehouse.
 MAX_VALUE_BYTES = 1024 * 1024
 # ISO 8601 date or date-time, optional seconds, fraction and offset; no week dates or ordinal days.
+# Up to nine fraction digits (.NET writes seven, Java's Instant nine); the lake keeps microseconds, and
+# DuckDB's cast drops the digits beyond them.
 _ISO_TIMESTAMP = (
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?"
 )
 _INTEGER = r"[+-]?[0-9]+(\.0*)?"  # "8.0" is how spreadsheets export 8; "8.5" is not an integer
 _TRUE = ("true", "t", "yes", "y", "1")
