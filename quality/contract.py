@@ -25,6 +25,18 @@ LOAD_METADATA_COLUMNS: dict[str, pa.DataType] = {
     "_loaded_at": pa.timestamp("us"),  # UTC, naive
 }
 
+# What the `*` of a column pattern (e.g. driver_*) stands for: any non-empty rest of the trimmed,
+# lower-cased name. Survey tools name items in the survey's language and with spaces or hyphens
+# (driver_対応速度, driver_ease-of-use); the item name is only ever data (a value of the long driver
+# scores table, a bound parameter in SQL), never an identifier, so none of them needs refusing.
+PATTERN_WILDCARD = ".+"
+
+
+def pattern_regex(pattern: str) -> str:
+    """A contract column pattern as a regular expression matching a whole (normalised) column name."""
+    return re.escape(pattern).replace(re.escape("*"), PATTERN_WILDCARD)
+
+
 # Suffix of the keyed hash (HMAC-SHA256, key NPS_LINK_PII_KEY) ingestion adds beside every `pii: true`
 # column: the warehouse keeps the hash, so e.g. a respondent can be matched to the account contact,
 # and never the address itself.
@@ -85,7 +97,7 @@ class SourceSpec:
     def pattern_for(self, column: str) -> ColumnSpec | None:
         """The pattern spec a column name matches (e.g. driver_responsiveness -> driver_*), if any."""
         for pattern, spec in self.column_patterns.items():
-            if re.fullmatch(pattern.replace("*", "[a-z0-9_]+"), column):
+            if re.fullmatch(pattern_regex(pattern), column):
                 return spec
         return None
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cache
 
 from quality._gx import ExpectColumnArrowTypeToBe, gx
-from quality.contract import DRIVER_SCORES_SCHEMA, DRIVER_SCORES_TABLE, load_contract
+from quality.contract import DRIVER_SCORES_SCHEMA, DRIVER_SCORES_TABLE, load_contract, pattern_regex
 from quality.suites._derive import (
     E,
     PlannedExpectation,
@@ -35,7 +35,7 @@ def driver_scores_plan() -> tuple[PlannedExpectation, ...]:
     pattern = responses.column_patterns[PATTERN]
     key = responses.columns[responses.key]
     # The item name is what the `*` of the pattern matched (contract.SourceSpec.pattern_for).
-    driver_regex = "^" + PATTERN.removeprefix("driver_").replace("*", "[a-z0-9_]+") + "$"
+    driver_regex = "^" + pattern_regex(PATTERN.removeprefix("driver_")) + "$"
     planned = [plan(E.ExpectTableColumnsToMatchSet, column_set=DRIVER_SCORES_SCHEMA.names, exact_match=True)]
     planned += [
         plan(ExpectColumnArrowTypeToBe, column="response_id", type_=str(key.arrow_type)),

@@ -242,6 +242,30 @@ def test_ingest_survey_driver_columns_are_written_long_for_loaded_rows_only(sett
     assert got == [("s1", "ease", 8, 1), ("s1", "speed", 3, 1), ("s2", "speed", 10, 2)]
 
 
+def test_ingest_survey_driver_items_in_any_script_or_with_spaces_are_items(settings: Settings) -> None:
+    """Items named in the survey's own language, or with hyphens or spaces, are rated and checked like any other."""
+    good = {**VALID["survey_responses"], "driver_対応速度": "9", "Driver_Ease-Of-Use": "4", "driver_first week": "7"}
+    good["driver_"] = "5"  # no item name: an extra column
+    rows = [
+        good,
+        {**good, "response_id": "s2", "driver_対応速度": "11"},
+        {**good, "response_id": "s3", "Driver_Ease-Of-Use": "42"},
+    ]
+    write_csv(settings, "survey_responses", "s.csv", rows)
+
+    loaded = only_file(settings, "survey_responses")
+
+    assert loaded.extra_columns == ["driver_"]
+    assert loaded.rule_counts == {"driver_対応速度:range": 1, "driver_ease-of-use:range": 1}
+    quarantined = pq.read_table(quarantine_dir(settings.lake_dir, "survey_responses") / f"{loaded.sha256}.parquet")
+    reasons = quarantined.column("_reason").to_pylist()
+    assert "driver_対応速度=11 breaks rule 0 <= driver_対応速度 <= 10" in reasons[0]
+    assert "driver_ease-of-use=42 breaks rule 0 <= driver_ease-of-use <= 10" in reasons[1]
+    table = pq.read_table(raw_dir(settings.lake_dir, "survey_driver_scores") / f"{loaded.sha256}.parquet")
+    got = [(r["driver"], r["score"]) for r in table.to_pylist()]
+    assert got == [("ease", 8), ("対応速度", 9), ("ease-of-use", 4), ("first week", 7)]
+
+
 # Characters that decide trimming: the ASCII space, Unicode space separators (trimmed), and
 # look-alikes that are not separators (tab, line break, zero-width space, BOM: kept).
 _EDGE_CHARACTERS = [" ", "\u3000", "\u00a0", "\u2009", "\u202f", "\t", "\n", "\u200b", "\ufeff", "\u0085", "a", "日"]

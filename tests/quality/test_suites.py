@@ -137,6 +137,14 @@ def test_driver_scores_same_item_twice_for_a_response_fails_compound_unique(good
     assert "response_id, driver" in failed_on(outcome, "expect_compound_columns_to_be_unique")
 
 
+def test_driver_scores_item_names_in_any_script_pass_and_an_empty_name_fails(good_batch):
+    suite = suite_for("survey_driver_scores", now=LOADED_AT)
+    named = good_batch("survey_driver_scores", changes={0: {"driver": "対応速度"}, 1: {"driver": "ease-of-use"}})
+    assert validate(named, suite).success
+    unnamed = validate(good_batch("survey_driver_scores", changes={0: {"driver": ""}}), suite)
+    assert "driver" in failed_on(unnamed, "expect_column_values_to_match_regex")
+
+
 @pytest.mark.parametrize(
     ("table", "column"),
     [
