@@ -5,9 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -209,6 +212,29 @@ def test_ingest_symlink_inside_data_dir_is_loaded(settings: Settings) -> None:
     assert ingest(settings).files[0].status == "loaded"
 
 
+def survey_parquet(score_text: bytes = b"ok") -> bytes:
+    """A valid survey Parquet file of 200 rows whose comment column holds `score_text` (bytes as stored)."""
+    comments = pa.Array.from_buffers(  # bytes labelled as text without checking them, as a faulty writer does
+        pa.string(), 200, pa.array([score_text] * 200, pa.binary()).buffers()
+    )
+    table = pa.table({
+        "response_id": [f"s{i}" for i in range(200)], "survey_type": ["relational"] * 200,
+        "customer_id": ["c1"] * 200, "responded_at": ["2025-01-01"] * 200, "nps_score": [9] * 200,
+        "comment": comments,
+    })
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="snappy")
+    return sink.getvalue().to_pybytes()
+
+
+def with_damaged_data_page(parquet: bytes) -> bytes:
+    """The file with bytes inside its first data page inverted; the footer (at the end) stays intact."""
+    damaged = bytearray(parquet)
+    for i in range(40, 120):
+        damaged[i] ^= 0xFF
+    return bytes(damaged)
+
+
 @pytest.mark.parametrize(
     ("name", "data", "rule"),
     [
@@ -226,6 +252,11 @@ def test_ingest_symlink_inside_data_dir_is_loaded(settings: Settings) -> None:
         ("ragged.csv", survey_csv("s1,relational,c1,2025-01-01,9,unexpected"), "unreadable"),
         ("half.jsonl", b'{"response_id": "s1", "nps_score": 9}\n{"response_id": "s2", "nps', "unreadable"),
         ("dupes.csv", "response_id,Response_ID,survey_type,customer_id,responded_at,nps_score\n", "duplicate_columns"),
+        ("dupe_items.csv", SURVEY_HEADER + ",driver_ease,Driver_Ease\n", "duplicate_columns"),
+        # Footer intact, data not: staging reads only the footer, the damage shows when rows are read.
+        ("damaged_page.parquet", with_damaged_data_page(survey_parquet()), "unreadable"),
+        ("damaged_page.parquet.gz", gzip.compress(with_damaged_data_page(survey_parquet())), "unreadable"),
+        ("not_utf8.parquet", survey_parquet(b"\xff\xfe"), "unreadable"),
     ],
 )
 def test_ingest_corrupt_file_is_rejected_with_reason_and_run_continues(
@@ -240,6 +271,79 @@ def test_ingest_corrupt_file_is_rejected_with_reason_and_run_continues(
     assert files[name].reason is not None and files[name].reason.startswith(f"{rule}: survey_responses/{name} ")
     assert (settings.lake_dir / "rejected" / "survey_responses" / f"{name}.reason.json").exists()
     assert files["zz-good.csv"].status == "loaded"
+
+
+def test_ingest_damaged_parquet_is_refused_once_and_holds_back_no_later_delivery(settings: Settings) -> None:
+    land(settings, "survey_responses", "a.parquet", survey_parquet(b"\xff\xfe"), mtime=1_700_000_000)
+    land(settings, "survey_responses", "b.csv", survey_csv("s9,relational,c1,2025-01-01,9"), mtime=1_700_000_100)
+
+    files = by_file(ingest(settings))
+
+    assert (files["a.parquet"].status, files["b.csv"].status) == ("rejected", "loaded")
+    assert "not valid UTF8" in (files["a.parquet"].reason or "")
+    assert (settings.lake_dir / "rejected" / "survey_responses" / "a.parquet").read_bytes() == survey_parquet(
+        b"\xff\xfe"
+    )
+    assert pending_files(settings)["survey_responses"] == []
+    assert ingest(settings).files == []
+
+
+def test_ingest_engine_error_on_a_sound_parquet_file_fails_the_run_and_leaves_it_pending(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the file's own damage refuses it: any other error while checking must not reject a good delivery."""
+    land(settings, "survey_responses", "a.parquet", survey_parquet())
+    compile_checks = ingest_engine.compile_checks
+
+    def failing_plan(*args: object, **kwargs: object) -> object:
+        plan = compile_checks(*args, **kwargs)
+        return replace(plan, sql="SELECT error('the engine failed ' || $file) AS _rn")
+
+    monkeypatch.setattr(ingest_engine, "compile_checks", failing_plan)
+
+    with pytest.raises(duckdb.Error, match="the engine failed"):
+        ingest(settings)
+    assert not (settings.lake_dir / "rejected").exists()
+    assert [p.name for p in pending_files(settings)["survey_responses"]] == ["a.parquet"]
+
+
+def test_ingest_refused_file_of_a_reused_name_keeps_the_earlier_refused_delivery(settings: Settings) -> None:
+    first = "rep_id\nr1\n"
+    land(settings, "crm_reps", "daily.csv", first, mtime=1_700_000_000)
+    first_sha = ingest(settings, "crm_reps").files[0].sha256
+    second = "rep_id,name\nr2,x\n"
+    land(settings, "crm_reps", "daily.csv", second, mtime=1_700_000_100)
+
+    refused = ingest(settings, "crm_reps").files[0]
+
+    rejected = settings.lake_dir / "rejected" / "crm_reps"
+    assert refused.status == "rejected" and first_sha is not None
+    assert (rejected / "daily.csv").read_text() == second  # the newest at the plain name
+    assert json.loads((rejected / "daily.csv.reason.json").read_text())["sha256"] == refused.sha256
+    kept = rejected / f"daily.{first_sha[:12]}.csv"
+    assert kept.read_text() == first
+    assert json.loads(kept.with_name(kept.name + ".reason.json").read_text())["sha256"] == first_sha
+    assert len(list(rejected.iterdir())) == 4
+
+
+def test_ingest_extra_columns_sharing_a_name_are_drift_not_a_refusal(settings: Settings) -> None:
+    # A spreadsheet export's trailing empty columns have blank headers; Note and note are two extras.
+    land(
+        settings,
+        "survey_responses",
+        "x.csv",
+        SURVEY_HEADER + ",,,Note,note\ns1,relational,c1,2025-01-01,9,,,a,b\ns2,relational,c1,2025-01-01,11,,,c,d\n",
+    )
+
+    result = ingest(settings).files[0]
+
+    assert (result.status, result.rows_loaded, result.rows_quarantined) == ("loaded", 1, 1)
+    assert result.extra_columns == ["", "", "Note", "note"]
+    quarantine = settings.lake_dir / "quarantine" / "survey_responses" / f"{result.sha256}.parquet"
+    row = duckdb.sql(f"SELECT * FROM read_parquet('{quarantine}')").fetchall()
+    names = [d[0] for d in duckdb.sql(f"SELECT * FROM read_parquet('{quarantine}')").description]
+    assert names[5:9] == ["(unnamed)", "(unnamed) (2)", "Note", "note (2)"]
+    assert row[0][4:9] == ("11", None, None, "c", "d")
 
 
 def test_ingest_ten_megabyte_field_quarantines_only_its_row(settings: Settings) -> None:

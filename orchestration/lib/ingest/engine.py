@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestration.lib.ingest.manifest import ManifestStore, atomic_write_bytes, sha256_of
-from orchestration.lib.ingest.readers import RejectFile, quote_literal, stage_file
+from orchestration.lib.ingest.readers import RejectFile, parquet_damage, quote_literal, stage_file
 from orchestration.lib.ingest.results import FileLoadResult, SourceLoadResult
 from orchestration.lib.ingest.rules import CheckPlan, compile_checks, naive_utc
 from orchestration.lib.lake import ensure_lake_tables, lake_schema, quarantine_dir, raw_dir, rejected_dir
@@ -312,10 +312,19 @@ def _write_quarantine(
 ) -> WriteJob:
     """Quarantined rows as delivered (every column as text) plus where they came from and why."""
     columns: list[str] = []
+    taken: set[str] = set()
     for name in names:
         shown = name if name.strip() else "(unnamed)"
         # A delivered column may not shadow the quarantine's own metadata columns.
-        columns.append(f"{shown} (delivered)" if shown in _QUARANTINE_META else shown)
+        shown = f"{shown} (delivered)" if shown in _QUARANTINE_META else shown
+        # Nor another delivered column: extra columns may share a name (blank headers, Note and note),
+        # and DuckDB, reading the file back, tells names apart only ignoring case. Later ones are numbered.
+        unique, n = shown, 1
+        while unique.lower() in taken:
+            n += 1
+            unique = f"{shown} ({n})"
+        taken.add(unique.lower())
+        columns.append(unique)
     schema = pa.schema(
         [pa.field(n, pa.string()) for n in columns] + [pa.field(n, t) for n, t in _QUARANTINE_META.items()]
     )
@@ -333,11 +342,15 @@ def _write_quarantine(
 def _reject(
     settings: Settings, entry: _Entry, source: str, result: FileLoadResult, rule: str, text: str
 ) -> FileLoadResult:
-    """Refuse a whole file: copy it (unless unsafe to read) to lake/rejected/<source>/ beside <name>.reason.json."""
+    """Refuse a whole file: copy it (unless unsafe to read) to lake/rejected/<source>/ beside <name>.reason.json.
+
+    An earlier refused delivery under the same name (other bytes) is kept, renamed by its sha256.
+    """
     reason = f"{rule}: {entry.relpath} {text}"
     inside = Path(entry.relpath).relative_to(source)
     dest = rejected_dir(settings.lake_dir, source) / inside
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _set_aside_earlier_rejection(dest, result.sha256)
     if entry.refusal is None:
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         shutil.copyfile(entry.path, tmp)
@@ -348,6 +361,26 @@ def _reject(
         dest.with_name(dest.name + ".reason.json"), json.dumps(doc, ensure_ascii=False, indent=2).encode()
     )
     return replace(result, status="rejected", reason=reason)
+
+
+def _set_aside_earlier_rejection(dest: Path, sha256: str) -> None:
+    """Rename the refused copy at `dest` and its reason to <stem>.<sha12>.<suffixes> if it is another delivery.
+
+    Sources re-use file names (daily.csv every day); the refused copy may be the only one left of
+    those bytes, so a later refusal of the same name must not overwrite it. The newest stays at the
+    plain name, where a data engineer looks first.
+    """
+    reason_file = dest.with_name(dest.name + ".reason.json")
+    if not reason_file.exists():
+        return
+    earlier_sha = json.loads(reason_file.read_bytes()).get("sha256") or ""
+    if earlier_sha == sha256:
+        return  # the same bytes refused again: the copy is the same
+    stem, dot, suffixes = dest.name.partition(".")
+    kept = dest.with_name(f"{stem}.{earlier_sha[:12] or 'earlier'}{dot}{suffixes}")
+    if dest.exists():
+        os.replace(dest, kept)
+    os.replace(reason_file, kept.with_name(kept.name + ".reason.json"))
 
 
 def _error_text(exc: BaseException) -> str:
@@ -426,12 +459,21 @@ def _load_file(
 
         loaded_at = datetime.now(UTC).replace(tzinfo=None)
         meta = {"file": entry.relpath, "sha": base.sha256, "seq": base.delivery_seq, "loaded_at": loaded_at}
-        # No try here: every value is typed with TRY_CAST-style expressions, so an error from this
-        # point on is the engine's or the machine's (e.g. out of memory), not the file's. It must
-        # fail the run and leave the file pending, not reject a good delivery.
+        # Every value is typed with TRY_CAST-style expressions, so an error from this point on is the
+        # engine's or the machine's (e.g. out of memory), not the file's: it must fail the run and
+        # leave the file pending, not reject a good delivery. The one exception is a Parquet file
+        # whose footer read well in staging but whose data is damaged: unless it is refused, it would
+        # fail every run and hold back every later delivery of its source.
         # The checked rows come to Arrow once: the raw file is cut from them there, and DuckDB reads
         # them back in place (a registered view) for the counts, driver scores and quarantine.
-        checked = con.sql(plan.sql, params=plan.parameters(entry.relpath, now)).to_arrow_table()
+        try:
+            checked = con.sql(plan.sql, params=plan.parameters(entry.relpath, now)).to_arrow_table()
+        except duckdb.Error:
+            damage = parquet_damage(con, staged.parquet) if staged.parquet else None
+            if damage is None:
+                raise
+            reason = f"cannot be read: {_error_text(RuntimeError(damage))}"
+            return _reject(settings, entry, spec.name, base, "unreadable", reason), []
         con.register("checked", checked)
         counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())
         pii_key = load_or_create_pii_key(settings.data_dir, os.environ) if spec.pii_columns else b""

@@ -57,6 +57,9 @@ class StagedFile:
     # Delivered column index -> whether its typed timestamp `i<index>` is an instant (TIMESTAMPTZ)
     # or a wall-clock time without a zone (TIMESTAMP); Parquet timestamp columns only.
     instants: dict[int, bool] = field(default_factory=dict)
+    # The Parquet file `src` reads (a .parquet.gz's inflated copy); None for the other formats, which
+    # are read whole while staging.
+    parquet: Path | None = None
 
 
 def detect_format(name: str) -> tuple[str, bool]:
@@ -235,6 +238,24 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str
     return names, instants
 
 
+def parquet_damage(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """Why the Parquet file's data cannot be read (e.g. a corrupt page, text that is not UTF-8), or None.
+
+    Staging reads only a Parquet file's footer, so damage further in shows first when the checks
+    read the rows. The caller asks this after such an error: if the file alone, every value of every
+    column, reads without error, the error was not the file's. Streamed in batches, so it holds no
+    more than one batch however large the file; a full memory is the machine's fault, not the file's.
+    """
+    try:
+        for _ in con.sql(f"SELECT * FROM read_parquet({quote_literal(str(path))})").to_arrow_reader(100_000):
+            pass
+    except duckdb.OutOfMemoryException:
+        return None
+    except duckdb.Error as exc:
+        return str(exc).strip() or type(exc).__name__
+    return None
+
+
 def stage_file(con: duckdb.DuckDBPyConnection, path: Path, work_dir: Path) -> StagedFile:
     """Stage one landing file as view `src`; RejectFile when it cannot be read as its format says.
 
@@ -256,7 +277,7 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, work_dir: Path) -> St
                 shutil.copyfileobj(src, dst, _CHUNK)
             path = plain
         names, instants = _stage_parquet(con, path)
-        return StagedFile(names, label, "utf-8", instants)
+        return StagedFile(names, label, "utf-8", instants, parquet=path)
     encoding = detect_encoding(path, gzipped)
     if encoding != "utf-8":
         # DuckDB has no CP932 reader (and cannot download the encodings extension offline).

@@ -219,8 +219,10 @@ def compile_checks(
 ) -> CheckPlan:
     """Match delivered columns to the contract and compile every rule; RejectFile when the columns cannot load.
 
-    A file is refused whole when two delivered names are the same after trimming and lower-casing
-    (which one is meant is unknowable) or when a required contract column is missing.
+    A file is refused whole when two delivered names that a contract column or pattern claims are the
+    same after trimming and lower-casing (which one is meant is unknowable) or when a required
+    contract column is missing. Two extra columns of the same name (e.g. the blank headers of a
+    spreadsheet's trailing empty columns) are extra columns like any other: recorded, never fatal.
     `instants` (StagedFile.instants) names the delivered columns that `src` also holds as typed
     timestamps `i<index>`: a contract timestamp column delivered so takes its value from there, the
     value its text would parse to (an instant as given, a zone-less time as local time in the source
@@ -230,7 +232,7 @@ def compile_checks(
     normal = [normalise(n) for n in names]
     seen: dict[str, str] = {}
     for raw, norm in zip(names, normal, strict=True):
-        if norm in seen:
+        if norm in seen and (norm in source.columns or source.pattern_for(norm)):
             raise RejectFile(
                 "duplicate_columns", f"has columns {seen[norm]!r} and {raw!r}, the same name ignoring case"
             )
