@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,11 +77,13 @@ def _print_quality_summary(settings: Settings, since_epoch: float) -> None:
                count(*) filter (where status = 'duplicate') as files_duplicate,
                coalesce(sum(rows_read), 0), coalesce(sum(rows_loaded), 0), coalesce(sum(rows_quarantined), 0)
         from read_parquet(?)
-        where loaded_at >= to_timestamp(?)::timestamp
+        where loaded_at >= ?
         group by source
         order by source
         """,
-        [str(manifest), since_epoch],
+        # loaded_at is naive UTC; `to_timestamp(epoch)::timestamp` would be the machine's wall clock
+        # (DuckDB's session zone), hours off on a host in Tokyo.
+        [str(manifest), datetime.fromtimestamp(since_epoch, UTC).replace(tzinfo=None)],
     ).fetchall()
     con.close()
     print("\nData quality (files delivered in this run):")
