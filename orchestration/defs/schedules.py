@@ -1,6 +1,7 @@
 """The one refresh job, its daily schedule, and the landing-zone sensor."""
 
 import hashlib
+from pathlib import Path
 
 import dagster as dg
 
@@ -35,12 +36,24 @@ daily_refresh_schedule = dg.ScheduleDefinition(
 def landing_zone_sensor(context: dg.SensorEvaluationContext, nps_link: NpsLinkResource) -> dg.SensorResult:
     """Start a refresh when files appear in the landing zone that the lake has not loaded yet.
 
-    The run key is a digest of the pending file list, so the same set of new files starts one run.
+    The run key is a digest of the pending files, each by path, size and modification time (what
+    the ingest's hash cache takes as unchanged), so the same set of new files starts one run, and a
+    file delivered again under the same name with other bytes (a corrected file, a daily reps.csv)
+    starts another: Dagster skips a request whose run key already has a run.
     """
     pending = pending_files(nps_link.settings())
-    names = sorted(str(path) for paths in pending.values() for path in paths)
-    if not names:
+    files = sorted(path for paths in pending.values() for path in paths)
+    if not files:
         return dg.SensorResult(skip_reason="no new landing files")
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
-    context.log.info(f"{len(names)} new landing file(s): {names[:5]}")
+    digest = hashlib.sha256("\n".join(_delivery_identity(path) for path in files).encode()).hexdigest()[:16]
+    context.log.info(f"{len(files)} new landing file(s): {[str(path) for path in files[:5]]}")
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"landing-{digest}")])
+
+
+def _delivery_identity(path: Path) -> str:
+    """A landing file's path, size and modification time; the path alone if it has just gone."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return str(path)
+    return f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -119,7 +120,17 @@ def test_landing_sensor_requests_a_run_only_for_new_files(tmp_path: Path, defini
     with dg.build_sensor_context(resources=resources) as context:
         result = sensor(context)
     assert len(result.run_requests) == 1
-    assert result.run_requests[0].run_key.startswith("landing-")
+    first_key = result.run_requests[0].run_key
+    assert first_key.startswith("landing-")
+    with dg.build_sensor_context(resources=resources) as context:
+        assert sensor(context).run_requests[0].run_key == first_key  # the same files: the same run
+
+    # Refused or not, the file is delivered again under its name with other bytes (a corrected file):
+    # Dagster skips a request whose key already has a run, so the key must change with the bytes.
+    (landing / "reps.csv").write_text("rep_id,team\nR1,support\nR2,other\n", encoding="utf-8")
+    os.utime(landing / "reps.csv", ns=(2_000_000_000 * 10**9, 2_000_000_000 * 10**9))
+    with dg.build_sensor_context(resources=resources) as context:
+        assert sensor(context).run_requests[0].run_key not in ("", first_key)
 
 
 def test_dagster_definitions_validate_passes_for_the_workspace() -> None:
