@@ -7,6 +7,7 @@ from functools import cache
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
 from analysis.report.i18n import translator
 from analysis.report.inputs import ReportInputs
@@ -32,6 +33,16 @@ def _environment() -> jinja2.Environment:
     )
 
 
+@cache
+def _stylesheet() -> Markup:
+    """report.css for the page's <style>, as it is: HTML escaping would turn its quotes into &#34;, which
+    CSS does not decode, and drop every declaration with a quoted name (the report's font-family)."""
+    css = (TEMPLATE_DIR / "report.css").read_text(encoding="utf-8")
+    if "</" in css:
+        raise ValueError("report.css may not contain '</': it would end the page's <style> element")
+    return Markup(css)
+
+
 def scrub(html: str, replacement: str) -> str:
     """Blank every e-mail address and URL in a text (the report must carry neither)."""
     return URL_PATTERN.sub(replacement, EMAIL_PATTERN.sub(replacement, html))
@@ -53,7 +64,7 @@ def render_report(inputs: ReportInputs, *, lang: str = "en") -> str:
         title=t("title"),
         meta=t("meta", as_of=local.strftime("%Y-%m-%d %H:%M"), tz=inputs.reporting_tz, run_id=inputs.run_id),
         run_id=inputs.run_id,
-        css=(TEMPLATE_DIR / "report.css").read_text(encoding="utf-8"),
+        css=_stylesheet(),
         sections=sections,
         t=t,
         not_enough_label=lambda reason: t("not_enough_data", reason=reason),

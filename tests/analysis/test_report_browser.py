@@ -80,6 +80,9 @@ def test_report_in_chromium_offline_renders_every_chart_and_headline(browser: Br
     try:
         page = visit.page
         assert page.evaluate("document.documentElement.lang") == lang
+        # The stylesheet as written: escaped quotes (&#34;) would void the font-family and fall back to serif.
+        font = page.evaluate("getComputedStyle(document.body).fontFamily")
+        assert font.startswith('system-ui, -apple-system, "Segoe UI"')
         assert page.locator("svg[data-chart]").evaluate_all("els => els.map(e => e.dataset.chart)") == CHARTS
         for chart in CHARTS:
             box = page.locator(f'svg[data-chart="{chart}"]').bounding_box()
