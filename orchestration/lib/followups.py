@@ -53,6 +53,12 @@ SMTP error policy (one connection per batch):
   come back later, or we cannot know whether the message in flight was accepted. The batch stops;
   the message in flight and every later one are reported, not recorded, and retried next run.
 * A failure to open the session (connect, STARTTLS, login) sends nothing and reports every message.
+* One recipient refused while another accepted the message (smtplib says so only in its return
+  value): 4xx for the To (the owner, or the fallback address) is the 4xx above: not recorded,
+  retried next run, the batch stops; the Cc may then see the message twice, with the same
+  Message-ID, which is better than an owner never told. 5xx for the To, or any refusal of the Cc, is
+  recorded (sending again would only repeat it to whoever took it) and reported as a warning, which
+  fails the run's `all_detractors_reached` check: an address to correct in the CRM.
 
 Personal data: recipient addresses are read from `lake/raw/crm_reps` (the one reader of rep e-mail
 addresses, `rep_emails_from_lake`) and go only into the messages. The ledger records rep ids and
@@ -225,6 +231,11 @@ class FollowupResult:
     # messages, the file system or the ledger took the time. Render and record are this process's;
     # write and sync the writer process's, which works on one batch while the next is rendered.
     outbox_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def all_reached(self) -> bool:
+        """Every in-window detractor reached every recipient it was addressed to (or was reached before)."""
+        return not self.failed and not self.warnings
 
     @property
     def no_address_count(self) -> int:
@@ -804,6 +815,16 @@ def _deliver_smtp(
                     )
                 )
                 _stop(result, outgoing[index + 1 :], f"connection lost ({detail})")
+                return
+            deferred_owner = refused.get(item.to_address) if refused else None
+            if deferred_owner is not None and not 500 <= deferred_owner[0] < 600:
+                # Only the Cc took it: the owner's copy is deferred (the policy in the module docstring).
+                detail = _redact(f"{deferred_owner[0]} {deferred_owner[1].decode(errors='replace')}")
+                result.failed.append(FollowupFailure(
+                    item.response_id, "server_error",
+                    f"RCPT of the To deferred ({detail}), the Cc accepted; resent next run with the same Message-ID",
+                ))
+                _stop(result, outgoing[index + 1 :], f"server deferred a recipient ({detail})")
                 return
             # Accepted by the server: record it (its own commit) before the next message is attempted.
             _record(con, [_ledger_row(item, transport=result.transport, run_id=run_id)])

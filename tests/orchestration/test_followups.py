@@ -88,6 +88,13 @@ class RecordingHandler:
         self.block_on: int | None = None  # n-th DATA: store the message, then withhold the 250
         self.blocked = threading.Event()
         self.release = threading.Event()
+        self.rcpt_reply: dict[str, str] = {}  # recipient address -> reply to its RCPT instead of accepting it
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if address in self.rcpt_reply:
+            return self.rcpt_reply[address]
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         with self.lock:
@@ -476,6 +483,51 @@ def test_send_followups_permanent_550_skips_that_message_and_continues(
     retry = _send(con, smtp_server.settings, tmp_path / "outbox")  # refused ones are retried
 
     assert (retry.sent, retry.skipped_already_sent) == (1, 4)
+
+
+def test_send_followups_owner_deferred_while_the_cc_accepts_stops_and_reaches_the_owner_next_run(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    # Greylisting or a full mailbox: 4xx for the owner, while the manager in Cc takes the message.
+    smtp_server.handler.rcpt_reply[REP_EMAILS["R1"]] = "452 4.2.2 mailbox full"
+
+    first = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    assert first.sent == 0 and not first.all_reached and "452" in (first.stopped_reason or "")
+    assert [(f.response_id, f.reason) for f in first.failed] == [
+        ("D1", "server_error"), *[(r, "not_attempted") for r in IN_WINDOW_IDS[1:]],
+    ]
+    assert "452" in first.failed[0].detail and "r1@" not in first.failed[0].detail
+    assert _ledger(con) == {}
+    assert [r.rcpt_tos for r in smtp_server.handler.received] == [[REP_EMAILS["M1"]]]
+
+    smtp_server.handler.rcpt_reply.clear()  # the mailbox has room again
+    second = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    assert (second.sent, second.failed, second.all_reached) == (5, [], True)
+    reached_owner = [r for r in smtp_server.handler.received if REP_EMAILS["R1"] in r.rcpt_tos]
+    assert {r.message["X-NPS-Link-Response-Id"] for r in reached_owner} == {"D1", "D5"}
+    d1 = [r for r in smtp_server.handler.received if r.message["X-NPS-Link-Response-Id"] == "D1"]
+    assert {r.message["Message-ID"] for r in d1} == {message_id_for("D1")}  # the Cc's second copy is the same mail
+
+
+@pytest.mark.parametrize("refused", ["owner", "manager"])
+def test_send_followups_one_recipient_refused_for_good_is_recorded_and_fails_the_check(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path, refused: str
+) -> None:
+    address = REP_EMAILS["R1" if refused == "owner" else "M1"]
+    smtp_server.handler.rcpt_reply[address] = f"550 5.1.1 <{address}> no such user"
+
+    result = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    # Sent, and recorded: sending again would only repeat it to whoever took it.
+    assert (result.sent, result.failed, result.stopped_reason) == (5, [], None)
+    assert not result.all_reached
+    refused_ids = {"D1", "D5"} if refused == "owner" else {"D1", "D2", "D5"}
+    assert {w.split(":", 1)[0] for w in result.warnings} == refused_ids
+    assert all("550" in w and address not in w for w in result.warnings)
+    assert set(_ledger(con)) == set(IN_WINDOW_IDS)
+    assert _send(con, smtp_server.settings, tmp_path / "outbox").sent == 0
 
 
 def test_send_followups_logs_in_when_user_is_set(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
