@@ -70,14 +70,27 @@ def remove_stale_temporaries(folder: Path) -> int:
     return removed
 
 
-def publish_warehouse(build_db: Path, published_db: Path) -> PublishResult:
+class UnauditedBuildError(RuntimeError):
+    """The build warehouse is not in a state its checks passed: publishing it would show analysts untested data."""
+
+
+def publish_warehouse(build_db: Path, published_db: Path, *, unfinished_build: Path) -> PublishResult:
     """Atomically replace `published_db` with a checkpointed copy of `build_db`.
 
+    `unfinished_build` is the marker a dbt build of `build_db` leaves when it did not finish with every
+    test passing (orchestration.lib.dbt.unfinished_build_marker). In a refresh run the blocking checks
+    keep this step from running after such a build; the marker also stops a publish started on its
+    own (from the UI's asset graph) after a failed run, which would otherwise copy the untested marts.
     The caller must hold no open connection to `build_db` (DuckDB allows one writer process).
     """
     started = time.perf_counter()
     if not build_db.exists():
         raise FileNotFoundError(f"no build warehouse to publish at {build_db}")
+    if unfinished_build.exists():
+        raise UnauditedBuildError(
+            f"not publishing {build_db}: its last dbt build did not finish with every test passing "
+            f"({unfinished_build.name} is beside it); a refresh rebuilds it, and publishes once its checks pass"
+        )
     published_db.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(published_db.parent)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.lib.publish import TMP_PREFIX, publish_warehouse
+from orchestration.lib.publish import TMP_PREFIX, UnauditedBuildError, publish_warehouse
 
 
 def _build(path: Path, version: int, rows: int = 20_000) -> None:
@@ -53,7 +53,7 @@ def test_publish_replaces_file_and_cleans_temporaries(tmp_path: Path) -> None:
     build, published = tmp_path / "build.duckdb", tmp_path / "nps_link.duckdb"
     _build(build, 1)
     (tmp_path / f"{TMP_PREFIX}killed.duckdb").write_bytes(b"partial copy of a killed run")
-    result = publish_warehouse(build, published)
+    result = publish_warehouse(build, published, unfinished_build=tmp_path / "unfinished")
     assert result.published_path == published
     assert not list(tmp_path.glob(f"{TMP_PREFIX}*"))
     con = duckdb.connect(str(published), read_only=True)
@@ -66,15 +66,34 @@ def test_publish_without_build_raises_and_keeps_published(tmp_path: Path) -> Non
     _build(published, 7)
     before = published.read_bytes()
     with pytest.raises(FileNotFoundError):
-        publish_warehouse(tmp_path / "missing.duckdb", published)
+        publish_warehouse(tmp_path / "missing.duckdb", published, unfinished_build=tmp_path / "unfinished")
     assert published.read_bytes() == before
+
+
+def test_publish_after_an_unfinished_dbt_build_refuses_and_keeps_published(tmp_path: Path) -> None:
+    build, published = tmp_path / "build.duckdb", tmp_path / "nps_link.duckdb"
+    _build(published, 7)
+    _build(build, 8)  # marts rebuilt by a build whose tests failed
+    marker = tmp_path / "build.duckdb.dbt-build-unfinished"
+    marker.touch()
+    before = published.read_bytes()
+
+    with pytest.raises(UnauditedBuildError, match="did not finish with every test passing"):
+        publish_warehouse(build, published, unfinished_build=marker)
+
+    assert published.read_bytes() == before
+    marker.unlink()  # a later build finished with its tests passing
+    publish_warehouse(build, published, unfinished_build=marker)
+    con = duckdb.connect(str(published), read_only=True)
+    assert con.execute("select min(version) from marts.t").fetchone() == (8,)
+    con.close()
 
 
 def test_publish_while_readers_query_in_loop_never_blocks_or_shows_partial_tables(tmp_path: Path) -> None:
     # GIVEN a published warehouse and a reader process querying it in a loop (fresh and held connections)
     build, published = tmp_path / "build.duckdb", tmp_path / "nps_link.duckdb"
     _build(build, 0)
-    publish_warehouse(build, published)
+    publish_warehouse(build, published, unfinished_build=tmp_path / "unfinished")
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()
     readers = [ctx.Process(target=_reader, args=(str(published), 6.0, hold, queue)) for hold in (True, False)]
@@ -84,7 +103,7 @@ def test_publish_while_readers_query_in_loop_never_blocks_or_shows_partial_table
     # WHEN the pipeline rebuilds and publishes several new versions meanwhile
     for version in range(1, 6):
         _build(build, version)
-        publish_warehouse(build, published)
+        publish_warehouse(build, published, unfinished_build=tmp_path / "unfinished")
         time.sleep(0.3)
     outcomes = {hold: (reads, seen, errors) for hold, reads, seen, errors in (queue.get(timeout=60) for _ in readers)}
     for reader in readers:

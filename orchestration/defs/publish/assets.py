@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from orchestration.lib.dbt import unfinished_build_marker
 from orchestration.lib.publish import publish_warehouse
 from orchestration.lib.resources import NpsLinkResource
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
@@ -31,7 +32,9 @@ def published_warehouse(context: dg.AssetExecutionContext, nps_link: NpsLinkReso
     orchestration/lib/publish.py for why an analyst's open connection is never blocked.
     """
     settings = nps_link.settings()
-    result = publish_warehouse(settings.build_db_path, settings.published_db_path)
+    result = publish_warehouse(
+        settings.build_db_path, settings.published_db_path, unfinished_build=unfinished_build_marker(settings)
+    )
     context.log.info(f"[publish] {result.published_path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.2f} s")
     return dg.MaterializeResult(
         metadata={
