@@ -55,6 +55,8 @@ def write_report(html: str, reports_dir: Path, *, as_of: date, tables: Mapping[s
     copy is written first and the latest HTML last, so the latest report never points at a run whose
     files are not all there. Earlier dated folders are kept (history). Table names must be plain
     identifiers (they become file names); columns that may hold personal data are left out of the CSVs.
+    A table CSV of an earlier report that this one has no table for (an analysis without enough data
+    this time) is removed from the folder written, so no CSV stands beside a report it does not belong to.
     """
     for name in tables:
         if not _TABLE_NAME.match(name):
@@ -67,9 +69,18 @@ def write_report(html: str, reports_dir: Path, *, as_of: date, tables: Mapping[s
     for name, data in encoded.items():
         paths.dated_csv[name] = dated_dir / f"{name}.csv"
         _write_atomic(paths.dated_csv[name], data)
+    _remove_other_tables(dated_dir, keep=encoded)
     _write_atomic(paths.dated_html, page)
     for name, data in encoded.items():
         paths.latest_csv[name] = reports_dir / f"{name}.csv"
         _write_atomic(paths.latest_csv[name], data)
+    _remove_other_tables(reports_dir, keep=encoded)
     _write_atomic(paths.latest_html, page)
     return paths
+
+
+def _remove_other_tables(folder: Path, *, keep: Mapping[str, object]) -> None:
+    """Delete the table CSVs in `folder` (names as write_report writes them) that are not in `keep`."""
+    for csv in folder.glob("*.csv"):
+        if _TABLE_NAME.match(csv.stem) and csv.stem not in keep:
+            csv.unlink(missing_ok=True)

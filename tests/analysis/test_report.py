@@ -401,6 +401,21 @@ def test_write_report_second_day_keeps_history_and_replaces_latest(tmp_path: Pat
     assert (tmp_path / "leadership_report.html").read_text(encoding="utf-8") == "<p>day two</p>"
 
 
+def test_write_report_drops_the_csv_of_a_table_this_report_has_not(tmp_path: Path) -> None:
+    day = date(2025, 6, 30)
+    both = {"key_drivers": pd.DataFrame({"driver": ["a"]}), "link_effects": pd.DataFrame({"effect": ["total"]})}
+    write_report("<p>first run</p>", tmp_path, as_of=day, tables=both)
+    (tmp_path / "notes.txt").write_text("not a table", encoding="utf-8")
+
+    # A rerun of the day in which the drivers had not enough data: no drivers table.
+    paths = write_report("<p>second run</p>", tmp_path, as_of=day, tables={"link_effects": both["link_effects"]})
+
+    for folder in (tmp_path, tmp_path / day.isoformat()):
+        assert sorted(p.name for p in folder.glob("*.csv")) == ["link_effects.csv"]
+    assert set(paths.latest_csv) == {"link_effects"}
+    assert (tmp_path / "notes.txt").exists()
+
+
 def test_write_report_private_columns_left_out_of_csv(tmp_path: Path) -> None:
     frame = pd.DataFrame({"driver": ["x"], "importance": [1.0], "comment": [fx.SECRET_COMMENT],
                           "email": [fx.SECRET_EMAIL]})
