@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,17 @@ class UnauditedBuildError(RuntimeError):
     """The build warehouse is not in a state its checks passed: publishing it would show analysts untested data."""
 
 
-def publish_warehouse(build_db: Path, published_db: Path, *, unfinished_build: Path) -> PublishResult:
+def publish_warehouse(
+    build_db: Path,
+    published_db: Path,
+    *,
+    unfinished_build: Path,
+    prepare: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+) -> PublishResult:
     """Atomically replace `published_db` with a checkpointed copy of `build_db`.
+
+    `prepare`, if given, runs on the build warehouse's connection before the checkpoint, once the
+    build is known to be publishable: the last writes that belong to publishing (the run ledger).
 
     `unfinished_build` is the marker a dbt build of `build_db` leaves when it did not finish with every
     test passing (orchestration.lib.dbt.unfinished_build_marker). In a refresh run the blocking checks
@@ -96,6 +106,8 @@ def publish_warehouse(build_db: Path, published_db: Path, *, unfinished_build: P
 
     con = duckdb.connect(str(build_db))
     try:
+        if prepare is not None:
+            prepare(con)
         con.execute("checkpoint")
         tables = con.execute(
             "select count(*) from information_schema.tables where table_catalog = current_database()"

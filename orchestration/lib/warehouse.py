@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 # Steps run two at a time on threads of one process, each with its own connection to the build
 # warehouse. Their writes are small (one run's result rows) but touch the shared catalog (schema,
@@ -53,3 +58,96 @@ def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, out: pd.DataFr
     finally:
         con.unregister("run_rows")
     return len(out)
+
+
+# Dagster tags a re-execution ("from failure", or of selected steps) with the run it re-executes.
+PARENT_RUN_TAG = "dagster/parent_run_id"
+
+
+def run_lineage(run_id: str, parent_of: Callable[[str], str | None]) -> list[str]:
+    """This run, then the run it re-executes, and so on: newest first.
+
+    A re-execution runs only some steps under a new run id; the analysis steps it did not repeat
+    wrote their rows under an earlier id of the lineage, and the report must still find them.
+    """
+    lineage = [run_id]
+    while (parent := parent_of(lineage[-1])) and parent not in lineage:
+        lineage.append(parent)
+    return lineage
+
+
+def lineage_rows(
+    con: duckdb.DuckDBPyConnection, table: str, lineage: list[str], as_of: datetime
+) -> pd.DataFrame | None:
+    """The rows of `analysis.<table>` for `as_of` from the newest run of `lineage` that wrote any, run columns dropped.
+
+    None if none did (or the table was never written): the report then says so, and never shows
+    figures of another run or cut-off.
+    """
+    exists = con.execute(
+        "select count(*) from information_schema.tables where table_schema = 'analysis' and table_name = ?", [table]
+    ).fetchall()[0][0]
+    if not exists:
+        return None
+    frame = con.execute(
+        f'select * from analysis."{table}" where list_contains(?, run_id) and as_of is not distinct from ?',
+        [lineage, as_of],
+    ).df()
+    if not len(frame):
+        return None
+    newest = min(frame["run_id"].unique(), key=lineage.index)
+    return frame[frame["run_id"] == newest].drop(columns=["run_id", "as_of"]).reset_index(drop=True)
+
+
+def dagster_run_lineage(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """`run_lineage` of a run of `instance`, read from its runs' tags."""
+
+    def parent_of(child: str) -> str | None:
+        run = instance.get_run_by_id(child)
+        return run.tags.get(PARENT_RUN_TAG) if run is not None else None
+
+    return run_lineage(run_id, parent_of)
+
+
+# The ledger of the runs whose analysis rows analysts may see: every run a publish step completed in
+# (with the runs it re-executed). Rows of other runs are deleted when a run publishes.
+PUBLISHED_RUNS = "ops.published_runs"
+
+
+def keep_published_runs_only(con: duckdb.DuckDBPyConnection, lineage: list[str]) -> int:
+    """Record `lineage` as published, and delete from every `analysis.*` table the rows of runs never published.
+
+    Called by the publish step just before the copy: a run that failed (an analysis that wrote its
+    rows and then failed its check, or a step after it) left its rows in the build warehouse, and a
+    later run's publish would otherwise show them to analysts beside the audited ones. A warehouse
+    from before this ledger takes the runs its tables already hold as published (they were).
+    Returns how many rows were deleted.
+    """
+    with _WRITE_LOCK:
+        con.execute("create schema if not exists ops")
+        tables = [name for (name,) in con.execute(
+            "select table_name from information_schema.tables "
+            "where table_schema = 'analysis' and table_type = 'BASE TABLE' order by table_name"
+        ).fetchall()]
+        ledger_exists = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'ops' and table_name = ?",
+            [PUBLISHED_RUNS.split(".")[1]],
+        ).fetchall()[0][0]
+        if not ledger_exists:
+            con.execute(f"create table {PUBLISHED_RUNS} (run_id varchar not null, published_at timestamp not null)")
+            for table in tables:
+                con.execute(
+                    f"insert into {PUBLISHED_RUNS} select distinct run_id, now()::timestamp from analysis.\"{table}\" "
+                    f"where run_id not in (select run_id from {PUBLISHED_RUNS})"
+                )
+        con.execute(
+            f"insert into {PUBLISHED_RUNS} select run_id, now()::timestamp from (select unnest(?) as run_id) "
+            f"where run_id not in (select run_id from {PUBLISHED_RUNS})",
+            [lineage],
+        )
+        deleted = 0
+        for table in tables:
+            deleted += con.execute(
+                f'delete from analysis."{table}" where run_id not in (select run_id from {PUBLISHED_RUNS})'
+            ).fetchall()[0][0]
+        return deleted

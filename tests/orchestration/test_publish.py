@@ -78,14 +78,22 @@ def test_publish_after_an_unfinished_dbt_build_refuses_and_keeps_published(tmp_p
     marker.touch()
     before = published.read_bytes()
 
+    prepared: list[str] = []
+
+    def record_publish(con: duckdb.DuckDBPyConnection) -> None:
+        prepared.append("called")
+        con.execute("create or replace table marts.published_by as select 'this run' as run")
+
     with pytest.raises(UnauditedBuildError, match="did not finish with every test passing"):
-        publish_warehouse(build, published, unfinished_build=marker)
+        publish_warehouse(build, published, unfinished_build=marker, prepare=record_publish)
 
     assert published.read_bytes() == before
+    assert prepared == []  # nothing written into a build that is not published
     marker.unlink()  # a later build finished with its tests passing
-    publish_warehouse(build, published, unfinished_build=marker)
+    publish_warehouse(build, published, unfinished_build=marker, prepare=record_publish)
     con = duckdb.connect(str(published), read_only=True)
     assert con.execute("select min(version) from marts.t").fetchone() == (8,)
+    assert con.execute("select run from marts.published_by").fetchall() == [("this run",)]  # in the copy
     con.close()
 
 

@@ -6,6 +6,7 @@ from orchestration.lib.dbt import unfinished_build_marker
 from orchestration.lib.publish import publish_warehouse
 from orchestration.lib.resources import NpsLinkResource
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
+from orchestration.lib.warehouse import dagster_run_lineage, keep_published_runs_only
 
 # The last assets of the graph: everything upstream of them (ingest, dbt, analysis) must have succeeded,
 # with its blocking checks, before analysts see a new warehouse.
@@ -29,13 +30,22 @@ def published_warehouse(context: dg.AssetExecutionContext, nps_link: NpsLinkReso
     """The published warehouse `warehouse/nps_link.duckdb` that analysts open read-only.
 
     Runs last: only a build whose blocking checks all passed reaches this step. See
-    orchestration/lib/publish.py for why an analyst's open connection is never blocked.
+    orchestration/lib/publish.py for why an analyst's open connection is never blocked. The run (and
+    any it re-executes) joins the ledger `ops.published_runs`; analysis rows of runs not in it, left
+    by runs that failed, are deleted before the copy.
     """
     settings = nps_link.settings()
+    lineage = dagster_run_lineage(context.instance, context.run_id)
+    dropped: list[int] = []
     result = publish_warehouse(
-        settings.build_db_path, settings.published_db_path, unfinished_build=unfinished_build_marker(settings)
+        settings.build_db_path,
+        settings.published_db_path,
+        unfinished_build=unfinished_build_marker(settings),
+        prepare=lambda con: dropped.append(keep_published_runs_only(con, lineage)),
     )
     context.log.info(f"[publish] {result.published_path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.2f} s")
+    if dropped and dropped[0]:
+        context.log.warning(f"[publish] {dropped[0]} analysis rows of runs that never published left out")
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(result.published_path)),

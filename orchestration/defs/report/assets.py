@@ -1,60 +1,14 @@
 """The leadership report: one self-contained HTML file per run, history kept, tables as CSV beside it."""
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import duckdb
-import pandas as pd
 
 from analysis.report import ANALYSIS_TABLES, ReportInputs, headline_numbers, render_report, write_report
 from orchestration.defs.analysis.assets import LINK_COVARIATES
 from orchestration.lib.resources import NpsLinkResource
-from orchestration.lib.warehouse import run_as_of
-
-# Dagster tags a re-execution ("from failure", or of selected steps) with the run it re-executes.
-PARENT_RUN_TAG = "dagster/parent_run_id"
-
-
-def run_lineage(run_id: str, parent_of: Callable[[str], str | None]) -> list[str]:
-    """This run, then the run it re-executes, and so on: newest first.
-
-    A re-execution runs only some steps under a new run id; the analysis steps it did not repeat
-    wrote their rows under an earlier id of the lineage, and the report must still find them.
-    """
-    lineage = [run_id]
-    while (parent := parent_of(lineage[-1])) and parent not in lineage:
-        lineage.append(parent)
-    return lineage
-
-
-def lineage_rows(
-    con: duckdb.DuckDBPyConnection, table: str, lineage: list[str], as_of: datetime
-) -> pd.DataFrame | None:
-    """The rows of `analysis.<table>` for `as_of` from the newest run of `lineage` that wrote any, run columns dropped.
-
-    None if none did (or the table was never written): the report then says so, and never shows
-    figures of another run or cut-off.
-    """
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_schema = 'analysis' and table_name = ?", [table]
-    ).fetchone()[0]
-    if not exists:
-        return None
-    frame = con.execute(
-        f'select * from analysis."{table}" where list_contains(?, run_id) and as_of is not distinct from ?',
-        [lineage, as_of],
-    ).df()
-    if not len(frame):
-        return None
-    newest = min(frame["run_id"].unique(), key=lineage.index)
-    return frame[frame["run_id"] == newest].drop(columns=["run_id", "as_of"]).reset_index(drop=True)
-
-
-def _parent_run_id(instance: dg.DagsterInstance, run_id: str) -> str | None:
-    run = instance.get_run_by_id(run_id)
-    return run.tags.get(PARENT_RUN_TAG) if run is not None else None
+from orchestration.lib.warehouse import dagster_run_lineage, lineage_rows, run_as_of
 
 
 @dg.asset(
@@ -75,7 +29,7 @@ def leadership_report(context: dg.AssetExecutionContext, nps_link: NpsLinkResour
     settings = nps_link.settings()
     with nps_link.build_connection() as con:
         as_of = run_as_of(con)
-        lineage = run_lineage(context.run_id, lambda run_id: _parent_run_id(context.instance, run_id))
+        lineage = dagster_run_lineage(context.instance, context.run_id)
         frames = {table: lineage_rows(con, table, lineage, as_of) for table in ANALYSIS_TABLES}
         nps_by_period = con.execute("select * from marts.nps_by_period").df()
         load_audit = con.execute("select * from marts.load_audit").df()
