@@ -119,9 +119,10 @@ def keep_published_runs_only(con: duckdb.DuckDBPyConnection, lineage: list[str])
 
     Called by the publish step just before the copy: a run that failed (an analysis that wrote its
     rows and then failed its check, or a step after it) left its rows in the build warehouse, and a
-    later run's publish would otherwise show them to analysts beside the audited ones. A warehouse
-    from before this ledger takes the runs its tables already hold as published (they were).
-    Returns how many rows were deleted.
+    later run's publish would otherwise show them to analysts beside the audited ones. Of the runs
+    of `lineage` (this run, then the runs it re-executes) only the newest that wrote a table keeps
+    its rows there, as `lineage_rows` reads them for the report. A warehouse from before this ledger
+    takes the runs its tables already hold as published (they were). Returns how many rows were deleted.
     """
     with _WRITE_LOCK:
         con.execute("create schema if not exists ops")
@@ -147,7 +148,15 @@ def keep_published_runs_only(con: duckdb.DuckDBPyConnection, lineage: list[str])
         )
         deleted = 0
         for table in tables:
+            # Within the lineage, a table's rows are the newest run's that wrote it (what the report read):
+            # a re-execution that repeated a failed analysis supersedes the failed run's rows of it.
+            written = {run for (run,) in con.execute(
+                f'select distinct run_id from analysis."{table}" where list_contains(?, run_id)', [lineage]
+            ).fetchall()}
+            superseded = sorted(written - {min(written, key=lineage.index)}) if written else []
             deleted += con.execute(
-                f'delete from analysis."{table}" where run_id not in (select run_id from {PUBLISHED_RUNS})'
+                f'delete from analysis."{table}" '
+                f"where run_id not in (select run_id from {PUBLISHED_RUNS}) or list_contains(?, run_id)",
+                [superseded],
             ).fetchall()[0][0]
         return deleted

@@ -78,10 +78,15 @@ def test_publish_keeps_the_rows_of_published_runs_and_drops_those_of_failed_ones
     assert keep_published_runs_only(con, ["r3"]) == 2
     assert _runs(con, "link_effects") == _runs(con, "handoff") == ["r1", "r3"]
 
-    # r5 re-executes the failed r4 from its failure: r4's analysis rows are this publish's.
+    # r4 writes both tables, and its hand-off analysis fails its check. r5 re-executes r4 from that
+    # failure: the hand-off again, then report and publish. r4's link rows are this publish's, its
+    # hand-off rows are superseded by r5's (the report read r5's).
     write_run_table(con, "link_effects", frame(4.0), run_id="r4", as_of=NEXT_DAY)
-    assert keep_published_runs_only(con, ["r5", "r4"]) == 0
+    write_run_table(con, "handoff", frame(float("inf")), run_id="r4", as_of=NEXT_DAY)
+    write_run_table(con, "handoff", frame(5.0), run_id="r5", as_of=NEXT_DAY)
+    assert keep_published_runs_only(con, ["r5", "r4"]) == 2
     assert _runs(con, "link_effects") == ["r1", "r3", "r4"]
+    assert _runs(con, "handoff") == ["r1", "r3", "r5"]
     # Publishing again records nothing twice.
     keep_published_runs_only(con, ["r5", "r4"])
     assert con.execute(f"select count(*), count(distinct run_id) from {PUBLISHED_RUNS}").fetchall() == [(4, 4)]
