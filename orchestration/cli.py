@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import fcntl
 import gc
 import json
 import logging
@@ -20,6 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestration.lib.run_lock import WarehouseBusyError, pipeline_run_lock
 from orchestration.lib.settings import Settings
 
 if TYPE_CHECKING:
@@ -126,28 +126,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     """One full refresh: ingest -> dbt -> checks -> analysis -> report -> publish."""
     settings = _settings(args)
     _export(settings)
-    settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
-    lock_file = open(settings.warehouse_dir / ".run.lock", "w")  # noqa: SIM115 - held for the whole run
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"another nps-link run holds {lock_file.name}; not starting a second writer", file=sys.stderr)
-        return 2
+    with contextlib.ExitStack() as held:
+        # Held for the whole run, and not waited for: a person who started a second run hears so at
+        # once. The job's writer steps take the same lock (re-entrant here; a run Dagster launched
+        # waits for it, orchestration/lib/run_lock.py).
+        try:
+            held.enter_context(pipeline_run_lock(settings.warehouse_dir))
+        except WarehouseBusyError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
 
-    from orchestration.lib.validation_worker import start_worker, stop_worker
+        from orchestration.lib.validation_worker import start_worker, stop_worker
 
-    # Python's cyclic garbage collector looks at the young objects every 700 net allocations. A run
-    # allocates tens of millions of short-lived objects (Dagster's and dbt's events, dbt's Jinja, the
-    # imports) that reference counting frees, and few cycles, so at S a new day spent about 2 of its
-    # 16 s in over 2,000 collections; with this threshold 1 s in 27, and the run 0.7-1.7 s shorter in
-    # three alternating pairs (tests/bench/results/NOTES.md, round 14).
-    gc.set_threshold(RUN_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-    # Before Dagster's imports: the worker imports Great Expectations on the other core meanwhile.
-    start_worker()
-    try:
-        return _run_job(args, settings)
-    finally:
-        stop_worker()
+        # Python's cyclic garbage collector looks at the young objects every 700 net allocations. A
+        # run allocates tens of millions of short-lived objects (Dagster's and dbt's events, dbt's
+        # Jinja, the imports) that reference counting frees, and few cycles, so at S a new day spent
+        # about 2 of its 16 s in over 2,000 collections; with this threshold 1 s in 27, and the run
+        # 0.7-1.7 s shorter in three alternating pairs (tests/bench/results/NOTES.md, round 14).
+        gc.set_threshold(RUN_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        # Before Dagster's imports: the worker imports Great Expectations on the other core meanwhile.
+        start_worker()
+        try:
+            return _run_job(args, settings)
+        finally:
+            stop_worker()
 
 
 def _run_job(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,7 +16,8 @@ from orchestration.lib.dbt_runner import (
     parse_manifest,
     seed_partial_parse,
 )
-from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.resources import NpsLinkResource, warehouse_writer
+from orchestration.lib.run_lock import WAREHOUSE_WRITER
 
 
 class NpsLinkDbtResource(dg.ConfigurableResource):
@@ -94,10 +95,12 @@ class NpsLinkDbtResource(dg.ConfigurableResource):
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    """`nps_link` (settings and warehouse connections) and `dbt` (dbt on our project, in this process)."""
+    """`nps_link` (settings and warehouse connections), `dbt` (dbt on our project, in this process) and
+    `warehouse_writer` (one run per data directory at a time)."""
     return dg.Definitions(
         resources={
             "nps_link": NpsLinkResource(),
             "dbt": NpsLinkDbtResource(),
+            WAREHOUSE_WRITER: warehouse_writer,
         }
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 
+from orchestration.lib.run_lock import pipeline_run_lock
 from orchestration.lib.settings import Settings
 
 
@@ -54,3 +56,37 @@ class NpsLinkResource(dg.ConfigurableResource):
             yield con
         finally:
             con.close()
+
+
+# What a writer step receives for the run lock: the lock file it holds. A type of its own, so that
+# the steps' `warehouse_writer: WarehouseWriter` parameters say what they take.
+WarehouseWriter = dg.ResourceParam[Path]
+
+
+@dg.resource(
+    required_resource_keys={"nps_link"},
+    config_schema={
+        "wait_seconds": dg.Field(
+            int, default_value=3 * 3600,  # the refresh job's dagster/max_runtime: no run holds it longer
+            description="How long a run waits for another run of the same data directory to finish.",
+        )
+    },
+    description="The data directory's run lock, held from the run's start to its end.",
+)
+def warehouse_writer(init_context: dg.InitResourceContext) -> Iterator[Path]:
+    """The data directory's run lock (orchestration/lib/run_lock.py), held from the run's start to its end.
+
+    Every step that writes the build warehouse or copies it takes it as a parameter
+    (`warehouse_writer: WarehouseWriter`), so Dagster sets it up once before the run's first step and
+    tears it down after the last. The data directory is the run's own `nps_link` resource's (a
+    launchpad may point it elsewhere). A run that finds another process holding the lock (an
+    `nps-link run` started by hand) waits up to `wait_seconds` for it, then fails before any step.
+    """
+
+    def report_wait(path: Path) -> None:
+        init_context.log.info(f"[warehouse] another nps-link run holds {path}; waiting for it to finish")
+
+    settings = init_context.resources.nps_link.settings()
+    wait_seconds = init_context.resource_config["wait_seconds"]
+    with pipeline_run_lock(settings.warehouse_dir, wait_seconds=wait_seconds, on_wait=report_wait) as lock_file:
+        yield lock_file

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from analysis import tables
 from analysis.errors import InsufficientDataError
 from analysis.link import fit_link
-from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.warehouse import run_as_of, write_run_table
 
 # The link model's covariates: what confounds contact frequency, NPS and repeat purchase. Segment and
@@ -398,8 +398,12 @@ def analysis_asset(spec: AnalysisTable) -> dg.AssetsDefinition:
         check_specs=[dg.AssetCheckSpec("usable_output", asset=key, blocking=True,
                                        description="Enough rows, a converged model, and finite numbers.")],
         op_tags={"dagster/priority": str(_PRIORITY.get(spec.table, 0))},
-    )
-    def _asset(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> Iterator:
+        )
+    def _asset(
+        context: dg.AssetExecutionContext,
+        nps_link: NpsLinkResource,
+        warehouse_writer: WarehouseWriter,  # held for the run: one writer per data directory
+    ) -> Iterator:
         yield from _run(context, nps_link, spec.table, spec.build)
 
     return _asset

@@ -10,7 +10,7 @@ from orchestration.lib.followups import (
     rep_emails_from_lake,
     send_followups,
 )
-from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.warehouse import run_as_of
 
 
@@ -27,7 +27,11 @@ from orchestration.lib.warehouse import run_as_of
                                       "or is already in the ledger."),
     ],
 )
-def detractor_followups_sent(context: dg.AssetExecutionContext, nps_link: NpsLinkResource):
+def detractor_followups_sent(
+    context: dg.AssetExecutionContext,
+    nps_link: NpsLinkResource,
+    warehouse_writer: WarehouseWriter,  # held for the run: one writer per data directory
+):
     """Follow-up mails for the detractors of the last `followup_window_days` before as_of.
 
     Grain of the ledger `ops.followup_ledger`: one row per response delivered (SMTP accepted, or .eml

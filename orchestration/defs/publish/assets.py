@@ -4,7 +4,7 @@ import dagster as dg
 
 from orchestration.lib.dbt import unfinished_build_marker
 from orchestration.lib.publish import publish_warehouse
-from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
 from orchestration.lib.warehouse import dagster_run_lineage, keep_published_runs_only
 
@@ -26,7 +26,11 @@ PUBLISH_AFTER = [
     # The copy is taken with no other connection to the build warehouse open in this process.
     op_tags={EXCLUSIVE_TAG: "true"},
 )
-def published_warehouse(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> dg.MaterializeResult:
+def published_warehouse(
+    context: dg.AssetExecutionContext,
+    nps_link: NpsLinkResource,
+    warehouse_writer: WarehouseWriter,  # held for the run: one writer per data directory
+) -> dg.MaterializeResult:
     """The published warehouse `warehouse/nps_link.duckdb` that analysts open read-only.
 
     Runs last: only a build whose blocking checks all passed reaches this step. See

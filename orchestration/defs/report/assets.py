@@ -7,7 +7,7 @@ import dagster as dg
 
 from analysis.report import ANALYSIS_TABLES, ReportInputs, headline_numbers, render_report, write_report
 from orchestration.defs.analysis.assets import LINK_COVARIATES
-from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.warehouse import dagster_run_lineage, lineage_rows, run_as_of
 
 
@@ -18,7 +18,11 @@ from orchestration.lib.warehouse import dagster_run_lineage, lineage_rows, run_a
     group_name="report",
     kinds={"html"},
 )
-def leadership_report(context: dg.AssetExecutionContext, nps_link: NpsLinkResource) -> dg.MaterializeResult:
+def leadership_report(
+    context: dg.AssetExecutionContext,
+    nps_link: NpsLinkResource,
+    warehouse_writer: WarehouseWriter,  # held for the run: one writer per data directory
+) -> dg.MaterializeResult:
     """The leadership report (HTML, offline, no personal data) for this run's analysis tables.
 
     A re-execution of a failed run reads the rows its parent run's analysis steps wrote (run_lineage).

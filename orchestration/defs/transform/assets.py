@@ -27,7 +27,7 @@ from orchestration.lib.dbt import (
     dbt_vars,
     ensure_manifest,
 )
-from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
 
 
@@ -47,7 +47,11 @@ class DbtBuildConfig(dg.Config):
     op_tags={EXCLUSIVE_TAG: "true"},
 )
 def dbt_models(
-    context: dg.AssetExecutionContext, dbt: NpsLinkDbtResource, nps_link: NpsLinkResource, config: DbtBuildConfig
+    context: dg.AssetExecutionContext,
+    dbt: NpsLinkDbtResource,
+    nps_link: NpsLinkResource,
+    config: DbtBuildConfig,
+    warehouse_writer: WarehouseWriter,  # held for the run: one writer per data directory
 ) -> Iterator[Any]:
     """The warehouse models and their dbt tests, run with this run's as_of and windows as dbt vars."""
     settings = nps_link.export_env()
