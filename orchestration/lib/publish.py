@@ -84,13 +84,12 @@ def publish_warehouse(
 ) -> PublishResult:
     """Atomically replace `published_db` with a checkpointed copy of `build_db`.
 
-    `prepare`, if given, runs on the build warehouse's connection before the checkpoint, once the
-    build is known to be publishable: the last writes that belong to publishing (the run ledger).
-
     `unfinished_build` is the marker a dbt build of `build_db` leaves when it did not finish with every
     test passing (orchestration.lib.dbt.unfinished_build_marker). In a refresh run the blocking checks
     keep this step from running after such a build; the marker also stops a publish started on its
     own (from the UI's asset graph) after a failed run, which would otherwise copy the untested marts.
+    `prepare`, if given, runs on the build warehouse's connection before the checkpoint, once the
+    build is known to be publishable: the last writes that belong to publishing (the run ledger).
     The caller must hold no open connection to `build_db` (DuckDB allows one writer process).
     """
     started = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -124,6 +124,7 @@ def keep_published_runs_only(con: duckdb.DuckDBPyConnection, lineage: list[str])
     its rows there, as `lineage_rows` reads them for the report. A warehouse from before this ledger
     takes the runs its tables already hold as published (they were). Returns how many rows were deleted.
     """
+    published_at = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as every *_at of the warehouse
     with _WRITE_LOCK:
         con.execute("create schema if not exists ops")
         tables = [name for (name,) in con.execute(
@@ -138,13 +139,14 @@ def keep_published_runs_only(con: duckdb.DuckDBPyConnection, lineage: list[str])
             con.execute(f"create table {PUBLISHED_RUNS} (run_id varchar not null, published_at timestamp not null)")
             for table in tables:
                 con.execute(
-                    f"insert into {PUBLISHED_RUNS} select distinct run_id, now()::timestamp from analysis.\"{table}\" "
-                    f"where run_id not in (select run_id from {PUBLISHED_RUNS})"
+                    f"insert into {PUBLISHED_RUNS} select distinct run_id, ? from analysis.\"{table}\" "
+                    f"where run_id not in (select run_id from {PUBLISHED_RUNS})",
+                    [published_at],
                 )
         con.execute(
-            f"insert into {PUBLISHED_RUNS} select run_id, now()::timestamp from (select unnest(?) as run_id) "
+            f"insert into {PUBLISHED_RUNS} select run_id, ? from (select unnest(?) as run_id) "
             f"where run_id not in (select run_id from {PUBLISHED_RUNS})",
-            [lineage],
+            [published_at, lineage],
         )
         deleted = 0
         for table in tables:

@@ -472,7 +472,7 @@ def _load_file(
             damage = parquet_damage(con, staged.parquet) if staged.parquet else None
             if damage is None:
                 raise
-            reason = f"cannot be read: {_error_text(RuntimeError(damage))}"
+            reason = f"cannot be read: {_error_text(damage)}"
             return _reject(settings, entry, spec.name, base, "unreadable", reason), []
         con.register("checked", checked)
         counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())

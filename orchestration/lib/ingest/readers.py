@@ -238,8 +238,8 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str
     return names, instants
 
 
-def parquet_damage(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
-    """Why the Parquet file's data cannot be read (e.g. a corrupt page, text that is not UTF-8), or None.
+def parquet_damage(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.Error | None:
+    """The error that reading the Parquet file's data gives (e.g. a corrupt page, text that is not UTF-8), or None.
 
     Staging reads only a Parquet file's footer, so damage further in shows first when the checks
     read the rows. The caller asks this after such an error: if the file alone, every value of every
@@ -252,7 +252,7 @@ def parquet_damage(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
     except duckdb.OutOfMemoryException:
         return None
     except duckdb.Error as exc:
-        return str(exc).strip() or type(exc).__name__
+        return exc
     return None
 
 
