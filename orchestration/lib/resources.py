@@ -58,8 +58,8 @@ class NpsLinkResource(dg.ConfigurableResource):
             con.close()
 
 
-# What a writer step receives for the run lock: the lock file it holds. A type of its own, so that
-# the steps' `warehouse_writer: WarehouseWriter` parameters say what they take.
+# What a writer step receives for the run lock: the path of the lock file its run holds. A name for
+# the annotation, so that the steps' `warehouse_writer: WarehouseWriter` parameters say what they take.
 WarehouseWriter = dg.ResourceParam[Path]
 
 
