@@ -212,18 +212,23 @@ def test_ingest_symlink_inside_data_dir_is_loaded(settings: Settings) -> None:
     assert ingest(settings).files[0].status == "loaded"
 
 
-def survey_parquet(score_text: bytes = b"ok") -> bytes:
-    """A valid survey Parquet file of 200 rows whose comment column holds `score_text` (bytes as stored)."""
+def survey_parquet(bad_comment: bytes = b"ok", *, rows: int = 200, bad_row: int = 0) -> bytes:
+    """A survey Parquet file whose comment at `bad_row` holds `bad_comment` (bytes as stored; the others "ok").
+
+    Row groups of 10,000 rows, so a bad value deep in a large file is read after the first ones.
+    """
+    texts = [b"ok"] * rows
+    texts[bad_row] = bad_comment
     comments = pa.Array.from_buffers(  # bytes labelled as text without checking them, as a faulty writer does
-        pa.string(), 200, pa.array([score_text] * 200, pa.binary()).buffers()
+        pa.string(), rows, pa.array(texts, pa.binary()).buffers()
     )
     table = pa.table({
-        "response_id": [f"s{i}" for i in range(200)], "survey_type": ["relational"] * 200,
-        "customer_id": ["c1"] * 200, "responded_at": ["2025-01-01"] * 200, "nps_score": [9] * 200,
+        "response_id": [f"s{i}" for i in range(rows)], "survey_type": ["relational"] * rows,
+        "customer_id": ["c1"] * rows, "responded_at": ["2025-01-01"] * rows, "nps_score": [9] * rows,
         "comment": comments,
     })
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="snappy")
+    pq.write_table(table, sink, compression="snappy", row_group_size=10_000)
     return sink.getvalue().to_pybytes()
 
 
@@ -257,6 +262,8 @@ def with_damaged_data_page(parquet: bytes) -> bytes:
         ("damaged_page.parquet", with_damaged_data_page(survey_parquet()), "unreadable"),
         ("damaged_page.parquet.gz", gzip.compress(with_damaged_data_page(survey_parquet())), "unreadable"),
         ("not_utf8.parquet", survey_parquet(b"\xff\xfe"), "unreadable"),
+        # Past the first chunks that a read of the file alone hands over.
+        ("not_utf8_deep.parquet", survey_parquet(b"\xff\xfe", rows=400_000, bad_row=390_000), "unreadable"),
     ],
 )
 def test_ingest_corrupt_file_is_rejected_with_reason_and_run_continues(

@@ -238,6 +238,10 @@ def _stage_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str
     return names, instants
 
 
+# DuckDB vectors (2,048 rows) per chunk when reading a Parquet file through for damage.
+_DAMAGE_SCAN_VECTORS = 50
+
+
 def parquet_damage(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.Error | None:
     """The error that reading the Parquet file's data gives (e.g. a corrupt page, text that is not UTF-8), or None.
 
@@ -247,7 +251,10 @@ def parquet_damage(con: duckdb.DuckDBPyConnection, path: Path) -> duckdb.Error |
     more than one batch however large the file; a full memory is the machine's fault, not the file's.
     """
     try:
-        for _ in con.sql(f"SELECT * FROM read_parquet({quote_literal(str(path))})").to_arrow_reader(100_000):
+        # Chunks of a result, not an Arrow stream: once a stream has handed over its first batch, a
+        # later error comes out of pyarrow as a bare OSError instead of DuckDB's error.
+        result = con.execute(f"SELECT * FROM read_parquet({quote_literal(str(path))})")
+        while len(result.fetch_df_chunk(_DAMAGE_SCAN_VECTORS)):
             pass
     except duckdb.OutOfMemoryException:
         return None
