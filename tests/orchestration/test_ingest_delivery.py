@@ -339,18 +339,23 @@ def test_ingest_extra_columns_sharing_a_name_are_drift_not_a_refusal(settings: S
         settings,
         "survey_responses",
         "x.csv",
-        SURVEY_HEADER + ",,,Note,note\ns1,relational,c1,2025-01-01,9,,,a,b\ns2,relational,c1,2025-01-01,11,,,c,d\n",
+        SURVEY_HEADER + ",,,Note,note,_Rule\n"
+        "s1,relational,c1,2025-01-01,9,,,a,b,x\ns2,relational,c1,2025-01-01,11,,,c,d,y\n",
     )
 
     result = ingest(settings).files[0]
 
     assert (result.status, result.rows_loaded, result.rows_quarantined) == ("loaded", 1, 1)
-    assert result.extra_columns == ["", "", "Note", "note"]
+    assert result.extra_columns == ["", "", "Note", "note", "_Rule"]
     quarantine = settings.lake_dir / "quarantine" / "survey_responses" / f"{result.sha256}.parquet"
-    row = duckdb.sql(f"SELECT * FROM read_parquet('{quarantine}')").fetchall()
-    names = [d[0] for d in duckdb.sql(f"SELECT * FROM read_parquet('{quarantine}')").description]
-    assert names[5:9] == ["(unnamed)", "(unnamed) (2)", "Note", "note (2)"]
-    assert row[0][4:9] == ("11", None, None, "c", "d")
+    relation = duckdb.sql(f"SELECT * FROM read_parquet('{quarantine}')")
+    names = [d[0] for d in relation.description]
+    assert names[5:] == [
+        "(unnamed)", "(unnamed) (2)", "Note", "note (2)", "_Rule (delivered)",
+        "_source_file", "_row_number", "_rule", "_reason",
+    ]
+    assert relation.fetchall()[0][4:10] == ("11", None, None, "c", "d", "y")
+    assert duckdb.sql(f"SELECT _rule FROM read_parquet('{quarantine}')").fetchall() == [("nps_score:range",)]
 
 
 def test_ingest_ten_megabyte_field_quarantines_only_its_row(settings: Settings) -> None:

@@ -311,14 +311,16 @@ def _write_quarantine(
     con: duckdb.DuckDBPyConnection, names: list[str], lake: Path, source: str, meta: dict
 ) -> WriteJob:
     """Quarantined rows as delivered (every column as text) plus where they came from and why."""
+    # DuckDB, reading the file back, tells column names apart only ignoring case.
+    metadata = {name.lower() for name in _QUARANTINE_META}
     columns: list[str] = []
-    taken: set[str] = set()
+    taken: set[str] = set(metadata)
     for name in names:
         shown = name if name.strip() else "(unnamed)"
-        # A delivered column may not shadow the quarantine's own metadata columns.
-        shown = f"{shown} (delivered)" if shown in _QUARANTINE_META else shown
-        # Nor another delivered column: extra columns may share a name (blank headers, Note and note),
-        # and DuckDB, reading the file back, tells names apart only ignoring case. Later ones are numbered.
+        # A delivered column may not shadow the quarantine's own metadata columns (_Rule neither).
+        shown = f"{shown} (delivered)" if shown.lower() in metadata else shown
+        # Nor another delivered column: extra columns may share a name (blank headers, Note and note).
+        # Later ones are numbered.
         unique, n = shown, 1
         while unique.lower() in taken:
             n += 1
