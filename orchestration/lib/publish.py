@@ -32,6 +32,7 @@ class PublishResult:
     size_bytes: int
     seconds: float
     tables: int
+    prepared: object = None  # what `prepare` returned
 
 
 def _fsync_dir(path: Path) -> None:
@@ -105,8 +106,7 @@ def publish_warehouse(
 
     con = duckdb.connect(str(build_db))
     try:
-        if prepare is not None:
-            prepare(con)
+        prepared = prepare(con) if prepare is not None else None
         con.execute("checkpoint")
         tables = con.execute(
             "select count(*) from information_schema.tables where table_catalog = current_database()"
@@ -129,4 +129,5 @@ def publish_warehouse(
         size_bytes=published_db.stat().st_size,
         seconds=time.perf_counter() - started,
         tables=int(tables),
+        prepared=prepared,
     )

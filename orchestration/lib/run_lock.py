@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO
 
 LOCK_NAME = ".run.lock"
-# The Dagster resource that holds the lock for a run (orchestration/defs/resources.py `WarehouseWriter`),
+# The Dagster resource that holds the lock for a run (orchestration/lib/resources.py `warehouse_writer`),
 # required by the steps that write or copy the build warehouse: dbt, the analyses, the follow-ups
 # ledger, the report and the publish.
 WAREHOUSE_WRITER = "warehouse_writer"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -62,6 +62,8 @@ def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, out: pd.DataFr
 
 # Dagster tags a re-execution ("from failure", or of selected steps) with the run it re-executes.
 PARENT_RUN_TAG = "dagster/parent_run_id"
+# The publish step's key in the refresh job (orchestration/defs/publish/assets.py).
+PUBLISH_STEP = "warehouse__published"
 
 
 def run_lineage(run_id: str, parent_of: Callable[[str], str | None]) -> list[str]:
@@ -76,18 +78,25 @@ def run_lineage(run_id: str, parent_of: Callable[[str], str | None]) -> list[str
     return lineage
 
 
+def table_lineage(table: str, lineage: list[str], executed_steps: Collection[str] | None) -> list[str]:
+    """The runs of `lineage` whose rows of `analysis.<table>` may stand for this run.
+
+    The run alone when it ran the table's own step (`executed_steps` None: every step), even if that
+    step wrote nothing (not enough data): the rows of a run it re-executes are then another build's.
+    Otherwise the whole lineage, whose newest run that wrote the table is the one that counts.
+    """
+    return lineage[:1] if executed_steps is None or table in executed_steps else lineage
+
+
 def lineage_rows(
     con: duckdb.DuckDBPyConnection, table: str, lineage: list[str], as_of: datetime
 ) -> pd.DataFrame | None:
     """The rows of `analysis.<table>` for `as_of` from the newest run of `lineage` that wrote any, run columns dropped.
 
     None if none did (or the table was never written): the report then says so, and never shows
-    figures of another run or cut-off.
+    figures of another run or cut-off. `lineage` as `table_lineage` gives it.
     """
-    exists = con.execute(
-        "select count(*) from information_schema.tables where table_schema = 'analysis' and table_name = ?", [table]
-    ).fetchall()[0][0]
-    if not exists:
+    if table not in _analysis_tables(con):
         return None
     frame = con.execute(
         f'select * from analysis."{table}" where list_contains(?, run_id) and as_of is not distinct from ?',
@@ -97,6 +106,13 @@ def lineage_rows(
         return None
     newest = min(frame["run_id"].unique(), key=lineage.index)
     return frame[frame["run_id"] == newest].drop(columns=["run_id", "as_of"]).reset_index(drop=True)
+
+
+def _analysis_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [name for (name,) in con.execute(
+        "select table_name from information_schema.tables "
+        "where table_schema = 'analysis' and table_type = 'BASE TABLE' order by table_name"
+    ).fetchall()]
 
 
 def dagster_run_lineage(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -109,56 +125,91 @@ def dagster_run_lineage(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return run_lineage(run_id, parent_of)
 
 
+def planned_steps(instance: dg.DagsterInstance, run_id: str) -> set[str] | None:
+    """The step keys a run of `instance` was planned to execute (a re-execution: only some); None if unknown."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.execution_plan_snapshot_id is None:
+        return None
+    return set(instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id).step_keys_to_execute)
+
+
+def passed_all_but_publish(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether a run of `instance` planned the publish and every other step of its plan succeeded.
+
+    Such a run's analysis rows passed every check that gates the publish (a blocking check that fails
+    fails its step); only the publish itself did not finish (a full disk, say), so a publish started
+    later on its own may show them. A run that failed or stopped before (no record of a planned
+    step's success) may not. Unknown to this instance (e.g. an `nps-link run` without DAGSTER_HOME):
+    no.
+    """
+    from dagster._core.execution.stats import StepEventStatus
+
+    planned = planned_steps(instance, run_id)
+    if planned is None:
+        return False
+    succeeded = {
+        stats.step_key for stats in instance.get_run_step_stats(run_id) if stats.status == StepEventStatus.SUCCESS
+    }
+    return PUBLISH_STEP in planned and planned - {PUBLISH_STEP} <= succeeded
+
+
 # The ledger of the runs whose analysis rows analysts may see: every run a publish step completed in
-# (with the runs it re-executed). Rows of other runs are deleted when a run publishes.
+# (with the runs it re-executed), and runs that passed everything but a publish that did not finish.
+# Rows of other runs are deleted when a run publishes.
 PUBLISHED_RUNS = "ops.published_runs"
 
 
-def keep_published_runs_only(con: duckdb.DuckDBPyConnection, lineage: list[str]) -> int:
+def keep_published_runs_only(
+    con: duckdb.DuckDBPyConnection,
+    lineage: list[str],
+    *,
+    executed_steps: Collection[str] | None = None,
+    passed_elsewhere: Callable[[str], bool] = lambda run_id: False,
+) -> int:
     """Record `lineage` as published, and delete from every `analysis.*` table the rows of runs never published.
 
     Called by the publish step just before the copy: a run that failed (an analysis that wrote its
     rows and then failed its check, or a step after it) left its rows in the build warehouse, and a
-    later run's publish would otherwise show them to analysts beside the audited ones. Of the runs
-    of `lineage` (this run, then the runs it re-executes) only the newest that wrote a table keeps
-    its rows there, as `lineage_rows` reads them for the report. A warehouse from before this ledger
-    takes the runs its tables already hold as published (they were). Returns how many rows were deleted.
+    later run's publish would otherwise show them to analysts beside the audited ones.
+    - Of the runs of `lineage` (this run, then the runs it re-executes; `executed_steps` this run's
+      steps, None for all) a table keeps the rows the report read (`table_lineage`, newest first);
+      the rows of the lineage's other runs that had not been published before are superseded.
+    - A run outside the lineage for which `passed_elsewhere` says yes (`passed_all_but_publish`)
+      is published now too: its publish failed after every check had passed.
+    - A warehouse from before this ledger takes the runs its tables already hold as published.
+    Returns how many rows were deleted.
     """
     published_at = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as every *_at of the warehouse
     with _WRITE_LOCK:
         con.execute("create schema if not exists ops")
-        tables = [name for (name,) in con.execute(
-            "select table_name from information_schema.tables "
-            "where table_schema = 'analysis' and table_type = 'BASE TABLE' order by table_name"
-        ).fetchall()]
+        tables = _analysis_tables(con)
         ledger_exists = con.execute(
             "select count(*) from information_schema.tables where table_schema = 'ops' and table_name = ?",
             [PUBLISHED_RUNS.split(".")[1]],
         ).fetchall()[0][0]
         if not ledger_exists:
             con.execute(f"create table {PUBLISHED_RUNS} (run_id varchar not null, published_at timestamp not null)")
-            for table in tables:
-                con.execute(
-                    f"insert into {PUBLISHED_RUNS} select distinct run_id, ? from analysis.\"{table}\" "
-                    f"where run_id not in (select run_id from {PUBLISHED_RUNS})",
-                    [published_at],
-                )
-        con.execute(
-            f"insert into {PUBLISHED_RUNS} select run_id, ? from (select unnest(?) as run_id) "
-            f"where run_id not in (select run_id from {PUBLISHED_RUNS})",
-            [published_at, lineage],
-        )
+        published_before = {run for (run,) in con.execute(f"select run_id from {PUBLISHED_RUNS}").fetchall()}
+        holders = {  # table -> the runs with rows in it
+            table: {run for (run,) in con.execute(f'select distinct run_id from analysis."{table}"').fetchall()}
+            for table in tables
+        }
+        held = set().union(*holders.values())
+        if ledger_exists:
+            newly = set(lineage) | {run for run in held - published_before - set(lineage) if passed_elsewhere(run)}
+        else:
+            newly = held | set(lineage)
+        for run in sorted(newly - published_before):
+            con.execute(f"insert into {PUBLISHED_RUNS} values (?, ?)", [run, published_at])
+        published = published_before | newly
         deleted = 0
         for table in tables:
-            # Within the lineage, a table's rows are the newest run's that wrote it (what the report read):
-            # a re-execution that repeated a failed analysis supersedes the failed run's rows of it.
-            written = {run for (run,) in con.execute(
-                f'select distinct run_id from analysis."{table}" where list_contains(?, run_id)', [lineage]
-            ).fetchall()}
-            superseded = sorted(written - {min(written, key=lineage.index)}) if written else []
-            deleted += con.execute(
-                f'delete from analysis."{table}" '
-                f"where run_id not in (select run_id from {PUBLISHED_RUNS}) or list_contains(?, run_id)",
-                [superseded],
-            ).fetchall()[0][0]
+            mine = [run for run in table_lineage(table, lineage, executed_steps) if run in holders[table]]
+            kept = {mine[0]} if mine else set()
+            superseded = {run for run in lineage if run in holders[table] and run not in published_before} - kept
+            gone = sorted((holders[table] - published) | superseded)
+            if gone:
+                deleted += con.execute(
+                    f'delete from analysis."{table}" where list_contains(?, run_id)', [gone]
+                ).fetchall()[0][0]
         return deleted

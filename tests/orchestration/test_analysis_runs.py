@@ -1,23 +1,39 @@
 """Which analysis rows a run reads and publishes: its own or its lineage's at its as_of, never a failed run's."""
 
-from __future__ import annotations
-
 from datetime import datetime
 
+import dagster as dg
 import duckdb
 import pandas as pd
+from dagster import AssetExecutionContext
 
 from orchestration.lib.warehouse import (
     PARENT_RUN_TAG,
+    PUBLISH_STEP,
     PUBLISHED_RUNS,
     keep_published_runs_only,
     lineage_rows,
+    passed_all_but_publish,
+    planned_steps,
     run_lineage,
+    table_lineage,
     write_run_table,
 )
 
 AS_OF = datetime(2025, 6, 30, 14, 59, 59)
 NEXT_DAY = datetime(2025, 7, 1, 14, 59, 59)
+
+
+def frame(value: float) -> pd.DataFrame:
+    return pd.DataFrame({"effect": ["total", "direct"], "estimate": [value, value / 2]})
+
+
+def _runs(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r for (r,) in con.execute(f"select distinct run_id from analysis.{table} order by run_id").fetchall()]
+
+
+def _ledger(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [r for (r,) in con.execute(f"select run_id from {PUBLISHED_RUNS} order by run_id").fetchall()]
 
 
 def test_parent_run_tag_is_the_one_dagster_sets_on_a_reexecution() -> None:
@@ -33,8 +49,11 @@ def test_run_lineage_follows_parents_newest_first_and_stops_at_a_loop() -> None:
     assert run_lineage("a", {"a": "b", "b": "a"}.get) == ["a", "b"]
 
 
-def frame(value: float) -> pd.DataFrame:
-    return pd.DataFrame({"effect": ["total", "direct"], "estimate": [value, value / 2]})
+def test_table_lineage_is_the_run_alone_for_the_analyses_it_ran_itself() -> None:
+    lineage = ["r5", "r4"]
+    assert table_lineage("handoff", lineage, {"handoff", "reports__leadership_report"}) == ["r5"]
+    assert table_lineage("link_effects", lineage, {"handoff", "reports__leadership_report"}) == ["r5", "r4"]
+    assert table_lineage("link_effects", lineage, None) == ["r5"]  # every step ran
 
 
 def test_lineage_rows_are_the_newest_lineage_runs_at_the_same_as_of() -> None:
@@ -58,10 +77,6 @@ def test_lineage_rows_are_the_newest_lineage_runs_at_the_same_as_of() -> None:
     assert lineage_rows(con, "handoff", ["r4"], AS_OF) is None
 
 
-def _runs(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    return [r for (r,) in con.execute(f"select distinct run_id from analysis.{table} order by run_id").fetchall()]
-
-
 def test_publish_keeps_the_rows_of_published_runs_and_drops_those_of_failed_ones() -> None:
     con = duckdb.connect()
     write_run_table(con, "link_effects", frame(1.0), run_id="r1", as_of=AS_OF)
@@ -69,7 +84,7 @@ def test_publish_keeps_the_rows_of_published_runs_and_drops_those_of_failed_ones
 
     # The first publish, of a warehouse from before the ledger: what its tables hold was published.
     assert keep_published_runs_only(con, ["r1"]) == 0
-    assert [r for (r,) in con.execute(f"select run_id from {PUBLISHED_RUNS}").fetchall()] == ["r1"]
+    assert _ledger(con) == ["r1"]
 
     # r2 writes its link rows, then fails a check: it never publishes. r3 does.
     write_run_table(con, "link_effects", frame(2.0), run_id="r2", as_of=AS_OF)
@@ -84,12 +99,13 @@ def test_publish_keeps_the_rows_of_published_runs_and_drops_those_of_failed_ones
     write_run_table(con, "link_effects", frame(4.0), run_id="r4", as_of=NEXT_DAY)
     write_run_table(con, "handoff", frame(float("inf")), run_id="r4", as_of=NEXT_DAY)
     write_run_table(con, "handoff", frame(5.0), run_id="r5", as_of=NEXT_DAY)
-    assert keep_published_runs_only(con, ["r5", "r4"]) == 2
+    steps = {"handoff", "reports__leadership_report", PUBLISH_STEP}
+    assert keep_published_runs_only(con, ["r5", "r4"], executed_steps=steps) == 2
     assert _runs(con, "link_effects") == ["r1", "r3", "r4"]
     assert _runs(con, "handoff") == ["r1", "r3", "r5"]
     # Publishing again records nothing twice.
-    keep_published_runs_only(con, ["r5", "r4"])
-    assert con.execute(f"select count(*), count(distinct run_id) from {PUBLISHED_RUNS}").fetchall() == [(4, 4)]
+    keep_published_runs_only(con, ["r5", "r4"], executed_steps=steps)
+    assert _ledger(con) == ["r1", "r3", "r4", "r5"]
 
 
 def test_first_publish_of_an_older_warehouse_keeps_its_whole_history() -> None:
@@ -99,3 +115,82 @@ def test_first_publish_of_an_older_warehouse_keeps_its_whole_history() -> None:
 
     assert keep_published_runs_only(con, ["r3"]) == 0
     assert _runs(con, "key_drivers") == ["r1", "r2"]
+    assert _ledger(con) == ["r1", "r2", "r3"]
+
+
+def test_reexecuting_a_published_run_keeps_its_published_rows() -> None:
+    """'Re-execute all' of yesterday's published r3 is a new day's run whose parent is r3."""
+    con = duckdb.connect()
+    write_run_table(con, "link_effects", frame(3.0), run_id="r3", as_of=AS_OF)
+    keep_published_runs_only(con, ["r3"])
+    write_run_table(con, "link_effects", frame(6.0), run_id="r6", as_of=NEXT_DAY)
+
+    assert keep_published_runs_only(con, ["r6", "r3"], executed_steps=None) == 0
+    assert _runs(con, "link_effects") == ["r3", "r6"]
+
+
+def test_an_analysis_rerun_that_wrote_nothing_supersedes_the_failed_runs_rows() -> None:
+    con = duckdb.connect()
+    write_run_table(con, "link_effects", frame(1.0), run_id="r1", as_of=AS_OF)
+    keep_published_runs_only(con, ["r1"])
+    write_run_table(con, "handoff", frame(float("inf")), run_id="r4", as_of=AS_OF)  # failed its check
+
+    # r5 re-ran the hand-off, which found not enough data this time and wrote nothing.
+    steps = {"handoff", "reports__leadership_report", PUBLISH_STEP}
+    assert lineage_rows(con, "handoff", table_lineage("handoff", ["r5", "r4"], steps), AS_OF) is None
+    assert keep_published_runs_only(con, ["r5", "r4"], executed_steps=steps) == 2
+    assert _runs(con, "handoff") == []
+
+
+def test_a_publish_on_its_own_keeps_the_rows_of_a_run_whose_publish_alone_failed() -> None:
+    con = duckdb.connect()
+    write_run_table(con, "link_effects", frame(1.0), run_id="r1", as_of=AS_OF)
+    keep_published_runs_only(con, ["r1"])
+    write_run_table(con, "link_effects", frame(8.0), run_id="r8", as_of=NEXT_DAY)  # its publish: disk full
+    write_run_table(con, "link_effects", frame(7.0), run_id="r7", as_of=NEXT_DAY)  # failed a check
+
+    # r9 materialises the publish alone.
+    assert keep_published_runs_only(con, ["r9"], passed_elsewhere={"r8"}.__contains__) == 2
+    assert _runs(con, "link_effects") == ["r1", "r8"]
+    assert _ledger(con) == ["r1", "r8", "r9"]
+
+
+# ---- what a run of a real Dagster instance did ----
+
+@dg.asset(key=["analysis", "figures"])
+def figures() -> None:
+    """An analysis."""
+
+
+@dg.asset(key=["warehouse", "published"], deps=[figures])
+def published(context: AssetExecutionContext) -> None:
+    """The publish, failing when the run says so (a full disk)."""
+    if context.run.tags.get("fail") == "publish":
+        raise OSError("No space left on device")
+
+
+@dg.asset(key=["analysis", "checked"])
+def checked(context: AssetExecutionContext) -> None:
+    """An analysis that fails (its check) when the run says so."""
+    if context.run.tags.get("fail") == "analysis":
+        raise ValueError("non-finite estimate")
+
+
+def test_passed_all_but_publish_reads_the_runs_step_outcomes() -> None:
+    with dg.instance_for_test() as instance:
+        def run(fail: str, assets: list) -> str:
+            result = dg.materialize(assets, instance=instance, tags={"fail": fail}, raise_on_error=False)
+            return result.run_id
+
+        publish_failed = run("publish", [figures, published, checked])
+        analysis_failed = run("analysis", [figures, published, checked])
+        all_passed = run("none", [figures, published, checked])
+        no_publish = run("none", [figures, checked])
+
+        assert planned_steps(instance, publish_failed) == {"analysis__figures", "analysis__checked", PUBLISH_STEP}
+        assert passed_all_but_publish(instance, publish_failed)
+        assert not passed_all_but_publish(instance, analysis_failed)
+        assert passed_all_but_publish(instance, all_passed)
+        assert not passed_all_but_publish(instance, no_publish)  # never meant to publish
+        assert not passed_all_but_publish(instance, "not-a-run-of-this-instance")
+        assert planned_steps(instance, "not-a-run-of-this-instance") is None

@@ -398,7 +398,7 @@ def analysis_asset(spec: AnalysisTable) -> dg.AssetsDefinition:
         check_specs=[dg.AssetCheckSpec("usable_output", asset=key, blocking=True,
                                        description="Enough rows, a converged model, and finite numbers.")],
         op_tags={"dagster/priority": str(_PRIORITY.get(spec.table, 0))},
-        )
+    )
     def _asset(
         context: dg.AssetExecutionContext,
         nps_link: NpsLinkResource,

@@ -1,12 +1,18 @@
 """Publish: the audited build warehouse replaces the analysts' read-only file, atomically."""
 
 import dagster as dg
+import duckdb
 
 from orchestration.lib.dbt import unfinished_build_marker
 from orchestration.lib.publish import publish_warehouse
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
-from orchestration.lib.warehouse import dagster_run_lineage, keep_published_runs_only
+from orchestration.lib.warehouse import (
+    dagster_run_lineage,
+    keep_published_runs_only,
+    passed_all_but_publish,
+    planned_steps,
+)
 
 # The last assets of the graph: everything upstream of them (ingest, dbt, analysis) must have succeeded,
 # with its blocking checks, before analysts see a new warehouse.
@@ -40,16 +46,24 @@ def published_warehouse(
     """
     settings = nps_link.settings()
     lineage = dagster_run_lineage(context.instance, context.run_id)
-    dropped: list[int] = []
+
+    def record_published_runs(con: duckdb.DuckDBPyConnection) -> int:
+        return keep_published_runs_only(
+            con,
+            lineage,
+            executed_steps=planned_steps(context.instance, context.run_id),
+            passed_elsewhere=lambda run_id: passed_all_but_publish(context.instance, run_id),
+        )
+
     result = publish_warehouse(
         settings.build_db_path,
         settings.published_db_path,
         unfinished_build=unfinished_build_marker(settings),
-        prepare=lambda con: dropped.append(keep_published_runs_only(con, lineage)),
+        prepare=record_published_runs,
     )
     context.log.info(f"[publish] {result.published_path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.2f} s")
-    if dropped and dropped[0]:
-        context.log.warning(f"[publish] {dropped[0]} analysis rows of runs that never published left out")
+    if result.prepared:
+        context.log.warning(f"[publish] {result.prepared} analysis rows of runs that never published left out")
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(result.published_path)),

@@ -8,7 +8,7 @@ import dagster as dg
 from analysis.report import ANALYSIS_TABLES, ReportInputs, headline_numbers, render_report, write_report
 from orchestration.defs.analysis.assets import LINK_COVARIATES
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
-from orchestration.lib.warehouse import dagster_run_lineage, lineage_rows, run_as_of
+from orchestration.lib.warehouse import dagster_run_lineage, lineage_rows, planned_steps, run_as_of, table_lineage
 
 
 @dg.asset(
@@ -25,7 +25,8 @@ def leadership_report(
 ) -> dg.MaterializeResult:
     """The leadership report (HTML, offline, no personal data) for this run's analysis tables.
 
-    A re-execution of a failed run reads the rows its parent run's analysis steps wrote (run_lineage).
+    A re-execution of a failed run reads the rows its parent run's analysis steps wrote, for the
+    analyses it did not run again (table_lineage).
 
     Written to <data_dir>/reports/leadership_report.html and reports/<as_of>/ with the tables as CSV.
     Language from NPS_LINK_REPORT_LANG (en | ja).
@@ -34,7 +35,10 @@ def leadership_report(
     with nps_link.build_connection() as con:
         as_of = run_as_of(con)
         lineage = dagster_run_lineage(context.instance, context.run_id)
-        frames = {table: lineage_rows(con, table, lineage, as_of) for table in ANALYSIS_TABLES}
+        executed = planned_steps(context.instance, context.run_id)
+        frames = {
+            table: lineage_rows(con, table, table_lineage(table, lineage, executed), as_of) for table in ANALYSIS_TABLES
+        }
         nps_by_period = con.execute("select * from marts.nps_by_period").df()
         load_audit = con.execute("select * from marts.load_audit").df()
     inputs = ReportInputs(
