@@ -18,6 +18,7 @@ from orchestration.lib.dbt_runner import (
 )
 from orchestration.lib.resources import NpsLinkResource, warehouse_writer
 from orchestration.lib.run_lock import WAREHOUSE_WRITER
+from orchestration.lib.threaded_executor import threaded_executor
 
 
 class NpsLinkDbtResource(dg.ConfigurableResource):
@@ -96,11 +97,17 @@ class NpsLinkDbtResource(dg.ConfigurableResource):
 @dg.definitions
 def resources() -> dg.Definitions:
     """`nps_link` (settings and warehouse connections), `dbt` (dbt on our project, in this process) and
-    `warehouse_writer` (one run per data directory at a time)."""
+    `warehouse_writer` (one run per data directory at a time); and every job's executor.
+
+    Not only the refresh job runs on the threaded executor: a materialisation from the UI's asset
+    graph would otherwise get Dagster's default, a process per step, which sets the run lock up and
+    lets it go again for every step, so another run could slip in between two of them.
+    """
     return dg.Definitions(
         resources={
             "nps_link": NpsLinkResource(),
             "dbt": NpsLinkDbtResource(),
             WAREHOUSE_WRITER: warehouse_writer,
-        }
+        },
+        executor=threaded_executor,
     )

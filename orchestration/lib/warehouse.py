@@ -62,8 +62,6 @@ def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, out: pd.DataFr
 
 # Dagster tags a re-execution ("from failure", or of selected steps) with the run it re-executes.
 PARENT_RUN_TAG = "dagster/parent_run_id"
-# The publish step's key in the refresh job (orchestration/defs/publish/assets.py).
-PUBLISH_STEP = "warehouse__published"
 
 
 def run_lineage(run_id: str, parent_of: Callable[[str], str | None]) -> list[str]:
@@ -133,29 +131,8 @@ def planned_steps(instance: dg.DagsterInstance, run_id: str) -> set[str] | None:
     return set(instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id).step_keys_to_execute)
 
 
-def passed_all_but_publish(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """Whether a run of `instance` planned the publish and every other step of its plan succeeded.
-
-    Such a run's analysis rows passed every check that gates the publish (a blocking check that fails
-    fails its step); only the publish itself did not finish (a full disk, say), so a publish started
-    later on its own may show them. A run that failed or stopped before (no record of a planned
-    step's success) may not. Unknown to this instance (e.g. an `nps-link run` without DAGSTER_HOME):
-    no.
-    """
-    from dagster._core.execution.stats import StepEventStatus
-
-    planned = planned_steps(instance, run_id)
-    if planned is None:
-        return False
-    succeeded = {
-        stats.step_key for stats in instance.get_run_step_stats(run_id) if stats.status == StepEventStatus.SUCCESS
-    }
-    return PUBLISH_STEP in planned and planned - {PUBLISH_STEP} <= succeeded
-
-
-# The ledger of the runs whose analysis rows analysts may see: every run a publish step completed in
-# (with the runs it re-executed), and runs that passed everything but a publish that did not finish.
-# Rows of other runs are deleted when a run publishes.
+# The ledger of the runs whose analysis rows analysts may see: every run whose publish step got as far
+# as the copy (with the runs it re-executed). Rows of other runs are deleted when a run publishes.
 PUBLISHED_RUNS = "ops.published_runs"
 
 
@@ -163,51 +140,51 @@ def keep_published_runs_only(
     con: duckdb.DuckDBPyConnection,
     lineage: list[str],
     *,
+    as_of: datetime | None,
     executed_steps: Collection[str] | None = None,
-    passed_elsewhere: Callable[[str], bool] = lambda run_id: False,
 ) -> int:
     """Record `lineage` as published, and delete from every `analysis.*` table the rows of runs never published.
 
-    Called by the publish step just before the copy: a run that failed (an analysis that wrote its
-    rows and then failed its check, or a step after it) left its rows in the build warehouse, and a
-    later run's publish would otherwise show them to analysts beside the audited ones.
+    Called by the publish step before its copy: a run that failed (an analysis that wrote its rows
+    and then failed its check, or a step after it) left its rows in the build warehouse, and a later
+    run's publish would otherwise show them to analysts beside the audited ones.
     - Of the runs of `lineage` (this run, then the runs it re-executes; `executed_steps` this run's
-      steps, None for all) a table keeps the rows the report read (`table_lineage`, newest first);
-      the rows of the lineage's other runs that had not been published before are superseded.
-    - A run outside the lineage for which `passed_elsewhere` says yes (`passed_all_but_publish`)
-      is published now too: its publish failed after every check had passed.
-    - A warehouse from before this ledger takes the runs its tables already hold as published.
+      steps, None for all), a table keeps what the report read: the rows at `as_of` of the newest
+      run `table_lineage` allows. The rows of the lineage's other runs that were not published
+      before are superseded; a run published before keeps its history.
+    - Recorded before the copy, a run whose copy then failed (a full disk) is published with the
+      next publish, rows and all.
+    - A warehouse from before this ledger takes every run its tables hold as published.
     Returns how many rows were deleted.
     """
     published_at = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as every *_at of the warehouse
     with _WRITE_LOCK:
         con.execute("create schema if not exists ops")
         tables = _analysis_tables(con)
-        ledger_exists = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'ops' and table_name = ?",
-            [PUBLISHED_RUNS.split(".")[1]],
-        ).fetchall()[0][0]
-        if not ledger_exists:
-            con.execute(f"create table {PUBLISHED_RUNS} (run_id varchar not null, published_at timestamp not null)")
-        published_before = {run for (run,) in con.execute(f"select run_id from {PUBLISHED_RUNS}").fetchall()}
         holders = {  # table -> the runs with rows in it
             table: {run for (run,) in con.execute(f'select distinct run_id from analysis."{table}"').fetchall()}
             for table in tables
         }
-        held = set().union(*holders.values())
+        ledger_exists = con.execute(
+            "select count(*) from information_schema.tables where table_schema = 'ops' and table_name = ?",
+            [PUBLISHED_RUNS.split(".")[1]],
+        ).fetchall()[0][0]
         if ledger_exists:
-            newly = set(lineage) | {run for run in held - published_before - set(lineage) if passed_elsewhere(run)}
+            published_before = {run for (run,) in con.execute(f"select run_id from {PUBLISHED_RUNS}").fetchall()}
         else:
-            newly = held | set(lineage)
-        for run in sorted(newly - published_before):
+            con.execute(f"create table {PUBLISHED_RUNS} (run_id varchar not null, published_at timestamp not null)")
+            published_before = set().union(*holders.values())
+        published = published_before | set(lineage)
+        for run in sorted(published - (published_before if ledger_exists else set())):
             con.execute(f"insert into {PUBLISHED_RUNS} values (?, ?)", [run, published_at])
-        published = published_before | newly
         deleted = 0
         for table in tables:
-            mine = [run for run in table_lineage(table, lineage, executed_steps) if run in holders[table]]
-            kept = {mine[0]} if mine else set()
-            superseded = {run for run in lineage if run in holders[table] and run not in published_before} - kept
-            gone = sorted((holders[table] - published) | superseded)
+            at_as_of = {run for (run,) in con.execute(
+                f'select distinct run_id from analysis."{table}" where as_of is not distinct from ?', [as_of]
+            ).fetchall()}
+            shown = [run for run in table_lineage(table, lineage, executed_steps) if run in at_as_of][:1]
+            superseded = {run for run in lineage if run in holders[table] and run not in published_before}
+            gone = sorted(((holders[table] - published) | superseded) - set(shown))
             if gone:
                 deleted += con.execute(
                     f'delete from analysis."{table}" where list_contains(?, run_id)', [gone]

@@ -5,21 +5,20 @@ from datetime import datetime
 import dagster as dg
 import duckdb
 import pandas as pd
-from dagster import AssetExecutionContext
 
+from orchestration.definitions import defs
 from orchestration.lib.warehouse import (
     PARENT_RUN_TAG,
-    PUBLISH_STEP,
     PUBLISHED_RUNS,
     keep_published_runs_only,
     lineage_rows,
-    passed_all_but_publish,
     planned_steps,
     run_lineage,
     table_lineage,
     write_run_table,
 )
 
+PUBLISH_STEP = "warehouse__published"
 AS_OF = datetime(2025, 6, 30, 14, 59, 59)
 NEXT_DAY = datetime(2025, 7, 1, 14, 59, 59)
 
@@ -83,14 +82,14 @@ def test_publish_keeps_the_rows_of_published_runs_and_drops_those_of_failed_ones
     write_run_table(con, "handoff", frame(1.0), run_id="r1", as_of=AS_OF)
 
     # The first publish, of a warehouse from before the ledger: what its tables hold was published.
-    assert keep_published_runs_only(con, ["r1"]) == 0
+    assert keep_published_runs_only(con, ["r1"], as_of=AS_OF) == 0
     assert _ledger(con) == ["r1"]
 
     # r2 writes its link rows, then fails a check: it never publishes. r3 does.
     write_run_table(con, "link_effects", frame(2.0), run_id="r2", as_of=AS_OF)
     write_run_table(con, "link_effects", frame(3.0), run_id="r3", as_of=NEXT_DAY)
     write_run_table(con, "handoff", frame(3.0), run_id="r3", as_of=NEXT_DAY)
-    assert keep_published_runs_only(con, ["r3"]) == 2
+    assert keep_published_runs_only(con, ["r3"], as_of=NEXT_DAY) == 2
     assert _runs(con, "link_effects") == _runs(con, "handoff") == ["r1", "r3"]
 
     # r4 writes both tables, and its hand-off analysis fails its check. r5 re-executes r4 from that
@@ -100,11 +99,11 @@ def test_publish_keeps_the_rows_of_published_runs_and_drops_those_of_failed_ones
     write_run_table(con, "handoff", frame(float("inf")), run_id="r4", as_of=NEXT_DAY)
     write_run_table(con, "handoff", frame(5.0), run_id="r5", as_of=NEXT_DAY)
     steps = {"handoff", "reports__leadership_report", PUBLISH_STEP}
-    assert keep_published_runs_only(con, ["r5", "r4"], executed_steps=steps) == 2
+    assert keep_published_runs_only(con, ["r5", "r4"], as_of=NEXT_DAY, executed_steps=steps) == 2
     assert _runs(con, "link_effects") == ["r1", "r3", "r4"]
     assert _runs(con, "handoff") == ["r1", "r3", "r5"]
     # Publishing again records nothing twice.
-    keep_published_runs_only(con, ["r5", "r4"], executed_steps=steps)
+    keep_published_runs_only(con, ["r5", "r4"], as_of=NEXT_DAY, executed_steps=steps)
     assert _ledger(con) == ["r1", "r3", "r4", "r5"]
 
 
@@ -113,7 +112,7 @@ def test_first_publish_of_an_older_warehouse_keeps_its_whole_history() -> None:
     for run in ("r1", "r2"):
         write_run_table(con, "key_drivers", frame(1.0), run_id=run, as_of=AS_OF)
 
-    assert keep_published_runs_only(con, ["r3"]) == 0
+    assert keep_published_runs_only(con, ["r3"], as_of=AS_OF) == 0
     assert _runs(con, "key_drivers") == ["r1", "r2"]
     assert _ledger(con) == ["r1", "r2", "r3"]
 
@@ -122,37 +121,47 @@ def test_reexecuting_a_published_run_keeps_its_published_rows() -> None:
     """'Re-execute all' of yesterday's published r3 is a new day's run whose parent is r3."""
     con = duckdb.connect()
     write_run_table(con, "link_effects", frame(3.0), run_id="r3", as_of=AS_OF)
-    keep_published_runs_only(con, ["r3"])
+    keep_published_runs_only(con, ["r3"], as_of=AS_OF)
     write_run_table(con, "link_effects", frame(6.0), run_id="r6", as_of=NEXT_DAY)
 
-    assert keep_published_runs_only(con, ["r6", "r3"], executed_steps=None) == 0
+    assert keep_published_runs_only(con, ["r6", "r3"], as_of=NEXT_DAY, executed_steps=None) == 0
     assert _runs(con, "link_effects") == ["r3", "r6"]
+
+
+def test_first_publish_with_the_ledger_is_a_reexecution_of_a_run_published_before_it() -> None:
+    con = duckdb.connect()
+    write_run_table(con, "handoff", frame(1.0), run_id="p", as_of=AS_OF)  # published before the ledger
+    write_run_table(con, "handoff", frame(2.0), run_id="c", as_of=AS_OF)
+
+    assert keep_published_runs_only(con, ["c", "p"], as_of=AS_OF, executed_steps={"handoff"}) == 0
+    assert _runs(con, "handoff") == ["c", "p"]
 
 
 def test_an_analysis_rerun_that_wrote_nothing_supersedes_the_failed_runs_rows() -> None:
     con = duckdb.connect()
     write_run_table(con, "link_effects", frame(1.0), run_id="r1", as_of=AS_OF)
-    keep_published_runs_only(con, ["r1"])
+    keep_published_runs_only(con, ["r1"], as_of=AS_OF)
     write_run_table(con, "handoff", frame(float("inf")), run_id="r4", as_of=AS_OF)  # failed its check
 
     # r5 re-ran the hand-off, which found not enough data this time and wrote nothing.
     steps = {"handoff", "reports__leadership_report", PUBLISH_STEP}
     assert lineage_rows(con, "handoff", table_lineage("handoff", ["r5", "r4"], steps), AS_OF) is None
-    assert keep_published_runs_only(con, ["r5", "r4"], executed_steps=steps) == 2
+    assert keep_published_runs_only(con, ["r5", "r4"], as_of=AS_OF, executed_steps=steps) == 2
     assert _runs(con, "handoff") == []
 
 
-def test_a_publish_on_its_own_keeps_the_rows_of_a_run_whose_publish_alone_failed() -> None:
+def test_a_reexecution_after_the_marts_moved_on_keeps_no_rows_of_another_as_of() -> None:
+    """p failed on day 1; the day-2 run rebuilt the marts; c re-executes p's failed step on day 2's marts."""
     con = duckdb.connect()
     write_run_table(con, "link_effects", frame(1.0), run_id="r1", as_of=AS_OF)
-    keep_published_runs_only(con, ["r1"])
-    write_run_table(con, "link_effects", frame(8.0), run_id="r8", as_of=NEXT_DAY)  # its publish: disk full
-    write_run_table(con, "link_effects", frame(7.0), run_id="r7", as_of=NEXT_DAY)  # failed a check
+    keep_published_runs_only(con, ["r1"], as_of=AS_OF)
+    write_run_table(con, "link_effects", frame(2.0), run_id="p", as_of=AS_OF)  # p's link ran; a later step failed
 
-    # r9 materialises the publish alone.
-    assert keep_published_runs_only(con, ["r9"], passed_elsewhere={"r8"}.__contains__) == 2
-    assert _runs(con, "link_effects") == ["r1", "r8"]
-    assert _ledger(con) == ["r1", "r8", "r9"]
+    # The report of c, at NEXT_DAY, showed no link rows: the publish keeps none of p's either.
+    steps = {"handoff", "reports__leadership_report", PUBLISH_STEP}
+    assert lineage_rows(con, "link_effects", table_lineage("link_effects", ["c", "p"], steps), NEXT_DAY) is None
+    assert keep_published_runs_only(con, ["c", "p"], as_of=NEXT_DAY, executed_steps=steps) == 2
+    assert _runs(con, "link_effects") == ["r1"]
 
 
 # ---- what a run of a real Dagster instance did ----
@@ -163,34 +172,24 @@ def figures() -> None:
 
 
 @dg.asset(key=["warehouse", "published"], deps=[figures])
-def published(context: AssetExecutionContext) -> None:
-    """The publish, failing when the run says so (a full disk)."""
-    if context.run.tags.get("fail") == "publish":
-        raise OSError("No space left on device")
+def published() -> None:
+    """The publish."""
 
 
-@dg.asset(key=["analysis", "checked"])
-def checked(context: AssetExecutionContext) -> None:
-    """An analysis that fails (its check) when the run says so."""
-    if context.run.tags.get("fail") == "analysis":
-        raise ValueError("non-finite estimate")
-
-
-def test_passed_all_but_publish_reads_the_runs_step_outcomes() -> None:
+def test_planned_steps_are_what_a_run_of_the_instance_was_to_execute() -> None:
     with dg.instance_for_test() as instance:
-        def run(fail: str, assets: list) -> str:
-            result = dg.materialize(assets, instance=instance, tags={"fail": fail}, raise_on_error=False)
-            return result.run_id
+        whole = dg.materialize([figures, published], instance=instance).run_id
+        publish_only = dg.materialize([figures, published], instance=instance, selection=[published]).run_id
 
-        publish_failed = run("publish", [figures, published, checked])
-        analysis_failed = run("analysis", [figures, published, checked])
-        all_passed = run("none", [figures, published, checked])
-        no_publish = run("none", [figures, checked])
-
-        assert planned_steps(instance, publish_failed) == {"analysis__figures", "analysis__checked", PUBLISH_STEP}
-        assert passed_all_but_publish(instance, publish_failed)
-        assert not passed_all_but_publish(instance, analysis_failed)
-        assert passed_all_but_publish(instance, all_passed)
-        assert not passed_all_but_publish(instance, no_publish)  # never meant to publish
-        assert not passed_all_but_publish(instance, "not-a-run-of-this-instance")
+        assert planned_steps(instance, whole) == {"analysis__figures", PUBLISH_STEP}
+        assert planned_steps(instance, publish_only) == {PUBLISH_STEP}
         assert planned_steps(instance, "not-a-run-of-this-instance") is None
+
+
+def test_the_step_keys_named_here_are_the_refresh_jobs() -> None:
+    from analysis.report import ANALYSIS_TABLES
+
+    job = defs().resolve_job_def("refresh")
+    steps = {node.name for node in job.graph.nodes}
+    assert PUBLISH_STEP in steps and "reports__leadership_report" in steps
+    assert set(ANALYSIS_TABLES) <= steps  # table_lineage matches a table to its step by name

@@ -89,6 +89,11 @@ def test_refresh_job_daily_schedule_at_six_tokyo_and_landing_sensor(definitions:
     assert sensor.job_name == "refresh"
 
 
+def test_asset_graph_materialisations_run_in_one_process_like_the_refresh(definitions: dg.Definitions) -> None:
+    # A process per step would set the run lock up and let it go for every step (orchestration/lib/run_lock.py).
+    assert definitions.resolve_implicit_global_asset_job_def().executor_def.name == "nps_link_threaded"
+
+
 def test_instance_config_queues_refreshes_one_writer_at_a_time(tmp_path: Path) -> None:
     # The schedule and the landing sensor may both ask for a refresh; the second must wait in the
     # queue, not fail on DuckDB's single-writer lock.

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
+from orchestration.lib import publish
 from orchestration.lib.publish import TMP_PREFIX, UnauditedBuildError, publish_warehouse
+from orchestration.lib.warehouse import keep_published_runs_only, write_run_table
 
 
 def _build(path: Path, version: int, rows: int = 20_000) -> None:
@@ -94,6 +99,46 @@ def test_publish_after_an_unfinished_dbt_build_refuses_and_keeps_published(tmp_p
     con = duckdb.connect(str(published), read_only=True)
     assert con.execute("select min(version) from marts.t").fetchone() == (8,)
     assert con.execute("select run from marts.published_by").fetchall() == [("this run",)]  # in the copy
+    con.close()
+
+
+def test_a_run_whose_copy_failed_is_published_with_the_next_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger is written before the copy: a full disk then loses the copy, not the run's audited rows."""
+    build, published = tmp_path / "build.duckdb", tmp_path / "nps_link.duckdb"
+    as_of = datetime(2025, 6, 30, 14, 59, 59)
+
+    def run_writes_its_rows(run_id: str) -> None:
+        con = duckdb.connect(str(build))
+        write_run_table(con, "link_effects", pd.DataFrame({"estimate": [1.0]}), run_id=run_id, as_of=as_of)
+        con.close()
+
+    def ledger(run_id: str) -> Callable[[duckdb.DuckDBPyConnection], int]:
+        return lambda con: keep_published_runs_only(con, [run_id], as_of=as_of)
+
+    def disk_full(src: Path, dst: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    run_writes_its_rows("r1")
+    publish_warehouse(build, published, unfinished_build=tmp_path / "unfinished", prepare=ledger("r1"))
+    before = published.read_bytes()
+    run_writes_its_rows("r8")
+    monkeypatch.setattr(publish, "_copy_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        publish_warehouse(build, published, unfinished_build=tmp_path / "unfinished", prepare=ledger("r8"))
+    assert published.read_bytes() == before
+    monkeypatch.undo()
+
+    # r9 publishes on its own once there is room: r8's rows are published, not dropped as a failed run's.
+    result = publish_warehouse(build, published, unfinished_build=tmp_path / "unfinished", prepare=ledger("r9"))
+
+    assert result.prepared == 0
+    con = duckdb.connect(str(published), read_only=True)
+    assert con.execute("select run_id from analysis.link_effects order by run_id").fetchall() == [("r1",), ("r8",)]
+    assert con.execute("select run_id from ops.published_runs order by run_id").fetchall() == [
+        ("r1",), ("r8",), ("r9",)
+    ]
     con.close()
 
 

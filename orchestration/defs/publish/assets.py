@@ -7,12 +7,7 @@ from orchestration.lib.dbt import unfinished_build_marker
 from orchestration.lib.publish import publish_warehouse
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
-from orchestration.lib.warehouse import (
-    dagster_run_lineage,
-    keep_published_runs_only,
-    passed_all_but_publish,
-    planned_steps,
-)
+from orchestration.lib.warehouse import dagster_run_lineage, keep_published_runs_only, planned_steps, run_as_of
 
 # The last assets of the graph: everything upstream of them (ingest, dbt, analysis) must have succeeded,
 # with its blocking checks, before analysts see a new warehouse.
@@ -49,10 +44,7 @@ def published_warehouse(
 
     def record_published_runs(con: duckdb.DuckDBPyConnection) -> int:
         return keep_published_runs_only(
-            con,
-            lineage,
-            executed_steps=planned_steps(context.instance, context.run_id),
-            passed_elsewhere=lambda run_id: passed_all_but_publish(context.instance, run_id),
+            con, lineage, as_of=run_as_of(con), executed_steps=planned_steps(context.instance, context.run_id)
         )
 
     result = publish_warehouse(
