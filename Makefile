@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPARK_STAMP := $(VENV)/.installed-spark
 SPARK_CUSTOMERS ?= 10000
-DATA_DIR ?= ./data
+# The data dir of `make demo` and `make docs`: NPS_LINK_DATA_DIR's, as for every other command.
+DATA_DIR ?= $(or $(NPS_LINK_DATA_DIR),./data)
 SCALE ?= S
 export GX_ANALYTICS_ENABLED := False
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
@@ -43,10 +44,12 @@ lint: setup
 docs: setup
 	$(BIN)/nps-link docs --data-dir $(DATA_DIR)
 
-# The `spark` extra (dbt-spark, pyspark) on top of the dev install, and a Java runtime for Spark: the
-# machine's `java` if there is one, else Debian's OpenJDK 17 (needs root/apt, like setup-browser).
+# The `spark` extra (dbt-spark, pyspark) on top of the dev install, and a Java runtime for Spark 4: the
+# machine's Java if it is 17 or later ($JAVA_HOME's, else the one on PATH), else Debian's OpenJDK 17
+# (needs root/apt, like setup-browser).
 setup-spark: $(SPARK_STAMP)
-	@command -v java >/dev/null 2>&1 || [ -n "$$JAVA_HOME" ] || { \
+	@major=$$("$${JAVA_HOME:+$$JAVA_HOME/bin/}java" -version 2>&1 | sed -n 's/.* version "\(1\.\)\{0,1\}\([0-9]*\).*/\2/p' | head -n 1); \
+	[ "$${major:-0}" -ge 17 ] 2>/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; }
 
 $(SPARK_STAMP): $(STAMP)
