@@ -74,9 +74,11 @@ def daily_volume_outcome(
         return MartOutcome(name, True, WARN, "no daily responses to judge")
     days = pd.to_datetime(daily[day_column]).dt.normalize()
     counts = daily[count_column].astype(float).groupby(days).sum()
-    calendar = pd.date_range(counts.index.min(), counts.index.max(), freq="D")
+    last = pd.Timestamp(through) if through is not None else counts.index.max()
+    # Up to `through` even past the last day with responses: a feed that stopped while the other
+    # sources went on (as_of moves with them) shows as days of zero, not as its last good day.
+    calendar = pd.date_range(counts.index.min(), max(counts.index.max(), last), freq="D")
     series = counts.reindex(calendar, fill_value=0.0)
-    last = pd.Timestamp(through) if through is not None else series.index.max()
     series = series[series.index <= last]
 
     findings: list[str] = []
@@ -126,6 +128,7 @@ def nps_jump_outcome(
     nps_by_period: pd.DataFrame,
     *,
     dimension: str = "overall",
+    min_n: int = 30,
     alpha: float = 0.001,
     min_points: float = 3.0,
 ) -> MartOutcome:
@@ -139,6 +142,12 @@ def nps_jump_outcome(
     must be rare enough to be read; `min_points` keeps a huge sample from flagging a real but
     immaterial drift. If both months are unanimous (standard error 0), any difference of at least
     `min_points` is beyond sampling error.
+
+    Judged only with at least `min_n` responses in each month: the latest month is the one still
+    collecting (up to as_of), and its first few responses are often unanimous, which leaves the Wald
+    test a standard error of the other month alone. A survey type without responses in the frame's
+    latest month (discontinued, or paused) is not judged again: its last month was judged when it
+    was the latest.
     """
     name = "nps_jump"
     rows = nps_by_period[nps_by_period["dimension"] == dimension]
@@ -152,17 +161,24 @@ def nps_jump_outcome(
     findings: list[str] = []
     notes: list[str] = []
     details: dict[str, Any] = {}
+    newest = counts.index.get_level_values("period").max()
     for survey_type, frame in counts.groupby(level="survey_type"):
         by_period = frame.droplevel("survey_type")
         latest = by_period.index.max()
+        if latest < newest:
+            notes.append(f"{survey_type}: no responses in {newest} (the last in {latest}, judged then)")
+            continue
         previous = latest - 1
         if previous not in by_period.index:
             notes.append(f"{survey_type}: no {previous} data to compare {latest} with")
             continue
         a = tuple(int(v) for v in by_period.loc[latest])
         b = tuple(int(v) for v in by_period.loc[previous])
-        if sum(a) < 2 or sum(b) < 2:
-            notes.append(f"{survey_type}: too few responses ({sum(a)} in {latest}, {sum(b)} in {previous})")
+        if sum(a) < max(min_n, 2) or sum(b) < max(min_n, 2):
+            notes.append(
+                f"{survey_type}: too few responses to judge ({sum(a)} in {latest}, {sum(b)} in {previous}; "
+                f"{min_n} needed in each)"
+            )
             continue
         result = compare_counts(a, b)
         nps_a, nps_b = _nps(a), _nps(b)

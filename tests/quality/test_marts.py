@@ -54,6 +54,15 @@ def test_daily_volume_drop_to_zero_is_flagged_including_missing_day():
     assert "2025-04-29: 0 responses" in outcome.message and "drop" in outcome.message
 
 
+def test_daily_volume_feed_that_stopped_while_others_went_on_is_a_drop():
+    # No survey rows after 2025-04-26, but as_of (set by the other sources) moved on to 2025-04-30.
+    frame = daily_series()
+    frame = frame[frame["day"] <= pd.Timestamp("2025-04-26")]
+    outcome = daily_volume_outcome(frame, through=date(2025, 4, 29))
+    assert not outcome.success
+    assert "2025-04-29: 0 responses" in outcome.message and "drop" in outcome.message
+
+
 def test_daily_volume_rows_of_one_day_are_summed():
     frame = daily_series()
     halves = pd.concat([frame.assign(responses=frame["responses"] / 2)] * 2)
@@ -111,6 +120,25 @@ def test_nps_jump_judges_each_survey_type_and_ignores_other_dimensions():
     assert not outcome.success
     assert "relational NPS" in outcome.message and "beyond sampling error" in outcome.message
     assert "transactional NPS 2025-05: +30.0" in outcome.message
+
+
+def test_nps_jump_first_few_responses_of_a_new_month_are_not_judged():
+    # Three promoters on the 1st against a month of 1,000: unanimous, but no evidence of anything.
+    outcome = nps_jump_outcome(nps_rows({"2025-04-01": (500, 300, 200), "2025-05-01": (3, 0, 0)}))
+    assert outcome.success
+    assert "relational: too few responses to judge (3 in 2025-05, 1000 in 2025-04; 30 needed in each)" in (
+        outcome.message
+    )
+    assert nps_jump_outcome(nps_rows({"2025-04-01": (0, 0, 2), "2025-05-01": (2, 0, 0)})).success
+
+
+def test_nps_jump_survey_type_that_stopped_is_not_judged_again():
+    stopped = nps_rows({"2025-01-01": (1000, 600, 400), "2025-02-01": (600, 600, 800)}, "onboarding")
+    running = nps_rows({"2025-05-01": (1000, 600, 400), "2025-06-01": (1000, 600, 400)})
+    outcome = nps_jump_outcome(pd.concat([stopped, running]))
+    assert outcome.success
+    assert "onboarding: no responses in 2025-06 (the last in 2025-02, judged then)" in outcome.message
+    assert not nps_jump_outcome(stopped).success  # in February, it was judged and flagged
 
 
 def test_nps_jump_without_previous_month_is_not_judged():
