@@ -133,6 +133,12 @@ class ValidationWorker:
         assert stdin is not None
         while (item := self._requests.get()) is not None:
             request, future = item
+            try:
+                parts = _encode(request)
+            except Exception as exc:  # e.g. out of memory: this request only; nothing was written
+                if future is not None:
+                    future.set_exception(ValidationWorkerError(f"could not send {request[:3]!r}: {exc!r}"))
+                continue
             with self._lock:
                 if self._failure is not None:
                     if future is not None:
@@ -141,29 +147,38 @@ class ValidationWorker:
                 if future is not None:
                     self._waiting.append(future)
             try:
-                for part in _encode(request):
+                for part in parts:
                     _write_all(stdin.fileno(), part)
             except OSError:  # the worker is gone (a broken pipe): fail what waits, with its status
                 self._fail(f"the validation worker exited (status {self._process.wait()}) before it answered")
+            except Exception as exc:  # part of a request written: the worker's input cannot be trusted now
+                self._process.kill()
+                self._fail(f"writing a request to the validation worker failed: {exc!r}")
         with contextlib.suppress(OSError):
             stdin.close()
 
     def _read_loop(self) -> None:
         stdout = self._process.stdout
         assert stdout is not None
-        while True:
-            try:
-                ok, payload = pickle.load(stdout)
-            except (EOFError, OSError, pickle.UnpicklingError):
-                break
-            with self._lock:
-                future = self._waiting.popleft()
-            if ok:
-                future.set_result(payload)
-            else:
-                future.set_exception(ValidationWorkerError(payload))
-        status = self._process.wait()
-        self._fail(f"the validation worker exited (status {status}) before it answered")
+        reason = "the validation worker exited (status {status}) before it answered"
+        try:
+            while True:
+                try:
+                    ok, payload = pickle.load(stdout)
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    break
+                with self._lock:
+                    future = self._waiting.popleft()
+                if ok:
+                    future.set_result(payload)
+                else:
+                    future.set_exception(ValidationWorkerError(payload))
+        except Exception as exc:  # a reply that is not one, or one too many: the replies cannot be matched now
+            reason = f"reading the validation worker's replies failed ({exc!r}); worker status {{status}}"
+            self._process.kill()
+        finally:
+            # Whatever ended the replies, nothing may wait for one for ever (an ingestion step would hang).
+            self._fail(reason.format(status=self._process.wait()))
 
     def _fail(self, reason: str) -> None:
         with self._lock:

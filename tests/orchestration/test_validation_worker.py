@@ -89,6 +89,38 @@ def test_a_request_the_worker_cannot_validate_fails_with_the_table_and_files_nam
     assert good.result(timeout=120)["crm_reps: a.csv"].success
 
 
+def test_a_request_that_cannot_be_sent_fails_alone_and_the_worker_goes_on(worker, monkeypatch):
+    real_encode = validation_worker._encode
+
+    def encode(request):
+        if request[0] == "validate" and request[1] == "too-big":
+            raise MemoryError("no room for the rows")
+        return real_encode(request)
+
+    monkeypatch.setattr(validation_worker, "_encode", encode)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    unsent = worker.submit("too-big", "crm_reps", now, {"crm_reps: a.csv": (_rows("crm_reps"), ())})
+    with pytest.raises(validation_worker.ValidationWorkerError, match="MemoryError"):
+        unsent.result(timeout=60)
+    # Nothing of it reached the worker, so the next reply is the next request's.
+    good = worker.submit("g2", "crm_reps", now, {"crm_reps: b.csv": (_rows("crm_reps"), ())})
+    assert good.result(timeout=120)["crm_reps: b.csv"].success
+
+
+def test_a_reply_that_is_not_one_fails_what_waits_instead_of_hanging():
+    # A worker that answers with something else and stays alive: the futures must not wait for ever.
+    garbled = (
+        "import pickle, sys, time; sys.stdin.buffer.read(1); "
+        "pickle.dump('not a reply', sys.stdout.buffer); sys.stdout.flush(); time.sleep(120)"
+    )
+    worker = validation_worker.ValidationWorker((sys.executable, "-c", garbled))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    waiting = worker.submit("g", "crm_reps", now, {"crm_reps: a.csv": (_rows("crm_reps"), ())})
+    with pytest.raises(validation_worker.ValidationWorkerError, match="reading the validation worker's replies"):
+        waiting.result(timeout=60)
+    worker.close()
+
+
 def test_a_worker_that_dies_fails_what_waits_for_it():
     exits = "import sys; sys.stdin.buffer.read(1); sys.exit(3)"
     dying = validation_worker.ValidationWorker((sys.executable, "-c", exits))
