@@ -100,9 +100,14 @@ def threaded_plan_iterator(
 
         events: queue.Queue = queue.Queue()
         running: dict[str, tuple[Any, list[DagsterEvent], threading.Thread]] = {}
-        # An exclusive step Dagster handed over while others still run: it waits for them, and
-        # no further step is asked for meanwhile (so this holds at most one).
+        # An exclusive step Dagster handed over while others still run: it waits for them. Or a step
+        # handed over again (a retry without delay) while its previous attempt's thread has not yet
+        # ended: it waits for that thread, whose key it shares. No further step is asked for
+        # meanwhile (so this holds at most one).
         held: list[Any] = []
+
+        def may_start(step: Any) -> bool:
+            return step.key not in running and not (is_exclusive(step) and running)
 
         def exclusive_running() -> bool:
             return any(is_exclusive(ctx.step) for ctx, _, _ in running.values())
@@ -118,7 +123,7 @@ def threaded_plan_iterator(
             while running or held or not active.is_complete:
                 # Start what may start: held steps first (in the order they were handed over).
                 while held and not exclusive_running() and len(running) < max_concurrent:
-                    if is_exclusive(held[0]) and running:
+                    if not may_start(held[0]):
                         break
                     start(held.pop(0))
                 while not held and not exclusive_running() and len(running) < max_concurrent:
@@ -127,7 +132,7 @@ def threaded_plan_iterator(
                     if not steps:
                         break
                     step = steps[0]
-                    if is_exclusive(step) and running:
+                    if not may_start(step):
                         held.append(step)
                         break
                     start(step)
@@ -145,7 +150,10 @@ def threaded_plan_iterator(
                 if item is _DONE:
                     thread.join()
                     del running[step_key]
-                    active.verify_complete(job_context, step_key)
+                    # An attempt that asked for a retry ended after Dagster had handed the step over
+                    # again (held above): the step is in flight as the next attempt, not abandoned.
+                    if not any(waiting.key == step_key for waiting in held):
+                        active.verify_complete(job_context, step_key)
                     for event in active.plan_events_iterator(job_context):
                         step_events.append(event)
                         yield event

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
+from orchestration.lib import threaded_executor as threaded_executor_module
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG, execute_job_threaded, threaded_executor
 
 
@@ -164,6 +166,44 @@ def test_failures_skips_and_blocking_checks_match_the_in_process_executor() -> N
     assert outcome(threaded)["STEP_FAILURE"] == {"broken", "gated"}
     assert "after_healthy" in outcome(threaded)["STEP_SUCCESS"]
     assert {"after_broken", "after_gate"}.isdisjoint(outcome(threaded)["STEP_SUCCESS"])
+
+
+@pytest.mark.parametrize("exclusive", [False, True], ids=["a step", "an exclusive step"])
+def test_a_step_retried_at_once_runs_again_after_its_first_attempt_ends(
+    exclusive: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dagster hands a step retried without delay straight back, possibly before its first attempt's
+    # thread has finished: the second attempt must wait for it, not take its place in the books.
+    # The threads here finish late on purpose (their end reported 0.5 s after their last event).
+    class LateEnd:
+        def __init__(self, events: queue.Queue) -> None:
+            self.events = events
+
+        def put(self, item: tuple) -> None:
+            if item[1] is threaded_executor_module._DONE:
+                time.sleep(0.5)
+            self.events.put(item)
+
+    real_run_step = threaded_executor_module._run_step
+    monkeypatch.setattr(threaded_executor_module, "_run_step",
+                        lambda key, context, events: real_run_step(key, context, LateEnd(events)))
+    attempts: list[int] = []
+
+    @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2), op_tags={EXCLUSIVE_TAG: "true"} if exclusive else None)
+    def flaky(context) -> None:
+        attempts.append(context.retry_number)
+        if context.retry_number == 0:
+            raise RuntimeError("a passing fault")
+
+    @dg.asset(deps=[flaky])
+    def after() -> None:
+        pass
+
+    result = _run([flaky, after])
+
+    assert result.success
+    assert attempts == [0, 1]
+    assert {e.step_key for e in result.get_step_success_events()} == {"flaky", "after"}
 
 
 def test_a_run_is_recorded_in_the_instance_with_every_step(tmp_path: pytest.TempPathFactory) -> None:
