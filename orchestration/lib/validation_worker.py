@@ -165,7 +165,7 @@ class ValidationWorker:
             while True:
                 try:
                     ok, payload = pickle.load(stdout)
-                except (EOFError, OSError, pickle.UnpicklingError):
+                except (EOFError, OSError):  # the worker closed its end: it exited (or is exiting)
                     break
                 with self._lock:
                     future = self._waiting.popleft()
@@ -173,7 +173,7 @@ class ValidationWorker:
                     future.set_result(payload)
                 else:
                     future.set_exception(ValidationWorkerError(payload))
-        except Exception as exc:  # a reply that is not one, or one too many: the replies cannot be matched now
+        except Exception as exc:  # not a reply (bytes that are no pickle, or one too many): no matching now
             reason = f"reading the validation worker's replies failed ({exc!r}); worker status {{status}}"
             self._process.kill()
         finally:

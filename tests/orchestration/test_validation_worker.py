@@ -107,12 +107,13 @@ def test_a_request_that_cannot_be_sent_fails_alone_and_the_worker_goes_on(worker
     assert good.result(timeout=120)["crm_reps: b.csv"].success
 
 
-def test_a_reply_that_is_not_one_fails_what_waits_instead_of_hanging():
+@pytest.mark.parametrize(
+    "answer", ["pickle.dump('not a reply', sys.stdout.buffer)", "sys.stdout.buffer.write(bytes([255, 255]))"],
+    ids=["a pickle of something else", "bytes that are no pickle"],
+)
+def test_a_reply_that_is_not_one_fails_what_waits_instead_of_hanging(answer):
     # A worker that answers with something else and stays alive: the futures must not wait for ever.
-    garbled = (
-        "import pickle, sys, time; sys.stdin.buffer.read(1); "
-        "pickle.dump('not a reply', sys.stdout.buffer); sys.stdout.flush(); time.sleep(120)"
-    )
+    garbled = f"import pickle, sys, time; sys.stdin.buffer.read(1); {answer}; sys.stdout.flush(); time.sleep(120)"
     worker = validation_worker.ValidationWorker((sys.executable, "-c", garbled))
     now = datetime.now(UTC).replace(tzinfo=None)
     waiting = worker.submit("g", "crm_reps", now, {"crm_reps: a.csv": (_rows("crm_reps"), ())})
