@@ -57,7 +57,9 @@ def daily_volume_outcome(
     """Flag a day whose response count is far outside the trailing `window_days`-day median.
 
     `daily` has one row per day (several rows of a day, e.g. one per survey type, are summed);
-    days missing between the first and the last day count as zero responses. Only the last
+    days missing between the first day and the day judged count as zero responses, and a day after
+    the last one with any responses is compared with the window before that last day (a stopped
+    feed stays a drop however long it lasts). Only the last
     `judge_days` days up to `through` (default: the last day in the frame) are judged; pass the
     last *complete* day as `through`, since a day still collecting responses is low by nature.
 
@@ -80,12 +82,18 @@ def daily_volume_outcome(
     calendar = pd.date_range(counts.index.min(), max(counts.index.max(), last), freq="D")
     series = counts.reindex(calendar, fill_value=0.0)
     series = series[series.index <= last]
+    # Such days are judged against the window before the feed stopped: within two weeks the zeros
+    # would be the trailing median, and an outage that lasts would pass as normal.
+    active = counts[counts > 0]
+    stopped_after = active.index.max() if len(active) else None
 
     findings: list[str] = []
     judged: list[dict[str, Any]] = []
     skipped: list[str] = []
     for day in series.index[-judge_days:]:
-        history = series[(series.index < day) & (series.index >= day - pd.Timedelta(days=window_days))]
+        silent = stopped_after is not None and day > stopped_after
+        end = stopped_after + pd.Timedelta(days=1) if silent else day
+        history = series[(series.index < end) & (series.index >= end - pd.Timedelta(days=window_days))]
         if len(history) < min_history_days:
             skipped.append(f"{day.date()} ({len(history)} days of history, {min_history_days} needed)")
             continue
@@ -99,8 +107,12 @@ def daily_volume_outcome(
         drop = z < -max_robust_z and ratio <= 1 / min_ratio
         row = {"day": str(day.date()), "responses": observed, "median": median, "robust_z": z, "ratio": ratio}
         judged.append(row)
+        baseline = (
+            f"the {window_days}-day median before the last responses on {stopped_after.date()}" if silent
+            else f"trailing {window_days}-day median"
+        )
         text = (
-            f"{day.date()}: {observed:,.0f} responses vs trailing {window_days}-day median {median:,.0f} "
+            f"{day.date()}: {observed:,.0f} responses vs {baseline} {median:,.0f} "
             f"(robust z {z:+.1f}, {_ratio(ratio)})"
         )
         if spike or drop:

@@ -61,6 +61,16 @@ def test_daily_volume_feed_that_stopped_while_others_went_on_is_a_drop():
     outcome = daily_volume_outcome(frame, through=date(2025, 4, 29))
     assert not outcome.success
     assert "2025-04-29: 0 responses" in outcome.message and "drop" in outcome.message
+    # Still a drop a month later, when the zeros would fill the whole trailing window.
+    later = daily_volume_outcome(frame, through=date(2025, 5, 29))
+    assert not later.success
+    assert "2025-05-29: 0 responses vs the 28-day median before the last responses on 2025-04-26" in later.message
+
+
+def test_daily_volume_sparse_series_with_quiet_days_passes():
+    # A small programme: a response every few days. The days after the last one are not a stopped feed.
+    frame = pd.DataFrame({"day": pd.date_range("2025-03-01", periods=20, freq="3D"), "responses": 1.0})
+    assert daily_volume_outcome(frame, through=date(2025, 5, 1)).success
 
 
 def test_daily_volume_rows_of_one_day_are_summed():
