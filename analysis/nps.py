@@ -137,19 +137,38 @@ def compare_count_arrays(
     b_promoters: CountsLike,
     b_passives: CountsLike,
     b_detractors: CountsLike,
+    *,
+    pooled: bool = False,
 ) -> pd.DataFrame:
     """Two-sample z tests of NPS a minus NPS b for many pairs of independent groups at once.
 
     Returns a DataFrame with columns ``diff, se, z, p_value`` (points; two-sided normal p-value),
     one row per pair, indexed like ``a_promoters`` when it is a Series. ``diff`` is NaN when either
     group is empty; ``z`` and ``p_value`` are NaN where the standard error is missing or 0.
+
+    By default ``se`` is the Wald one, sqrt(se_a^2 + se_b^2) (DESIGN.md, `compare_counts`). With
+    ``pooled`` it is the one under "no change": the unit variance of both groups' shares pooled,
+    times (1/n_a + 1/n_b), each group needing 2 responses. That is the test to screen many cells
+    with: the Wald one gives a small unanimous group a standard error of 0, and the comparison then
+    the other group's alone (3 promoters against 200 mixed responses: p < 0.05 a quarter of the
+    time with nothing changed; pooled, about the 5% it should), and a swing from all promoters to
+    all detractors no test at all.
     """
     a = nps_from_count_arrays(a_promoters, a_passives, a_detractors)
     b = nps_from_count_arrays(b_promoters, b_passives, b_detractors)
     if len(a) != len(b):
         raise ValueError("the a and b count arrays must have the same length")
     diff = a["nps"].to_numpy() - b["nps"].to_numpy()
-    se = np.sqrt(a["se"].to_numpy() ** 2 + b["se"].to_numpy() ** 2)
+    if pooled:
+        n_a, n_b = a["n"].to_numpy(dtype="float64"), b["n"].to_numpy(dtype="float64")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = n_a + n_b
+            p = (np.asarray(a_promoters, dtype="float64") + np.asarray(b_promoters, dtype="float64")) / total
+            d = (np.asarray(a_detractors, dtype="float64") + np.asarray(b_detractors, dtype="float64")) / total
+            unit_variance = np.clip(p + d - (p - d) ** 2, 0.0, None)
+            se = np.where((n_a >= 2) & (n_b >= 2), 100.0 * np.sqrt(unit_variance * (1 / n_a + 1 / n_b)), np.nan)
+    else:
+        se = np.sqrt(a["se"].to_numpy() ** 2 + b["se"].to_numpy() ** 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(se > 0, diff / se, np.nan)
     p_value = 2.0 * special.ndtr(-np.abs(z))  # the normal's upper tail, stats.norm.sf(|z|)

@@ -725,8 +725,10 @@ def nps_changes(nps_by_period: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataF
     without a previous month gets NULL ``prev_nps``, ``diff`` and p-values and is not significant.
 
     Returns the input rows in order with ``period_month, survey_type, dimension, dimension_value,
-    nps, prev_nps, diff`` (points), ``p_value`` (two-sided z test of two independent samples,
-    :func:`analysis.nps.compare_count_arrays`), ``p_value_bh`` and ``is_significant``.
+    nps, prev_nps, diff`` (points), ``p_value`` (two-sided z test of two independent samples with
+    the variance pooled under "no change", :func:`analysis.nps.compare_count_arrays`: the Wald one
+    calls a change in a tiny unanimous cell significant far too often), ``p_value_bh`` and
+    ``is_significant``.
 
     One table is hundreds of tests, so by chance alone about alpha of them would look significant.
     ``p_value_bh`` is the Benjamini-Hochberg adjusted p-value over all comparisons of the same
@@ -778,6 +780,7 @@ def nps_changes(nps_by_period: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataF
             matched["prev_promoters"],
             matched["prev_passives"],
             matched["prev_detractors"],
+            pooled=True,
         )
         prev_nps[positions] = nps_from_count_arrays(
             matched["prev_promoters"], matched["prev_passives"], matched["prev_detractors"]

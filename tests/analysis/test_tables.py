@@ -14,7 +14,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from analysis import tables
 from analysis.errors import InsufficientDataError
-from analysis.nps import compare_counts, nps_from_counts
+from analysis.nps import compare_count_arrays, compare_counts, nps_from_counts
 
 CATEGORY_OF_SCORE = {s: "promoter" if s >= 9 else "passive" if s >= 7 else "detractor" for s in range(11)}
 
@@ -392,8 +392,37 @@ def test_nps_changes_january_compared_with_previous_december() -> None:
     expected = compare_counts((50, 30, 20), (40, 30, 30))
     assert (january["nps"], january["prev_nps"]) == pytest.approx((30.0, 10.0))
     assert january["diff"] == pytest.approx(expected.diff)
-    assert january["p_value"] == pytest.approx(expected.p_value)
+    # The test pools the two months' shares (no change): promoters 90/200, detractors 50/200.
+    p, d = 90 / 200, 50 / 200
+    z = 20.0 / (100 * math.sqrt((p + d - (p - d) ** 2) * (1 / 100 + 1 / 100)))
+    assert january["p_value"] == pytest.approx(math.erfc(z / math.sqrt(2)))
     assert january["period_month"] == pd.Timestamp("2025-01-01").date()
+
+
+def test_nps_changes_a_tiny_unanimous_month_is_no_discovery_and_a_full_swing_is() -> None:
+    frame = _period_rows(
+        [
+            ("2025-01-01", "segment", "tiny", (2, 0, 0)),
+            ("2025-02-01", "segment", "tiny", (90, 10, 0)),  # Wald: p 0.0009 from two promoters
+            ("2025-01-01", "segment", "swing", (30, 0, 0)),
+            ("2025-02-01", "segment", "swing", (0, 0, 30)),  # Wald: no test at all (both s.e. 0)
+        ]
+    )
+    table = tables.nps_changes(frame)
+    february = table[table["period_month"] == pd.Timestamp("2025-02-01").date()].set_index("dimension_value")
+    assert february.loc["tiny", "p_value"] > 0.5 and not february.loc["tiny", "is_significant"]
+    assert february.loc["swing", "p_value"] < 1e-10 and february.loc["swing", "is_significant"]
+
+
+def test_nps_changes_test_keeps_its_level_when_one_month_is_tiny() -> None:
+    # Nothing changed: both months drawn from one mix. A level-0.05 test rejects about 5% of the time.
+    rng = np.random.default_rng(0)
+    mix = [0.5, 0.3, 0.2]
+    small, large = rng.multinomial(3, mix, size=4000), rng.multinomial(200, mix, size=4000)
+    test = compare_count_arrays(*large.T, *small.T, pooled=True)
+    assert (test["p_value"] < 0.05).mean() < 0.07
+    wald = compare_count_arrays(*large.T, *small.T)
+    assert (wald["p_value"] < 0.05).mean() > 0.2  # what the cells of nps_changes had before
 
 
 def test_nps_changes_missing_previous_month_gives_null_and_not_significant() -> None:
