@@ -104,7 +104,10 @@ def keep_partial_parse(run_target: Path, saved: Path) -> bool:
     saved.parent.mkdir(parents=True, exist_ok=True)
     staged = saved.with_name(f".{saved.name}-{uuid.uuid4().hex}")
     try:
-        os.link(fresh, staged)
+        try:
+            os.link(fresh, staged)
+        except OSError:  # another file system (a data dir on its own volume): a copy does as well
+            shutil.copyfile(fresh, staged)
         os.replace(staged, saved)
     finally:
         staged.unlink(missing_ok=True)

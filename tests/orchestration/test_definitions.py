@@ -180,6 +180,24 @@ def test_keep_partial_parse_promotes_the_builds_parse_whole(tmp_path: Path) -> N
     assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
 
 
+def test_keep_partial_parse_copies_across_file_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A data dir on its own volume: the repository's dbt target and the warehouse folder cannot share a link.
+    import errno
+
+    from orchestration.lib import dbt_runner
+
+    def no_link(source: object, destination: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(dbt_runner.os, "link", no_link)
+    run_target, saved = tmp_path / "run", tmp_path / "warehouse" / "build.duckdb.dbt-parse.msgpack"
+    run_target.mkdir()
+    (run_target / "partial_parse.msgpack").write_bytes(b"parsed")
+    assert dbt_runner.keep_partial_parse(run_target, saved) is True
+    assert saved.read_bytes() == b"parsed"
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
+
+
 def test_prune_run_targets_keeps_the_newest_and_anything_younger_than_a_day(tmp_path: Path) -> None:
     import os
     import time
