@@ -101,14 +101,20 @@ def previous_input_seq(settings: Settings) -> int | None:
     return min(watermarks)
 
 
-def unfinished_build_marker(settings: Settings) -> Path:
-    """The file that exists while a `dbt build` of this warehouse runs, and stays if it did not finish."""
-    return settings.build_db_path.with_name(settings.build_db_path.name + ".dbt-build-unfinished")
+def unfinished_build_marker(settings: Settings, target: str = "") -> Path:
+    """The file that exists while a `dbt build` of this warehouse runs, and stays if it did not finish.
+
+    One per profile output, as the parse state (`dbt_parse_state_file`): a Spark build of the same
+    data dir says nothing of the DuckDB warehouse's state. The default output (DuckDB) has no suffix.
+    """
+    suffix = f"-{target}" if target else ""
+    return settings.build_db_path.with_name(f"{settings.build_db_path.name}.dbt-build-unfinished{suffix}")
 
 
-def project_fingerprint_file(settings: Settings) -> Path:
-    """Where the fingerprint of the dbt project that last built this warehouse is kept."""
-    return settings.build_db_path.with_name(settings.build_db_path.name + ".dbt-project")
+def project_fingerprint_file(settings: Settings, target: str = "") -> Path:
+    """Where the fingerprint of the dbt project that last built this warehouse (with this output) is kept."""
+    suffix = f"-{target}" if target else ""
+    return settings.build_db_path.with_name(f"{settings.build_db_path.name}.dbt-project{suffix}")
 
 
 def dbt_parse_state_file(settings: Settings, target: str = "") -> Path:
@@ -135,8 +141,11 @@ def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
     return digest.hexdigest()
 
 
-def full_refresh_reason(settings: Settings) -> str | None:
+def full_refresh_reason(settings: Settings, *, fingerprint: str = "", target: str = "") -> str | None:
     """Why the next `dbt build` of this warehouse must rebuild everything, or None when it may be incremental.
+
+    `fingerprint` is the project the build will run (`project_fingerprint()` when not given), and
+    `target` the profile output it builds.
 
     The incremental models decide what to recompute from what the last build stored, which is only
     sound when that build finished and ran the same SQL:
@@ -147,18 +156,23 @@ def full_refresh_reason(settings: Settings) -> str | None:
       a warehouse built by an older release may lack bookkeeping columns the models now read).
     Rebuilding once is slower, never wrong. A first build (no warehouse yet) needs no reason.
     """
-    if unfinished_build_marker(settings).exists():
+    if unfinished_build_marker(settings, target).exists():
         return "the previous build did not finish"
     if not settings.build_db_path.exists():
         return None
-    stored = project_fingerprint_file(settings)
-    if not stored.exists() or stored.read_text().strip() != project_fingerprint():
+    stored = project_fingerprint_file(settings, target)
+    if not stored.exists() or stored.read_text().strip() != (fingerprint or project_fingerprint()):
         return "the dbt project changed since the last build"
     return None
 
 
 def build_flags(
-    settings: Settings, *, full_refresh_requested: bool, environ: Mapping[str, str] = os.environ
+    settings: Settings,
+    *,
+    full_refresh_requested: bool,
+    environ: Mapping[str, str] = os.environ,
+    fingerprint: str = "",
+    target: str = "",
 ) -> tuple[list[str], str | None]:
     """The `dbt build` flags this warehouse's state calls for, and why the build is a full refresh (or None).
 
@@ -172,7 +186,7 @@ def build_flags(
       sends) cost a tenth of the dbt threads' time on a new day. `DBT_LOG_LEVEL_FILE` in the
       environment still chooses, e.g. `debug` when investigating a build.
     """
-    reason = None if full_refresh_requested else full_refresh_reason(settings)
+    reason = None if full_refresh_requested else full_refresh_reason(settings, fingerprint=fingerprint, target=target)
     flags: list[str] = []
     if full_refresh_requested or reason is not None:
         flags.append("--full-refresh")
@@ -183,20 +197,43 @@ def build_flags(
     return flags, reason
 
 
-def build_started(settings: Settings) -> None:
-    """Mark the warehouse as being built (see full_refresh_reason); call right before `dbt build`."""
-    marker = unfinished_build_marker(settings)
+def build_started(settings: Settings, target: str = "") -> bool:
+    """Mark the warehouse as being built (see full_refresh_reason); call right before `dbt build`.
+
+    Returns whether the last build had finished (no marker was there): what a build of a subset of
+    the models may restore when it passes (`subset_build_finished`).
+    """
+    marker = unfinished_build_marker(settings, target)
+    finished_before = not marker.exists()
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
+    return finished_before
 
 
-def build_finished(settings: Settings) -> None:
-    """Record that a `dbt build` finished with every test passing, and which project it ran."""
-    stored = project_fingerprint_file(settings)
+def build_finished(settings: Settings, fingerprint: str, target: str = "") -> None:
+    """Record that a `dbt build` of every model finished with every test passing, and which project it ran.
+
+    `fingerprint` is `project_fingerprint()` as it was before the build parsed the project: a file
+    changed while the build ran then differs from it, and the next build is a full refresh.
+    """
+    stored = project_fingerprint_file(settings, target)
     staged = stored.with_name(stored.name + ".tmp")
-    staged.write_text(project_fingerprint() + "\n")
+    staged.write_text(fingerprint + "\n")
     os.replace(staged, stored)
-    unfinished_build_marker(settings).unlink(missing_ok=True)
+    unfinished_build_marker(settings, target).unlink(missing_ok=True)
+
+
+def subset_build_finished(
+    settings: Settings, *, finished_before: bool, full_refresh_due: bool, target: str = ""
+) -> None:
+    """After a build of some of the models (a materialisation from the asset graph) passed its tests.
+
+    It says nothing of the models it did not build, so it records no project: a warehouse that had
+    finished, of the same project (`full_refresh_reason` gave none), is finished again; one that had
+    not stays unfinished, its next whole build a full refresh and its publish refused.
+    """
+    if finished_before and not full_refresh_due:
+        unfinished_build_marker(settings, target).unlink(missing_ok=True)
 
 
 TEST_SCOPE_ENV = "NPS_LINK_TEST_SCOPE_SINCE"

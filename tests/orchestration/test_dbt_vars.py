@@ -20,6 +20,7 @@ from orchestration.lib.dbt import (
     previous_input_seq,
     project_fingerprint,
     project_fingerprint_file,
+    subset_build_finished,
     unfinished_build_marker,
 )
 from orchestration.lib.settings import Settings
@@ -149,10 +150,58 @@ def test_a_build_is_incremental_only_after_a_finished_build_of_the_same_project(
     build_started(settings)
     assert unfinished_build_marker(settings).parent == settings.build_db_path.parent
     assert full_refresh_reason(settings) == "the previous build did not finish"  # killed or failed
-    build_finished(settings)
+    build_finished(settings, project_fingerprint())
     assert full_refresh_reason(settings) is None
     project_fingerprint_file(settings).write_text("another project\n")
     assert full_refresh_reason(settings) == "the dbt project changed since the last build"
+
+
+def test_a_build_records_the_project_it_parsed_not_one_edited_meanwhile(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    settings.build_db_path.parent.mkdir(parents=True)
+    duckdb.connect(str(settings.build_db_path)).close()
+    parsed = project_fingerprint()
+    build_started(settings)
+    # ... a model edited (a git pull) while the build runs the SQL it parsed before ...
+    build_finished(settings, "the project as parsed, before the edit")
+    assert full_refresh_reason(settings, fingerprint=parsed) == "the dbt project changed since the last build"
+
+
+def test_a_build_of_some_models_never_marks_an_unfinished_warehouse_finished(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    settings.build_db_path.parent.mkdir(parents=True)
+    duckdb.connect(str(settings.build_db_path)).close()
+    fingerprint = project_fingerprint()
+    build_started(settings)
+    build_finished(settings, fingerprint)
+    # A subset of a finished warehouse of the same project passes: it is finished again.
+    finished_before = build_started(settings)
+    subset_build_finished(settings, finished_before=finished_before, full_refresh_due=False)
+    assert full_refresh_reason(settings) is None
+    # A refresh fails its tests (the marker stays); a subset built from the UI then passes: still unfinished.
+    assert build_started(settings) is True
+    finished_before = build_started(settings)
+    assert finished_before is False
+    subset_build_finished(settings, finished_before=finished_before, full_refresh_due=True)
+    assert full_refresh_reason(settings) == "the previous build did not finish"
+    # Nor after a project change, with or without a finished build before it.
+    build_finished(settings, "an older project")
+    finished_before = build_started(settings)
+    subset_build_finished(settings, finished_before=finished_before, full_refresh_due=True)
+    assert unfinished_build_marker(settings).exists()
+
+
+def test_a_spark_build_keeps_its_own_marker_and_project_record(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    settings.build_db_path.parent.mkdir(parents=True)
+    duckdb.connect(str(settings.build_db_path)).close()
+    build_started(settings)  # a DuckDB build killed
+    build_started(settings, "spark")
+    build_finished(settings, project_fingerprint(), "spark")
+    assert full_refresh_reason(settings) == "the previous build did not finish"
+    assert full_refresh_reason(settings, target="spark") is None
+    assert unfinished_build_marker(settings, "spark") != unfinished_build_marker(settings)
+    assert project_fingerprint_file(settings, "spark") != project_fingerprint_file(settings)
 
 
 def test_the_project_fingerprint_follows_every_model_macro_and_seed_file(tmp_path: Path) -> None:
@@ -178,7 +227,7 @@ def test_build_flags_run_unit_tests_only_when_the_sql_may_have_changed(tmp_path:
     settings.build_db_path.parent.mkdir(parents=True)
     duckdb.connect(str(settings.build_db_path)).close()
     build_started(settings)
-    build_finished(settings)
+    build_finished(settings, project_fingerprint())
     # An incremental build of the project that last built the warehouse: no unit tests.
     assert build_flags(settings, full_refresh_requested=False, environ=quiet) == (
         ["--exclude-resource-type", "unit_test"], None)

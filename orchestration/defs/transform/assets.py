@@ -26,6 +26,8 @@ from orchestration.lib.dbt import (
     dbt_project,
     dbt_vars,
     ensure_manifest,
+    project_fingerprint,
+    subset_build_finished,
 )
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
@@ -56,19 +58,28 @@ def dbt_models(
     """The warehouse models and their dbt tests, run with this run's as_of and windows as dbt vars."""
     settings = nps_link.export_env()
     build_vars = dbt_vars(settings)
-    flags, reason = build_flags(settings, full_refresh_requested=config.full_refresh)
+    # The project as this build will parse it (before it does): what build_finished records.
+    fingerprint = project_fingerprint()
+    flags, reason = build_flags(
+        settings, full_refresh_requested=config.full_refresh, fingerprint=fingerprint, target=dbt.target
+    )
     if reason is not None:
         context.log.warning(f"[dbt] {reason}: this build is a full refresh")
     # dbt reads env_var() from this process's environment. Every run has a process of its own (the
     # CLI's, or the one the run launcher starts), so setting it here cannot leak into another build.
     scope = data_test_scope_env(settings)
     os.environ.update(scope)
-    build_started(settings)
+    finished_before = build_started(settings, dbt.target)
     context.log.info(f"[dbt] build {' '.join(flags)} with vars {build_vars}, data-test scope {scope}")
     # Raises after the events of every node that ran when a model or an error-severity test failed.
     yield from dbt.build(context, ["build", *flags], dbt_vars=build_vars,
                          saved_parse=dbt_parse_state_file(settings, dbt.target))
-    build_finished(settings)
+    if context.is_subset:
+        subset_build_finished(
+            settings, finished_before=finished_before, full_refresh_due=reason is not None, target=dbt.target
+        )
+    else:
+        build_finished(settings, fingerprint, dbt.target)
     prune_run_targets(DBT_TARGET_DIR)
 
 
