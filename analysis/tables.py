@@ -47,6 +47,9 @@ SMALL_N = 30
 CORRELATION_CATEGORY = "correlation_segment_month"
 CONTACT_TIMING_LABELS: tuple[str, ...] = ("0", "1", "2", "3+")
 HANDOFF_LABELS: tuple[str, ...] = ("<=7 d", "8-14 d", "15-30 d", "31-60 d", ">60 d", "never")
+# A customer not handed off is 'never' only once its first order is this many days before as_of (the
+# last bin's edge): before that it may still be handed off in time, and is left out, not counted.
+HANDOFF_NEVER_AFTER_DAYS = 60
 # Upper edges (inclusive, in days) of the timed hand-off bins; anything later is ">60 d".
 _HANDOFF_UPPER_DAYS: tuple[float, ...] = (7.0, 14.0, 30.0, 60.0)
 
@@ -928,7 +931,10 @@ def handoff(customers: pd.DataFrame, responses: pd.DataFrame | None = None) -> p
     nps_category, repeat_after``), or, instead of `responses`, each customer's
     CUSTOMER_RESPONSE_COUNTS on `customers` (see `contact_timing`). Bins are by upper edge,
     inclusive: '<=7 d' (also a hand-off before the first order, i.e. negative days), '8-14 d'
-    (> 7 and <= 14), '15-30 d', '31-60 d', '>60 d', then 'never'.
+    (> 7 and <= 14), '15-30 d', '31-60 d', '>60 d', then 'never'. `customers` holds only customers
+    whose hand-off is known: handed off, or a first order at least HANDOFF_NEVER_AFTER_DAYS before
+    as_of (the caller leaves out customers without an order and those still within that time, as
+    `build_handoff` does: counted as 'never', they made it the best bin of the demo's report).
 
     Returns one row per bin in that order: ``bin_label, customers, responses, nps, nps_moe95,
     repeat_rate, repeat_n`` (NULL figures for bins without responses).

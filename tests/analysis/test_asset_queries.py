@@ -19,6 +19,7 @@ from analysis import tables
 from orchestration.defs.analysis import assets
 
 SEGMENTS = ("smb", "mid_market", "enterprise")
+AS_OF = dt.datetime(2025, 6, 30, 14, 59, 59)
 
 
 def _category(score: int) -> str:
@@ -40,6 +41,12 @@ def marts() -> tuple[duckdb.DuckDBPyConnection, dict[str, pd.DataFrame]]:
                 [None if i % 11 == 0 else int(rng.integers(0, 6)) for i in range(n_customers)], dtype="Int64"
             ),
             "handoff_days": [None if i % 7 == 0 else float(rng.uniform(-2, 90)) for i in range(n_customers)],
+            # Every 7th customer is not handed off: of those, some never ordered, some ordered within the
+            # last 60 days before AS_OF (still open), the rest long before (never handed off).
+            "first_order_at": [
+                None if i % 21 == 0 else AS_OF - dt.timedelta(days=10 if i % 14 == 0 else 200)
+                for i in range(n_customers)
+            ],
         }
     )
     scores = rng.integers(0, 11, n_responses)
@@ -77,6 +84,8 @@ def marts() -> tuple[duckdb.DuckDBPyConnection, dict[str, pd.DataFrame]]:
     )
     con = duckdb.connect()
     con.execute("create schema marts")
+    con.execute("create schema intermediate")
+    con.execute("create table intermediate.int_run_parameters as select ?::timestamp as as_of_at", [AS_OF])
     for name, frame in {"dim_customers": customers, "fct_survey_responses": responses,
                         "fct_survey_driver_scores": driver_scores, "fct_customer_months": months}.items():
         con.register("frame", frame)
@@ -146,9 +155,24 @@ def test_segment_month_revenue_aggregate_input_is_taken_as_is() -> None:
 ])
 def test_customer_bins_joined_on_integer_keys_equal_string_ids(marts, build, function, column) -> None:
     con, frames = marts
-    expected = function(frames["customers"][["customer_id", column]],
+    customers = frames["customers"]
+    if column == "handoff_days":  # the customers whose hand-off is known (build_handoff)
+        ordered = customers["first_order_at"].notna()
+        due = customers["first_order_at"] <= AS_OF - dt.timedelta(days=tables.HANDOFF_NEVER_AFTER_DAYS)
+        customers = customers[ordered & (customers["handoff_days"].notna() | due)]
+    expected = function(customers[["customer_id", column]],
                         frames["responses"][["customer_id", "nps_category", "repeat_after"]])
     pd.testing.assert_frame_equal(build(con), expected)
+
+
+def test_handoff_never_holds_only_customers_long_past_their_first_order(marts) -> None:
+    con, frames = marts
+    customers = frames["customers"]
+    not_handed_off = customers[customers["handoff_days"].isna()]
+    long_ago = not_handed_off["first_order_at"] == AS_OF - dt.timedelta(days=200)
+    assert 0 < long_ago.sum() < len(not_handed_off)  # the fixture has all three kinds
+    table = assets.build_handoff(con).set_index("bin_label")
+    assert table.loc["never", "customers"] == long_ago.sum()
 
 
 @pytest.mark.parametrize(("column", "value", "message"), [
@@ -161,7 +185,8 @@ def test_customer_bins_counted_in_sql_still_refuse_bad_values(marts, column, val
     con.execute(f"""
         update marts.fct_survey_responses set {column} = {value}
         where response_id = (select min(response_id) from marts.fct_survey_responses
-                             where customer_id in (select customer_id from marts.dim_customers))
+                             where customer_id in (select customer_id from marts.dim_customers
+                                                   where handoff_days is not null))
     """)
     with pytest.raises(ValueError, match=message):
         assets.build_handoff(con)
@@ -169,6 +194,7 @@ def test_customer_bins_counted_in_sql_still_refuse_bad_values(marts, column, val
 
 def test_customer_bins_duplicate_customer_still_raises(marts) -> None:
     con, _ = marts
-    con.execute("insert into marts.dim_customers select * from marts.dim_customers limit 1")
+    # A customer build_handoff counts (handed off): the duplicate must reach the grain check.
+    con.execute("insert into marts.dim_customers select * from marts.dim_customers where handoff_days > 0 limit 1")
     with pytest.raises(ValueError, match="duplicate"):
         assets.build_handoff(con)

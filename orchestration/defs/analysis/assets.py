@@ -300,6 +300,7 @@ CUSTOMER_RESPONSE_COUNTS_SQL = f"""
 
     customers as (
         select customer_id, {{column}} from marts.dim_customers
+        {{where}}
     ),
 
     responses as (
@@ -332,13 +333,26 @@ CUSTOMER_RESPONSE_COUNTS_SQL = f"""
 
 def build_contact_timing(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by outbound contacts in the first 7 days after the first order."""
-    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(column="outbound_contacts_first_7d")).df()
+    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(column="outbound_contacts_first_7d", where="")).df()
     return tables.contact_timing(customers)
+
+
+# The customers whose hand-off is known (tables.handoff): handed off, or never within the last bin's
+# time after a first order. Without an order there is nothing to hand off; a recent first order
+# without a hand-off yet is still open, as a repeat window or a first week is (censored, left out).
+HANDOFF_KNOWN_SQL = f"""
+    where first_order_at is not null
+        and (
+            handoff_days is not null
+            or first_order_at <= (select as_of_at from intermediate.int_run_parameters)
+                - interval {tables.HANDOFF_NEVER_AFTER_DAYS} day
+        )
+"""
 
 
 def build_handoff(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """NPS and repeat rate by days from first order to the first account-management contact."""
-    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(column="handoff_days")).df()
+    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(column="handoff_days", where=HANDOFF_KNOWN_SQL)).df()
     return tables.handoff(customers)
 
 
