@@ -156,10 +156,16 @@ def test_a_build_is_incremental_only_after_a_finished_build_of_the_same_project(
     assert full_refresh_reason(settings) == "the dbt project changed since the last build"
 
 
-def test_a_build_records_the_project_it_parsed_not_one_edited_meanwhile(tmp_path: Path) -> None:
+def _warehouse(tmp_path: Path) -> Settings:
+    """Settings of a data dir whose build warehouse exists (an empty DuckDB file)."""
     settings = Settings(data_dir=tmp_path)
     settings.build_db_path.parent.mkdir(parents=True)
     duckdb.connect(str(settings.build_db_path)).close()
+    return settings
+
+
+def test_a_build_records_the_project_it_parsed_not_one_edited_meanwhile(tmp_path: Path) -> None:
+    settings = _warehouse(tmp_path)
     parsed = project_fingerprint()
     build_started(settings)
     # ... a model edited (a git pull) while the build runs the SQL it parsed before ...
@@ -168,9 +174,7 @@ def test_a_build_records_the_project_it_parsed_not_one_edited_meanwhile(tmp_path
 
 
 def test_a_build_of_some_models_never_marks_an_unfinished_warehouse_finished(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
-    settings.build_db_path.parent.mkdir(parents=True)
-    duckdb.connect(str(settings.build_db_path)).close()
+    settings = _warehouse(tmp_path)
     fingerprint = project_fingerprint()
     build_started(settings)
     build_finished(settings, fingerprint)
@@ -192,9 +196,7 @@ def test_a_build_of_some_models_never_marks_an_unfinished_warehouse_finished(tmp
 
 
 def test_a_spark_build_keeps_its_own_marker_and_project_record(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
-    settings.build_db_path.parent.mkdir(parents=True)
-    duckdb.connect(str(settings.build_db_path)).close()
+    settings = _warehouse(tmp_path)
     build_started(settings)  # a DuckDB build killed
     build_started(settings, "spark")
     build_finished(settings, project_fingerprint(), "spark")
