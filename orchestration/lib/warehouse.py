@@ -161,10 +161,15 @@ def keep_published_runs_only(
     with _WRITE_LOCK:
         con.execute("create schema if not exists ops")
         tables = _analysis_tables(con)
-        holders = {  # table -> the runs with rows in it
-            table: {run for (run,) in con.execute(f'select distinct run_id from analysis."{table}"').fetchall()}
+        # table -> {run with rows in it: whether some of them are at `as_of`}, one scan a table
+        runs_of = {
+            table: dict(con.execute(
+                f'select run_id, bool_or(as_of is not distinct from ?) from analysis."{table}" group by run_id',
+                [as_of],
+            ).fetchall())
             for table in tables
         }
+        holders = {table: set(runs) for table, runs in runs_of.items()}
         ledger_exists = con.execute(
             "select count(*) from information_schema.tables where table_schema = 'ops' and table_name = ?",
             [PUBLISHED_RUNS.split(".")[1]],
@@ -179,10 +184,7 @@ def keep_published_runs_only(
             con.execute(f"insert into {PUBLISHED_RUNS} values (?, ?)", [run, published_at])
         deleted = 0
         for table in tables:
-            at_as_of = {run for (run,) in con.execute(
-                f'select distinct run_id from analysis."{table}" where as_of is not distinct from ?', [as_of]
-            ).fetchall()}
-            shown = [run for run in table_lineage(table, lineage, executed_steps) if run in at_as_of][:1]
+            shown = [run for run in table_lineage(table, lineage, executed_steps) if runs_of[table].get(run)][:1]
             superseded = {run for run in lineage if run in holders[table] and run not in published_before}
             gone = sorted(((holders[table] - published) | superseded) - set(shown))
             if gone:
