@@ -678,8 +678,28 @@ def _rule_counts(values: Iterable[object]) -> dict[str, int]:
     return totals
 
 
-def build_quality(inputs: ReportInputs, t: Translate) -> Section:
-    """Section 8: files and rows loaded, quarantined and rejected per source, and why files were refused."""
+def _quarantine_reasons(frame: pd.DataFrame, lang: str) -> list[dict[str, str]]:
+    """One row per source x column x rule with its quarantined rows: most rows first within a source.
+
+    Ingestion names a rule `<column>:<kind>` (`orchestration.lib.ingest.rules`); the kind is shown in
+    words, the column as delivered (a column name may itself hold a colon, so the kind is after the
+    last one). A rule of no known kind is shown whole.
+    """
+    reasons = []
+    for source, files in frame.groupby("source", sort=True):
+        for rule, count in sorted(_rule_counts(files["rule_counts"]).items(), key=lambda kv: (-kv[1], kv[0])):
+            column, _, kind = rule.rpartition(":")
+            reasons.append({
+                "source": str(source),
+                "column": column or "–",
+                "rule": label_for(lang, "rule", kind) if column else rule,
+                "rows": fmt_int(count),
+            })
+    return reasons
+
+
+def build_quality(inputs: ReportInputs, t: Translate, lang: str) -> Section:
+    """Section 8: files and rows loaded, quarantined and rejected per source, and why rows and files were refused."""
     section = Section("quality", t("h_quality"))
     frame = inputs.load_audit
     columns = ("source", "file", "status", "reason", "rows_read", "rows_loaded", "rows_quarantined")
@@ -697,7 +717,6 @@ def build_quality(inputs: ReportInputs, t: Translate) -> Section:
     rows = []
     for source, files in [*frame.groupby("source", sort=True), (t("total"), frame)]:
         rejected = files[files["status"] == "rejected"]
-        rules = _rule_counts(files["rule_counts"]) if "rule_counts" in files.columns else {}
         rows.append({
             "source": source,
             "files": fmt_int(len(files)),
@@ -708,7 +727,6 @@ def build_quality(inputs: ReportInputs, t: Translate) -> Section:
             "rows_loaded": fmt_int(files["rows_loaded"].sum()),
             "rows_quarantined": fmt_int(files["rows_quarantined"].sum()),
             "rows_rejected": fmt_int(rejected["rows_read"].sum()),
-            "rules": ", ".join(f"{rule}: {count:,}" for rule, count in sorted(rules.items(), key=lambda kv: -kv[1])),
         })
     rows_read = float(frame["rows_read"].sum())
     rejected_files = [
@@ -720,6 +738,7 @@ def build_quality(inputs: ReportInputs, t: Translate) -> Section:
         "rows": rows,
         "share": t("quarantine_share", share=fmt(100 * float(frame["rows_quarantined"].sum()) / rows_read, 2))
         if rows_read > 0 else None,
+        "quarantined": _quarantine_reasons(frame, lang) if "rule_counts" in frame.columns else [],
         "rejected": rejected_files,
     }
     return section
@@ -728,11 +747,17 @@ def build_quality(inputs: ReportInputs, t: Translate) -> Section:
 # ---- (9) methods and caveats ----
 
 
-def build_methods(inputs: ReportInputs, t: Translate) -> Section:
+def _covariate_label(lang: str, covariate: str) -> str:
+    """A covariate in words: the catalog's label of a known one, else its name with spaces."""
+    label = label_for(lang, "cov", covariate)
+    return label.replace("_", " ") if label == covariate else label
+
+
+def build_methods(inputs: ReportInputs, t: Translate, lang: str) -> Section:
     """Section 9: what the numbers can and cannot say, in plain words."""
     section = Section("methods", t("h_methods"))
     covariates = [c for c in (text_value(v) for v in inputs.covariates) if c]
-    adjusted = (t("m_adjusted", covariates=t("list_sep").join(c.replace("_", " ") for c in covariates))
+    adjusted = (t("m_adjusted", covariates=t("list_sep").join(_covariate_label(lang, c) for c in covariates))
                 if covariates else t("m_adjusted_none"))
     rw = inputs.repeat_window_days
     adjusted_p = inputs.nps_changes is not None and "p_value_bh" in inputs.nps_changes.columns
@@ -754,6 +779,6 @@ def build_sections(inputs: ReportInputs, t: Translate, lang: str) -> list[Sectio
         build_drivers(inputs, t),
         build_revenue(inputs, t, lang),
         build_timing(inputs, t, lang),
-        build_quality(inputs, t),
-        build_methods(inputs, t),
+        build_quality(inputs, t, lang),
+        build_methods(inputs, t, lang),
     ]

@@ -198,12 +198,15 @@ def handoff() -> pd.DataFrame:
 def load_audit() -> pd.DataFrame:
     """One row per delivered file: loaded, duplicate and rejected files, with quarantine rule counts."""
     rows = [
-        ("crm_accounts", "crm/accounts_2025-06-30.csv", "loaded", None, 1900, 1897, 3, {"segment_known": 3}),
+        ("crm_accounts", "crm/accounts_2025-06-30.csv", "loaded", None, 1900, 1897, 3,
+         {"created_at:not_in_future": 1, "created_at:type": 1, "segment:enum": 1}),
         ("crm_activities", "crm/activities_2025-06.jsonl", "loaded", None, 48210, 48102, 108,
-         {"occurred_at_parse": 100, "direction_value": 8}),
+         {"occurred_at:type": 100, "direction:enum": 5, "duration_minutes:range": 2, "occurred_at:not_in_future": 1}),
         ("crm_activities", "crm/activities_2025-06.jsonl.bak", "duplicate", "same sha256 as an earlier delivery",
          48210, 0, 0, {}),
-        ("survey_responses", "survey/responses_2025-06.csv", "loaded", None, 4420, 4405, 15, {"nps_score_0_10": 15}),
+        ("survey_responses", "survey/responses_2025-06.csv", "loaded", None, 4420, 4405, 15,
+         {"nps_score:range": 9, "responded_at:type": 3, "responded_at:not_in_future": 1, "comment:max_length": 1,
+          "customer_id:required": 1}),
         ("survey_responses", "survey/responses_broken.csv", "rejected",
          f"required column customer_id missing (sent by {SECRET_EMAIL})", 310, 0, 0, {}),
         ("orders", "billing/orders_2025-06.parquet", "loaded", None, 12880, 12880, 0, {}),

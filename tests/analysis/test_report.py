@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import xml.etree.ElementTree as ET
@@ -295,7 +296,47 @@ def test_render_report_data_quality_counts_and_rejected_file(html_en: str) -> No
     assert "required column customer_id missing" in html_en
     # The duplicate activities file counts as a file only: 1,900 + 48,210 + 4,730 + 12,880 rows read.
     assert "<td class=\"r\">67,720</td>" in html_en
-    assert "occurred_at_parse: 100" in html_en
+
+
+def _quarantine_rows(html: str) -> list[list[str]]:
+    """The cells of the report's 'why rows were quarantined' table, row by row."""
+    table = html.split('<table class="quarantine">')[1].split("</table>")[0]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+
+
+def test_render_report_data_quality_says_why_rows_were_quarantined_per_source_and_column(html_en: str,
+                                                                                        html_ja: str) -> None:
+    rows = _quarantine_rows(html_en)
+    assert rows[:4] == [
+        ["crm_accounts", "created_at", "in the future", "1"],
+        ["crm_accounts", "created_at", "not a valid value of the column&#39;s type", "1"],
+        ["crm_accounts", "segment", "not one of the allowed values", "1"],
+        ["crm_activities", "occurred_at", "not a valid value of the column&#39;s type", "100"],
+    ]
+    assert ["survey_responses", "nps_score", "outside the allowed range", "9"] in rows
+    assert ["survey_responses", "comment", "value too long", "1"] in rows
+    assert ["survey_responses", "customer_id", "required value missing", "1"] in rows
+    # Every rule of every file counted once; per source, most rows first.
+    assert sum(int(r[3].replace(",", "")) for r in rows) == 3 + 108 + 15
+    assert [r[3] for r in rows if r[0] == "crm_activities"] == ["100", "5", "2", "1"]
+    assert ["survey_responses", "nps_score", "許容範囲外", "9"] in _quarantine_rows(html_ja)
+
+
+def test_render_report_data_quality_rule_of_an_unknown_kind_or_a_column_with_a_colon(inputs: ReportInputs) -> None:
+    audit = inputs.load_audit.copy()
+    audit["rule_counts"] = ['{"driver_a:b:range": 2}', '{"legacy_rule": 4}', "{}", "{}", "not json", None]
+    html = render_report(dataclasses.replace(inputs, load_audit=audit))
+    assert _quarantine_rows(html) == [
+        ["crm_accounts", "driver_a:b", "outside the allowed range", "2"],
+        ["crm_activities", "–", "legacy_rule", "4"],
+    ]
+
+
+def test_render_report_data_quality_without_quarantined_rows_says_so(inputs: ReportInputs) -> None:
+    audit = inputs.load_audit.assign(rule_counts="{}", rows_quarantined=0)
+    html = render_report(dataclasses.replace(inputs, load_audit=audit))
+    assert '<table class="quarantine">' not in html
+    assert "No row was quarantined." in html
 
 
 def test_render_report_revenue_and_correlation(html_en: str) -> None:
@@ -304,7 +345,22 @@ def test_render_report_revenue_and_correlation(html_en: str) -> None:
 
 
 def test_render_report_methods_name_the_covariates(html_en: str) -> None:
+    # Names the catalog does not know are shown with spaces for underscores.
     assert "Adjusted for: segment, business unit, tenure days, revenue prior 365d, inbound before." in html_en
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_render_report_methods_name_every_covariate_of_the_link_model_in_words(inputs: ReportInputs,
+                                                                               lang: str) -> None:
+    """The pipeline's covariates reach leadership as words, not column names such as handoff_days_filled."""
+    from orchestration.defs.analysis.assets import LINK_COVARIATES
+
+    assert all(f"cov_{c}" in CATALOG for c in LINK_COVARIATES)
+    html = render_report(dataclasses.replace(inputs, covariates=LINK_COVARIATES), lang=lang)
+    methods = html.split('data-section="methods"')[1]
+    for covariate in LINK_COVARIATES:
+        assert CATALOG[f"cov_{covariate}"][lang] in methods
+    assert not any(covariate in methods for covariate in LINK_COVARIATES if "_" in covariate)
 
 
 # ---- SVG helpers ----

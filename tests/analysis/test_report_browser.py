@@ -39,11 +39,11 @@ def browser() -> Iterator[Browser]:
 class _Visit:
     """One page load of a report file, with every console error, blocked and failed request recorded."""
 
-    def __init__(self, browser: Browser, path: Path, *, media: str = "screen") -> None:
+    def __init__(self, browser: Browser, path: Path, *, media: str = "screen", width: int = 1100) -> None:
         self.console_errors: list[str] = []
         self.blocked: list[str] = []
         self.failed: list[str] = []
-        self.context = browser.new_context(viewport={"width": 1100, "height": 900})
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
         self.context.route("**/*", self._only_the_file)
         self.page: Page = self.context.new_page()
         self.page.on("console", lambda m: self.console_errors.append(m.text) if m.type == "error" else None)
@@ -114,6 +114,55 @@ def test_report_in_chromium_print_media_keeps_charts_visible(browser: Browser, t
         pdf = visit.page.pdf(format="A4")
         assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
         assert visit.console_errors == [] and visit.failed == [] and visit.blocked == []
+    finally:
+        visit.close()
+
+
+# Every box whose right edge lies beyond the body's content box (the page's column), with its text.
+OUTSIDE_THE_COLUMN_JS = """() => {
+    const body = document.body.getBoundingClientRect();
+    const right = body.right - parseFloat(getComputedStyle(document.body).paddingRight) + 0.5;
+    return [...document.querySelectorAll("section *")]
+        .filter(e => e.getBoundingClientRect().right > right)
+        .map(e => e.tagName + ": " + e.textContent.slice(0, 60));
+}"""
+
+
+@pytest.mark.parametrize(("lang", "media", "width"), [("en", "screen", 1100), ("ja", "screen", 1100),
+                                                      ("en", "print", 720), ("ja", "print", 720)])
+def test_report_in_chromium_every_table_fits_the_column(browser: Browser, tmp_path: Path, lang: str, media: str,
+                                                         width: int) -> None:
+    """Nothing sticks out of the page's column on a desktop screen or an A4 page (720 px of text width).
+
+    The data-quality table once listed every quarantine rule of a source in one cell: names such as
+    `responded_at:not_in_future` cannot wrap, so the table grew past the column and its last column
+    was cut off on screen and in print.
+    """
+    report = tmp_path / f"leadership_report_{lang}.html"
+    report.write_text(render_report(fx.make_inputs(), lang=lang), encoding="utf-8")
+    visit = _Visit(browser, report, media=media, width=width)
+    try:
+        assert visit.page.evaluate(OUTSIDE_THE_COLUMN_JS) == []
+        assert visit.page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        visit.close()
+
+
+def test_report_in_chromium_on_a_phone_only_a_wide_table_scrolls_not_the_page(browser: Browser,
+                                                                               tmp_path: Path) -> None:
+    """At 390 px a table wider than the screen scrolls inside its own box; the page never scrolls sideways."""
+    report = tmp_path / "leadership_report.html"
+    report.write_text(render_report(fx.make_inputs()), encoding="utf-8")
+    visit = _Visit(browser, report, width=390)
+    try:
+        page = visit.page
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        outside = page.evaluate(OUTSIDE_THE_COLUMN_JS.replace('"section *"', '"section *:not(.table-wrap *)"'))
+        assert outside == []
+        # The data-quality table is one that needs the room: it scrolls in its box rather than being cut.
+        wraps = page.locator('section[data-section="quality"] .table-wrap')
+        assert wraps.count() >= 1
+        assert wraps.first.evaluate("e => e.scrollWidth > e.clientWidth && getComputedStyle(e).overflowX === 'auto'")
     finally:
         visit.close()
 
