@@ -127,10 +127,13 @@ def dbt_parse_state_file(settings: Settings, target: str = "") -> Path:
     return settings.build_db_path.with_name(f"{settings.build_db_path.name}.dbt-parse{suffix}.msgpack")
 
 
-def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
+def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR, profiles_dir: Path | None = None) -> str:
     """SHA-256 over the name and bytes of every file that decides what the models store.
 
-    Models, macros and seeds (SQL, YAML configs, CSV) and dbt_project.yml; not target/ or logs/.
+    Models, macros and seeds (SQL, YAML configs, CSV), dbt_project.yml and the profile the build
+    connects with (`profiles_dir`, by default the project's own: its session settings, such as
+    DuckDB's time zone, decide how implicit timestamp casts come out); not target/ or logs/. An
+    edit of the profile's threads or memory costs one full refresh, which is slower, never wrong.
     """
     digest = hashlib.sha256()
     files = [project_dir / "dbt_project.yml"]
@@ -138,6 +141,9 @@ def project_fingerprint(project_dir: Path = DBT_PROJECT_DIR) -> str:
         files += sorted(p for p in (project_dir / sub).rglob("*") if p.is_file())
     for path in files:
         digest.update(str(path.relative_to(project_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    profile = (profiles_dir or project_dir) / "profiles.yml"
+    if profile.is_file():
+        digest.update(b"profiles.yml\0" + profile.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

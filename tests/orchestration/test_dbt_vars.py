@@ -221,6 +221,23 @@ def test_the_project_fingerprint_follows_every_model_macro_and_seed_file(tmp_pat
     assert project_fingerprint(project) not in (before, after_macro)
 
 
+def test_the_project_fingerprint_follows_the_profile_the_build_connects_with(tmp_path: Path) -> None:
+    """A profile's session settings (DuckDB's TimeZone) decide how implicit timestamp casts come out."""
+    project, elsewhere = tmp_path / "proj", tmp_path / "profiles"
+    for folder in (project / "models", elsewhere):
+        folder.mkdir(parents=True)
+    (project / "dbt_project.yml").write_text("name: p\n")
+    (project / "profiles.yml").write_text("settings: {TimeZone: UTC}\n")
+    (elsewhere / "profiles.yml").write_text("settings: {TimeZone: UTC}\n")
+    before = project_fingerprint(project)
+    assert project_fingerprint(project, elsewhere) == before  # the same profile, wherever it is kept
+    (project / "profiles.yml").write_text("settings: {TimeZone: Asia/Tokyo}\n")
+    assert project_fingerprint(project) != before
+    assert project_fingerprint(project, elsewhere) == before  # the build's own profile, not the project's copy
+    (elsewhere / "profiles.yml").write_text("settings: {TimeZone: Asia/Tokyo}\n")
+    assert project_fingerprint(project, elsewhere) == project_fingerprint(project)
+
+
 def test_build_flags_run_unit_tests_only_when_the_sql_may_have_changed(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     quiet = {"DBT_LOG_LEVEL_FILE": "warn"}  # the file log's level is checked on its own below

@@ -59,7 +59,7 @@ def dbt_models(
     settings = nps_link.export_env()
     build_vars = dbt_vars(settings)
     # The project as this build will parse it (before it does): what build_finished records.
-    fingerprint = project_fingerprint()
+    fingerprint = project_fingerprint(Path(dbt.project_dir), Path(dbt.profiles_dir))
     flags, reason = build_flags(
         settings, full_refresh_requested=config.full_refresh, fingerprint=fingerprint, target=dbt.target
     )
