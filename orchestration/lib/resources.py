@@ -58,7 +58,7 @@ class NpsLinkResource(dg.ConfigurableResource):
             con.close()
 
 
-# What a writer step receives for the run lock: the path of the lock file its run holds. A name for
+# What a step receives for the run lock: the path of the lock file its run holds. A name for
 # the annotation, so that the steps' `warehouse_writer: WarehouseWriter` parameters say what they take.
 WarehouseWriter = dg.ResourceParam[Path]
 
@@ -76,7 +76,7 @@ WarehouseWriter = dg.ResourceParam[Path]
 def warehouse_writer(init_context: dg.InitResourceContext) -> Iterator[Path]:
     """The data directory's run lock (orchestration/lib/run_lock.py), held from the run's start to its end.
 
-    Every step that writes the build warehouse or copies it takes it as a parameter
+    Every step that reads or writes the data dir takes it as a parameter
     (`warehouse_writer: WarehouseWriter`), so Dagster sets it up once before the run's first step and
     tears it down after the last. The data directory is the run's own `nps_link` resource's (a
     launchpad may point it elsewhere). A run that finds another process holding the lock (an

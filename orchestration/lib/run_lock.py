@@ -4,7 +4,7 @@ The build warehouse has one writer at a time: DuckDB's file lock stops two conne
 runs taking turns, and the publish step copies the file with no connection open. Runs that Dagster
 launches queue behind each other (dagster.yaml's tag limit); `nps-link run` starts outside that
 queue. Both take `<data_dir>/warehouse/.run.lock` (an flock, released by the kernel when the holder
-dies): the CLI before it starts the job, the job's writer steps through the `warehouse_writer`
+dies): the CLI before it starts the job, the job's steps through the `warehouse_writer`
 resource, which Dagster sets up once for the whole run. Within one process the lock is re-entrant,
 so the job that `nps-link run` starts finds its own CLI's lock already held.
 """
@@ -21,8 +21,10 @@ from typing import IO
 
 LOCK_NAME = ".run.lock"
 # The Dagster resource that holds the lock for a run (orchestration/lib/resources.py `warehouse_writer`),
-# required by the steps that write or copy the build warehouse: dbt, the analyses, the follow-ups
-# ledger, the report and the publish.
+# required by every step that reads or writes the data dir: ingestion and the load manifest (a delivery
+# landing in the lake during another run's dbt build could fall below that build's watermark), dbt,
+# the mart checks (they open the build warehouse), the analyses, the follow-ups ledger, the report and
+# the publish (tests/orchestration/test_run_lock.py holds the rule).
 WAREHOUSE_WRITER = "warehouse_writer"
 POLL_SECONDS = 1.0
 

@@ -10,6 +10,7 @@ import pytest
 
 from orchestration.defs.quality import checks
 from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.run_lock import pipeline_run_lock
 
 
 @pytest.fixture
@@ -23,7 +24,9 @@ def build_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> duckdb.DuckDBPy
 
 
 def _run(check: dg.AssetChecksDefinition) -> dg.AssetCheckResult:
-    return check(dg.build_asset_check_context(resources={"nps_link": NpsLinkResource()}))
+    nps_link = NpsLinkResource()
+    with pipeline_run_lock(nps_link.settings().warehouse_dir) as lock_file:  # the run lock, as a run holds it
+        return check(dg.build_asset_check_context(resources={"nps_link": nps_link, "warehouse_writer": lock_file}))
 
 
 def test_contact_explosion_of_most_contacts_fails_with_error_severity(build_db: duckdb.DuckDBPyConnection) -> None:

@@ -129,3 +129,50 @@ def test_nps_link_run_beside_another_run_exits_at_once(tmp_path: Path) -> None:
         result = run_cli(tmp_path, "run", "--data-dir", str(tmp_path), timeout=120)
     assert result.returncode == 2
     assert "not starting a second writer" in result.stderr
+
+
+def _steps_and_their_resources() -> list[tuple[str, set[str]]]:
+    """Every asset and asset check of the definitions, by name, with the resources it requires."""
+    from orchestration.definitions import defs
+
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    assets = {graph.get(key).assets_def for key in graph.get_all_asset_keys() if graph.get(key).is_materializable}
+    checks = list(definitions.asset_checks or [])
+    return [(node.node_def.name, set(node.required_resource_keys)) for node in [*assets, *checks]]
+
+
+def test_every_step_that_reads_or_writes_the_data_dir_holds_the_run_lock() -> None:
+    """README: runs of one data directory never overlap, however started.
+
+    An ingestion asset materialised from the UI while a refresh's dbt build ran could land a delivery
+    below the build's watermark (never recomputed until a full refresh), and a mart check executed
+    from the UI opened the build warehouse and failed the refresh's next step on DuckDB's file lock.
+    """
+    steps = _steps_and_their_resources()
+    assert len(steps) > 15
+    missing = sorted(name for name, needs in steps if "nps_link" in needs and "warehouse_writer" not in needs)
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [{"asset_selection": {dg.AssetKey(["crm", "reps"])}},
+     {"asset_selection": set(), "asset_check_selection": {
+         dg.AssetCheckKey(dg.AssetKey(["marts", "nps_by_period"]), "nps_month_on_month_jump")}}],
+    ids=["an ingestion", "a mart check"],
+)
+def test_a_step_materialised_alone_waits_for_the_run_that_holds_the_lock(tmp_path: Path,
+                                                                       selection: dict[str, object]) -> None:
+    from orchestration.definitions import defs
+
+    run_config = {"resources": {"nps_link": {"config": {"data_dir": str(tmp_path)}},
+                                "warehouse_writer": {"config": {"wait_seconds": 0}}}}
+    job = defs().resolve_implicit_global_asset_job_def().get_subset(**selection)
+    with held_elsewhere(tmp_path / "warehouse"):
+        result = job.execute_in_process(run_config=run_config, raise_on_error=False,
+                                        instance=dg.DagsterInstance.ephemeral())
+    assert not result.success
+    assert result.get_step_success_events() == []
+    failure = result.get_run_failure_event().event_specific_data
+    assert failure is not None and "not starting a second writer" in str(failure.error)

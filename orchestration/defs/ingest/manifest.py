@@ -5,7 +5,7 @@ import dagster as dg
 from orchestration.lib.ingest import write_load_manifest
 from orchestration.lib.ingest_assets import source_key
 from orchestration.lib.lake import LAKE_TABLES, LOAD_MANIFEST_KEY
-from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.validation_worker import stop_worker
 
 
@@ -15,7 +15,10 @@ from orchestration.lib.validation_worker import stop_worker
     kinds={"python", "parquet"},
     deps=[source_key(table) for table in LAKE_TABLES],
 )
-def load_manifest(nps_link: NpsLinkResource) -> dg.MaterializeResult:
+def load_manifest(
+    nps_link: NpsLinkResource,
+    warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
+) -> dg.MaterializeResult:
     """Every delivered file with its sha256, rows read / loaded / quarantined, status and reason.
 
     Grain: one row per delivery of a landing file (a re-delivered copy has its own row, status

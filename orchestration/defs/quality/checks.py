@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.warehouse import run_as_of
 from quality.marts import (
     ERROR,
@@ -46,7 +46,10 @@ def _local_day(reporting_tz: str) -> str:
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_survey_responses"]), blocking=True, op_tags=GATES_THE_LINK_PRIORITY,
                 description="Responses per day within the trailing 28-day median's range (latest complete day).")
-def daily_response_volume(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
+def daily_response_volume(
+    nps_link: NpsLinkResource,
+    warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
+) -> dg.AssetCheckResult:
     """A day with far more or far fewer responses than usual: a double export or a broken feed."""
     settings = nps_link.settings()
     if "'" in settings.reporting_tz:
@@ -64,7 +67,10 @@ def daily_response_volume(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "nps_by_period"]), blocking=True, op_tags=GATES_ONE_ANALYSIS_PRIORITY,
                 description="The latest month's NPS moved no more than sampling error explains.")
-def nps_month_on_month_jump(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
+def nps_month_on_month_jump(
+    nps_link: NpsLinkResource,
+    warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
+) -> dg.AssetCheckResult:
     """An NPS jump between the last two months beyond sampling error (p < 0.001 and >= 3 points)."""
     with nps_link.build_connection() as con:
         frame = con.execute("select * from marts.nps_by_period where survey_type <> 'all'").df()
@@ -73,7 +79,10 @@ def nps_month_on_month_jump(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_survey_responses"]), blocking=True, op_tags=GATES_THE_LINK_PRIORITY,
                 description="The latest month's repeat rate moved no more than sampling error explains.")
-def repeat_rate_month_on_month_jump(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
+def repeat_rate_month_on_month_jump(
+    nps_link: NpsLinkResource,
+    warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
+) -> dg.AssetCheckResult:
     """A repeat-rate jump between the last two months with uncensored responses."""
     with nps_link.build_connection() as con:
         frame = con.execute(
@@ -91,7 +100,10 @@ def repeat_rate_month_on_month_jump(nps_link: NpsLinkResource) -> dg.AssetCheckR
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_customer_months"]), blocking=True,
                 op_tags=GATES_ONE_ANALYSIS_PRIORITY,
                 description="No customer's contacts in the latest month exploded against their own history.")
-def contact_count_explosion(nps_link: NpsLinkResource) -> dg.AssetCheckResult:
+def contact_count_explosion(
+    nps_link: NpsLinkResource,
+    warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
+) -> dg.AssetCheckResult:
     """Contacts per customer exploding in the latest month: a logging loop or a re-imported batch."""
     totals_sql, flagged_sql = contact_explosion_sql("marts.fct_customer_months")
     with nps_link.build_connection() as con:
