@@ -76,6 +76,37 @@ class UnauditedBuildError(RuntimeError):
     """The build warehouse is not in a state its checks passed: publishing it would show analysts untested data."""
 
 
+FAILED_CHECK_INFIX = ".check-failed-"
+
+
+def failed_check_marker(build_db: Path, check: str) -> Path:
+    """The file beside `build_db` that says a blocking mart check failed on it, holding the check's message."""
+    return build_db.with_name(f"{build_db.name}{FAILED_CHECK_INFIX}{check}")
+
+
+def record_blocking_check(build_db: Path, check: str, *, blocks: bool, message: str) -> None:
+    """Leave or clear the check's marker: the publish refuses while a blocking check's last outcome failed.
+
+    Dagster's blocking checks stop the steps after them in their own run only. A publish materialised
+    alone afterwards (from the UI's asset graph) would copy marts that a Python check had just refused,
+    e.g. a contact explosion: the marker stops it, until the check passes on a later build.
+    """
+    marker = failed_check_marker(build_db, check)
+    if blocks:
+        marker.write_text(message + "\n", encoding="utf-8")
+    else:
+        marker.unlink(missing_ok=True)
+
+
+def failed_blocking_checks(build_db: Path) -> dict[str, str]:
+    """The blocking checks whose last outcome on `build_db` failed, with their messages."""
+    prefix = build_db.name + FAILED_CHECK_INFIX
+    return {
+        marker.name.removeprefix(prefix): marker.read_text(encoding="utf-8").strip()
+        for marker in sorted(build_db.parent.glob(prefix + "*"))
+    }
+
+
 def publish_warehouse(
     build_db: Path,
     published_db: Path,
@@ -89,6 +120,8 @@ def publish_warehouse(
     test passing (orchestration.lib.dbt.unfinished_build_marker). In a refresh run the blocking checks
     keep this step from running after such a build; the marker also stops a publish started on its
     own (from the UI's asset graph) after a failed run, which would otherwise copy the untested marts.
+    The markers of blocking mart checks that failed on `build_db` (`record_blocking_check`) stop it
+    the same way.
     `prepare`, if given, runs on the build warehouse's connection before the checkpoint, once the
     build is known to be publishable: the last writes that belong to publishing (the run ledger).
     The caller must hold no open connection to `build_db` (DuckDB allows one writer process).
@@ -100,6 +133,13 @@ def publish_warehouse(
         raise UnauditedBuildError(
             f"not publishing {build_db}: its last dbt build did not finish with every test passing "
             f"({unfinished_build.name} is beside it); a refresh rebuilds it, and publishes once its checks pass"
+        )
+    failed = failed_blocking_checks(build_db)
+    if failed:
+        raise UnauditedBuildError(
+            f"not publishing {build_db}: blocking checks failed on it: "
+            + "; ".join(f"{check}: {message}" for check, message in failed.items())
+            + "; a refresh publishes once they pass"
         )
     published_db.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(published_db.parent)

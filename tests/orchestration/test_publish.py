@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from orchestration.lib import publish
-from orchestration.lib.publish import TMP_PREFIX, UnauditedBuildError, publish_warehouse
+from orchestration.lib.publish import TMP_PREFIX, UnauditedBuildError, publish_warehouse, record_blocking_check
 from orchestration.lib.warehouse import keep_published_runs_only, write_run_table
 
 
@@ -99,6 +99,27 @@ def test_publish_after_an_unfinished_dbt_build_refuses_and_keeps_published(tmp_p
     con = duckdb.connect(str(published), read_only=True)
     assert con.execute("select min(version) from marts.t").fetchone() == (8,)
     assert con.execute("select run from marts.published_by").fetchall() == [("this run",)]  # in the copy
+    con.close()
+
+
+def test_publish_after_a_failed_blocking_mart_check_refuses_until_it_passes(tmp_path: Path) -> None:
+    """A publish materialised alone after a run whose contact-explosion check failed must not copy those marts."""
+    build, published = tmp_path / "build.duckdb", tmp_path / "nps_link.duckdb"
+    _build(published, 7)
+    _build(build, 8)
+    before = published.read_bytes()
+    message = "C1 logged 900 contacts in 2026-09 against a median of 2"
+    record_blocking_check(build, "contact_count_explosion", blocks=True, message=message)
+    record_blocking_check(build, "nps_month_on_month_jump", blocks=False, message="a warning, passed or not")
+
+    with pytest.raises(UnauditedBuildError, match=f"blocking checks failed on it: contact_count_explosion: {message}"):
+        publish_warehouse(build, published, unfinished_build=tmp_path / "no-marker")
+
+    assert published.read_bytes() == before
+    record_blocking_check(build, "contact_count_explosion", blocks=False, message="no explosion")  # the next build
+    publish_warehouse(build, published, unfinished_build=tmp_path / "no-marker")
+    con = duckdb.connect(str(published), read_only=True)
+    assert con.execute("select min(version) from marts.t").fetchone() == (8,)
     con.close()
 
 

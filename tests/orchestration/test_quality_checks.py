@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from orchestration.defs.quality import checks
+from orchestration.lib.publish import failed_blocking_checks, record_blocking_check
 from orchestration.lib.resources import NpsLinkResource
 from orchestration.lib.run_lock import pipeline_run_lock
 
@@ -21,6 +22,10 @@ def build_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> duckdb.DuckDBPy
     con.execute("create schema marts")
     yield con
     con.close()
+
+
+def _build_path() -> Path:
+    return NpsLinkResource().settings().build_db_path
 
 
 def _run(check: dg.AssetChecksDefinition) -> dg.AssetCheckResult:
@@ -44,6 +49,8 @@ def test_contact_explosion_of_most_contacts_fails_with_error_severity(build_db: 
     assert not result.passed
     assert result.severity == dg.AssetCheckSeverity.ERROR
     assert "C1" in result.metadata["message"].value
+    # Left beside the build warehouse, so that a publish materialised alone refuses these marts.
+    assert failed_blocking_checks(_build_path()) == {"contact_count_explosion": result.metadata["message"].value}
 
 
 def test_steady_contacts_pass(build_db: duckdb.DuckDBPyConnection) -> None:
@@ -55,7 +62,10 @@ def test_steady_contacts_pass(build_db: duckdb.DuckDBPyConnection) -> None:
         """
     )
     build_db.close()
+    # The marker an earlier build's explosion left goes once the check passes on this one.
+    record_blocking_check(_build_path(), "contact_count_explosion", blocks=True, message="C1: 900 contacts")
     assert _run(checks.contact_count_explosion).passed
+    assert failed_blocking_checks(_build_path()) == {}
 
 
 def test_nps_jump_beyond_sampling_error_is_flagged_as_warning(build_db: duckdb.DuckDBPyConnection) -> None:
@@ -74,4 +84,5 @@ def test_nps_jump_beyond_sampling_error_is_flagged_as_warning(build_db: duckdb.D
     result = _run(checks.nps_month_on_month_jump)
     assert not result.passed
     assert result.severity == dg.AssetCheckSeverity.WARN
+    assert failed_blocking_checks(_build_path()) == {}  # a warning does not hold the publish
     assert "2026-09" in result.metadata["message"].value

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from orchestration.lib.publish import record_blocking_check
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.warehouse import run_as_of
 from quality.marts import (
@@ -21,8 +22,11 @@ from quality.marts import (
 )
 
 
-def _result(outcome: MartOutcome) -> dg.AssetCheckResult:
+def _result(outcome: MartOutcome, nps_link: NpsLinkResource, check: str) -> dg.AssetCheckResult:
+    """The check's result; a failure of severity ERROR is also left beside the build warehouse for the publish."""
     severity = dg.AssetCheckSeverity.ERROR if outcome.severity == ERROR else dg.AssetCheckSeverity.WARN
+    record_blocking_check(nps_link.settings().build_db_path, check,
+                          blocks=not outcome.success and outcome.severity == ERROR, message=outcome.message)
     return dg.AssetCheckResult(
         passed=outcome.success, severity=severity,
         metadata={"message": outcome.message, "check": outcome.check},
@@ -62,7 +66,8 @@ def daily_response_volume(
         last_day = con.execute(f"select cast(timezone('{settings.reporting_tz}', timezone('UTC', ?::timestamp)) "
                                "as date)", [as_of]).fetchone()[0]
     # The as_of day may still be filling up: judge the last complete day before it.
-    return _result(daily_volume_outcome(daily, through=last_day - timedelta(days=1)))
+    outcome = daily_volume_outcome(daily, through=last_day - timedelta(days=1))
+    return _result(outcome, nps_link, "daily_response_volume")
 
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "nps_by_period"]), blocking=True, op_tags=GATES_ONE_ANALYSIS_PRIORITY,
@@ -74,7 +79,7 @@ def nps_month_on_month_jump(
     """An NPS jump between the last two months beyond sampling error (p < 0.001 and >= 3 points)."""
     with nps_link.build_connection() as con:
         frame = con.execute("select * from marts.nps_by_period where survey_type <> 'all'").df()
-    return _result(nps_jump_outcome(frame))
+    return _result(nps_jump_outcome(frame), nps_link, "nps_month_on_month_jump")
 
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_survey_responses"]), blocking=True, op_tags=GATES_THE_LINK_PRIORITY,
@@ -94,7 +99,7 @@ def repeat_rate_month_on_month_jump(
             group by 1
             """
         ).df()
-    return _result(repeat_rate_jump_outcome(frame))
+    return _result(repeat_rate_jump_outcome(frame), nps_link, "repeat_rate_month_on_month_jump")
 
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_customer_months"]), blocking=True,
@@ -113,4 +118,5 @@ def contact_count_explosion(
         ).fetchone()[0]
         _, judged, total = con.execute(totals_sql, [latest]).fetchone()
         flagged = con.execute(flagged_sql, [latest]).df()
-    return _result(contact_explosion_from_aggregate(latest, judged, float(total), flagged))
+    outcome = contact_explosion_from_aggregate(latest, judged, float(total), flagged)
+    return _result(outcome, nps_link, "contact_count_explosion")
