@@ -13,15 +13,18 @@ SCALE ?= S
 export GX_ANALYTICS_ENABLED := False
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: setup setup-browser setup-spark demo test lint docs bench test-spark clean
+.PHONY: setup setup-browser setup-spark demo dev test lint docs bench test-spark clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+
+# The instance settings (run queue, run monitoring), again whenever the repository's copy is newer.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	mkdir -p $(DAGSTER_HOME) && { test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml; }
 	touch $(STAMP)
 
 # Debian's Chromium for the report's browser test (the test tool's own browser download cannot work
@@ -33,6 +36,12 @@ setup-browser:
 demo: setup
 	$(BIN)/nps-link demo-data --data-dir $(DATA_DIR) --customers 3000 --seed 7
 	$(BIN)/nps-link run --data-dir $(DATA_DIR)
+
+# The Dagster UI with the daemon (schedule, sensor, run queue and monitoring), keeping run history in
+# $(DAGSTER_HOME) like `nps-link run` started from make: without DAGSTER_HOME, `dagster dev` keeps it in
+# a temporary folder it deletes on exit.
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml
 
 test: setup setup-browser
 	$(BIN)/ruff check .

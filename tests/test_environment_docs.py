@@ -32,3 +32,22 @@ def test_every_variable_the_code_names_is_in_env_example() -> None:
 
     assert len(variables) > 20  # the scan found the settings at all
     assert sorted(variables - documented) == []
+
+
+def test_setup_gives_the_dagster_instance_the_repositorys_settings_again_when_they_change(tmp_path) -> None:
+    """`make setup` once copied dagster.yaml only when absent: an instance set up before run monitoring never got it."""
+    import os
+    import subprocess
+    import time
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    older = time.time() - 3600
+    os.utime(home / "dagster.yaml", (older, older))
+    dry_run = subprocess.run(["make", "-n", "setup", f"DAGSTER_HOME={home}"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout
+    assert f"cp dagster.yaml {home}/dagster.yaml" in dry_run
+    dev = subprocess.run(["make", "-n", "dev", f"DAGSTER_HOME={home}"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    assert "dagster dev -w workspace.yaml" in dev

@@ -1,13 +1,28 @@
 """The one refresh job, its daily schedule, and the landing-zone sensor."""
 
 import hashlib
+import time
 from pathlib import Path
 
 import dagster as dg
 
 from orchestration.lib.ingest import pending_files
 from orchestration.lib.resources import NpsLinkResource
+from orchestration.lib.settings import Settings
 from orchestration.lib.threaded_executor import threaded_executor
+
+# A sender that writes a file in place (instead of uploading it under a name starting with '.' and
+# renaming it, which ingestion waits for) changes its size and time from one sensor tick to the next:
+# a refresh starts only once the newest pending file has not changed for this long, so it does not
+# ingest half a file, and five sources delivering over a few minutes start one refresh, not five.
+LANDING_QUIET_SECONDS = 120
+# A refresh that has not ended yet ingests what is in the landing zone when its ingestion starts; a
+# second request meanwhile would only queue a refresh that finds nothing new. Files that arrive after
+# its ingestion are requested at the first tick after it ends.
+UNFINISHED_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
+]
 
 # One job over the whole graph, in one process (no per-asset start-up cost): independent steps run two at
 # a time on threads (orchestration/lib/threaded_executor.py), and the build warehouse, which DuckDB lets
@@ -21,14 +36,16 @@ refresh_job = dg.define_asset_job(
     tags={"dagster/max_runtime": 3 * 3600, "nps_link/warehouse_writer": "build"},
 )
 
-# The seed companies read the report at the start of the Tokyo working day.
+# Leadership reads the report at the start of the working day, in the zone that cuts its days
+# (NPS_LINK_REPORTING_TZ, Asia/Tokyo by default), whatever the server's own zone.
+_REPORTING_TZ = Settings.from_env().reporting_tz
 daily_refresh_schedule = dg.ScheduleDefinition(
     name="daily_refresh",
     job=refresh_job,
     cron_schedule="0 6 * * *",
-    execution_timezone="Asia/Tokyo",
+    execution_timezone=_REPORTING_TZ,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Refresh everything at 06:00 Asia/Tokyo.",
+    description=f"Refresh everything at 06:00 {_REPORTING_TZ} (the reporting time zone).",
 )
 
 
@@ -39,15 +56,35 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, nps_link: NpsLinkRe
     The run key is a digest of the pending files, each by path, size and modification time (what
     the ingest's hash cache takes as unchanged), so the same set of new files starts one run, and a
     file delivered again under the same name with other bytes (a corrected file, a daily reps.csv)
-    starts another: Dagster skips a request whose run key already has a run.
+    starts another: Dagster skips a request whose run key already has a run. It waits while a
+    refresh has not ended, and until the landing zone has been quiet for LANDING_QUIET_SECONDS.
     """
     pending = pending_files(nps_link.settings())
     files = sorted(path for paths in pending.values() for path in paths)
     if not files:
         return dg.SensorResult(skip_reason="no new landing files")
+    unfinished = context.instance.get_run_records(
+        dg.RunsFilter(job_name=refresh_job.name, statuses=UNFINISHED_RUN_STATUSES), limit=1
+    )
+    if unfinished:
+        run = unfinished[0].dagster_run
+        return dg.SensorResult(skip_reason=f"{len(files)} new landing file(s); waiting for refresh {run.run_id} "
+                                           f"({run.status.value}) to end")
+    quiet = time.time() - max(_modified_at(path) for path in files)
+    if quiet < LANDING_QUIET_SECONDS:
+        return dg.SensorResult(skip_reason=f"{len(files)} new landing file(s), the newest changed {quiet:.0f} s "
+                                           f"ago; waiting until none has changed for {LANDING_QUIET_SECONDS} s")
     digest = hashlib.sha256("\n".join(_delivery_identity(path) for path in files).encode()).hexdigest()[:16]
     context.log.info(f"{len(files)} new landing file(s): {[str(path) for path in files[:5]]}")
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"landing-{digest}")])
+
+
+def _modified_at(path: Path) -> float:
+    """A landing file's modification time; 0 (long quiet) if it has just gone."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _delivery_identity(path: Path) -> str:

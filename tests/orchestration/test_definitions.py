@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -85,6 +86,12 @@ def test_refresh_job_daily_schedule_at_six_tokyo_and_landing_sensor(definitions:
     assert job.tags["nps_link/warehouse_writer"] == "build"
     schedule = definitions.resolve_schedule_def("daily_refresh")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", "Asia/Tokyo")
+    # The morning of the reporting time zone, wherever the server runs.
+    probe = ("from orchestration.definitions import defs; "
+             "print(defs().resolve_schedule_def('daily_refresh').execution_timezone)")
+    env = {**os.environ, "NPS_LINK_REPORTING_TZ": "America/New_York"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "America/New_York"
     sensor = definitions.resolve_sensor_def("landing_zone_sensor")
     assert sensor.job_name == "refresh"
 
@@ -105,6 +112,21 @@ def test_instance_config_queues_refreshes_one_writer_at_a_time(tmp_path: Path) -
     assert {"key": "nps_link/warehouse_writer", "limit": 1} in limits
 
 
+def test_instance_config_enforces_the_refresh_jobs_max_runtime(tmp_path: Path, definitions: dg.Definitions) -> None:
+    """dagster/max_runtime is enforced by run monitoring only: without it a killed `nps-link run` stays
+    STARTED for good and its writer tag keeps every later refresh queued."""
+    import yaml
+
+    overrides = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    with dg.instance_for_test(overrides=overrides, temp_dir=str(tmp_path)) as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_start_timeout_seconds > 0
+        # The default launcher cannot check a run's process nor resume one.
+        assert not instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_monitoring_max_resume_run_attempts == 0
+    assert int(definitions.resolve_job_def("refresh").tags["dagster/max_runtime"]) == 3 * 3600
+
+
 def test_every_asset_has_a_description(definitions: dg.Definitions) -> None:
     graph = definitions.resolve_asset_graph()
     missing = [k.to_user_string() for k in graph.get_all_asset_keys()
@@ -117,25 +139,82 @@ def test_landing_sensor_requests_a_run_only_for_new_files(tmp_path: Path, defini
     monkeypatch.setenv("NPS_LINK_DATA_DIR", str(tmp_path))
     sensor = definitions.resolve_sensor_def("landing_zone_sensor")
     resources = {"nps_link": definitions.resources["nps_link"]}
-    with dg.build_sensor_context(resources=resources) as context:
+    instance = dg.DagsterInstance.ephemeral()  # with no run of the refresh
+    with dg.build_sensor_context(resources=resources, instance=instance) as context:
         assert sensor(context).skip_reason is not None
     landing = tmp_path / "landing" / "crm_reps"
     landing.mkdir(parents=True)
     (landing / "reps.csv").write_text("rep_id,team\nR1,support\n", encoding="utf-8")
-    with dg.build_sensor_context(resources=resources) as context:
+    _delivered_minutes_ago(landing / "reps.csv", 5)
+    with dg.build_sensor_context(resources=resources, instance=instance) as context:
         result = sensor(context)
     assert len(result.run_requests) == 1
     first_key = result.run_requests[0].run_key
     assert first_key.startswith("landing-")
-    with dg.build_sensor_context(resources=resources) as context:
+    with dg.build_sensor_context(resources=resources, instance=instance) as context:
         assert sensor(context).run_requests[0].run_key == first_key  # the same files: the same run
 
     # Refused or not, the file is delivered again under its name with other bytes (a corrected file):
     # Dagster skips a request whose key already has a run, so the key must change with the bytes.
     (landing / "reps.csv").write_text("rep_id,team\nR1,support\nR2,other\n", encoding="utf-8")
-    os.utime(landing / "reps.csv", ns=(2_000_000_000 * 10**9, 2_000_000_000 * 10**9))
-    with dg.build_sensor_context(resources=resources) as context:
+    _delivered_minutes_ago(landing / "reps.csv", 3)
+    with dg.build_sensor_context(resources=resources, instance=instance) as context:
         assert sensor(context).run_requests[0].run_key not in ("", first_key)
+
+
+def _delivered_minutes_ago(path: Path, minutes: float) -> None:
+    stamp = time.time() - 60 * minutes
+    os.utime(path, (stamp, stamp))
+
+
+def test_landing_sensor_waits_until_the_landing_zone_is_quiet(tmp_path: Path, definitions: dg.Definitions,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file still being written in place (no '.' upload name) must not start a refresh of half a file."""
+    from orchestration.defs.schedules import LANDING_QUIET_SECONDS
+
+    monkeypatch.setenv("NPS_LINK_DATA_DIR", str(tmp_path))
+    sensor = definitions.resolve_sensor_def("landing_zone_sensor")
+    resources = {"nps_link": definitions.resources["nps_link"]}
+    instance = dg.DagsterInstance.ephemeral()  # with no run of the refresh
+    reps, orders = tmp_path / "landing" / "crm_reps" / "reps.csv", tmp_path / "landing" / "orders" / "orders.csv"
+    for path in (reps, orders):
+        path.parent.mkdir(parents=True)
+    reps.write_text("rep_id,team\nR1,support\n", encoding="utf-8")
+    _delivered_minutes_ago(reps, 10)
+    orders.write_text("order_id,customer_id,ordered_at,amount\nO1,C1,2026-09-01T10:00:00+09:00,1", encoding="utf-8")
+    with dg.build_sensor_context(resources=resources, instance=instance) as context:
+        result = sensor(context)
+    assert result.run_requests == [] and "waiting until none has changed" in result.skip_reason.skip_message
+    _delivered_minutes_ago(orders, LANDING_QUIET_SECONDS / 60 + 0.5)
+    with dg.build_sensor_context(resources=resources, instance=instance) as context:
+        assert len(sensor(context).run_requests) == 1
+
+
+def test_landing_sensor_waits_while_a_refresh_has_not_ended(tmp_path: Path, definitions: dg.Definitions,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five sources delivering one after another start one refresh at a time, not one queued per file."""
+    monkeypatch.setenv("NPS_LINK_DATA_DIR", str(tmp_path))
+    sensor = definitions.resolve_sensor_def("landing_zone_sensor")
+    resources = {"nps_link": definitions.resources["nps_link"]}
+    reps = tmp_path / "landing" / "crm_reps" / "reps.csv"
+    reps.parent.mkdir(parents=True)
+    reps.write_text("rep_id,team\nR1,support\n", encoding="utf-8")
+    _delivered_minutes_ago(reps, 10)
+    with dg.instance_for_test() as instance:
+        # (A queued run needs a code location's origin to be stored; NOT_STARTED is the same filter's.)
+        for status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED):
+            run = instance.add_run(dg.DagsterRun(job_name="refresh", run_id=f"{status.value.lower():0<8}-run",
+                                                 status=status))
+            with dg.build_sensor_context(resources=resources, instance=instance) as context:
+                result = sensor(context)
+            assert result.run_requests == [] and run.run_id in result.skip_reason.skip_message
+            if status == dg.DagsterRunStatus.STARTED:
+                instance.report_run_failed(run)
+            else:
+                instance.delete_run(run.run_id)  # a run deleted before it started
+        # Every refresh ended (one failed): the files it did not load are asked for again.
+        with dg.build_sensor_context(resources=resources, instance=instance) as context:
+            assert len(sensor(context).run_requests) == 1
 
 
 def test_dagster_definitions_validate_passes_for_the_workspace() -> None:
