@@ -797,7 +797,9 @@ def nps_changes(nps_by_period: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataF
 
     return pd.DataFrame(
         {
-            "period_month": nps_by_period["period_month"].to_numpy(),
+            # Dates, as the mart's DATE column (DESIGN.md: months are DATEs), not the timestamps a
+            # DataFrame read from the mart holds; analysis.nps_changes then stores a DATE too.
+            "period_month": pd.to_datetime(nps_by_period["period_month"]).dt.date.to_numpy(),
             **{k: nps_by_period[k].to_numpy() for k in keys},
             "nps": current["nps"].to_numpy(),
             "prev_nps": prev_nps,

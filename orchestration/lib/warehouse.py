@@ -31,7 +31,9 @@ def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFr
     """Append one run's rows to `analysis.<table>` (run_id and as_of first), replacing that run's old rows.
 
     The analysis tables keep every run (grain "run x ..."), so leadership can see how estimates move.
-    If the frame's columns changed since the table was created (a new release), the table is rebuilt.
+    If the frame's columns changed since the table was created (a new release), the table is rebuilt;
+    if only a column's type changed (a month once stored as a timestamp, now a DATE), that column is
+    converted and the earlier runs' rows are kept.
     """
     out = frame.reset_index(drop=True).copy()
     out.insert(0, "as_of", pd.Timestamp(as_of))
@@ -40,19 +42,30 @@ def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFr
         return _replace_run_rows(con, table, out, run_id)
 
 
+# Column types an earlier release stored that the rows of this one replace, converting the rows kept:
+# months once written as midnight timestamps, now DATEs (analysis.nps_changes.period_month). Any other
+# difference (an integer column whose run had a NULL and came as a float) is cast on insert as before:
+# narrowing a stored type could lose the earlier runs' values.
+_TYPE_UPGRADES = {("TIMESTAMP", "DATE")}
+
+
 def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, out: pd.DataFrame, run_id: str) -> int:
     con.execute("create schema if not exists analysis")
     con.register("run_rows", out)
     try:
         existing = con.execute(
-            "select column_name from information_schema.columns "
+            "select column_name, data_type from information_schema.columns "
             "where table_schema = 'analysis' and table_name = ? order by ordinal_position",
             [table],
         ).fetchall()
         target = f'analysis."{table}"'
-        if [c for (c,) in existing] != list(out.columns):
+        if [c for c, _ in existing] != list(out.columns):
             con.execute(f"create or replace table {target} as select * from run_rows")
         else:
+            incoming = {name: kind for name, kind, *_ in con.execute("describe run_rows").fetchall()}
+            for column, kind in existing:
+                if (kind, incoming[column]) in _TYPE_UPGRADES:
+                    con.execute(f'alter table {target} alter column "{column}" type {incoming[column]}')
             con.execute(f"delete from {target} where run_id = ?", [run_id])
             con.execute(f"insert into {target} by name select * from run_rows")
     finally:

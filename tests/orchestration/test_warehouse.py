@@ -18,3 +18,36 @@ def test_run_as_of_leaves_the_connection_free_for_relational_queries() -> None:
 
     assert run_as_of(con) == datetime(2026, 9, 29, 14, 59, 59)
     assert con.sql("select 42").fetchall() == [(42,)]
+
+
+def test_nps_changes_months_are_stored_as_dates_and_an_earlier_releases_timestamps_converted() -> None:
+    """DESIGN.md: months are DATEs; analysis.nps_changes.period_month was a TIMESTAMP (the frame's type)."""
+    import pandas as pd
+
+    from analysis.tables import nps_changes
+    from orchestration.lib.warehouse import write_run_table
+
+    con = duckdb.connect()
+    cells = pd.DataFrame({
+        "period_month": pd.to_datetime(["2026-08-01", "2026-09-01"]), "survey_type": "all", "dimension": "overall",
+        "dimension_value": "all", "responses": [100, 100], "promoters": [50, 30], "passives": [30, 30],
+        "detractors": [20, 40],
+    })
+    as_of = datetime(2026, 9, 30, 14, 59, 59)
+    # A warehouse from before: the same columns, the month a timestamp.
+    old = nps_changes(cells).assign(period_month=pd.to_datetime(["2026-08-01", "2026-09-01"]), nps=[30.5, -10.25])
+    write_run_table(con, "nps_changes", old, run_id="earlier", as_of=as_of)
+    assert con.execute("select data_type from information_schema.columns where table_name = 'nps_changes' "
+                       "and column_name = 'period_month'").fetchall() == [("TIMESTAMP",)]
+
+    # This run's months are dates; its NPS happen to be whole numbers (an integer column): only the
+    # month is converted, the earlier run's fractional NPS stay.
+    write_run_table(con, "nps_changes", nps_changes(cells).assign(nps=[30, -10]), run_id="this", as_of=as_of)
+
+    types = dict(con.execute("select column_name, data_type from information_schema.columns "
+                             "where table_name = 'nps_changes'").fetchall())
+    assert types["period_month"] == "DATE" and types["nps"] == "DOUBLE"
+    rows = con.execute("select run_id, period_month, nps from analysis.nps_changes order by all").fetchall()
+    assert [(run, str(month), nps) for run, month, nps in rows] == [
+        ("earlier", "2026-08-01", 30.5), ("earlier", "2026-09-01", -10.25),
+        ("this", "2026-08-01", 30.0), ("this", "2026-09-01", -10.0)]
