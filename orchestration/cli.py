@@ -209,13 +209,30 @@ def _run_job(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  step {event.step_key}: {message}", file=sys.stderr)
         return 1
     print(f"\nDone in {elapsed:.0f} s.")
+    look_back = _look_back(result.all_events)
     report = settings.reports_dir / "leadership_report.html"
-    if report.exists():
+    if look_back:
+        print(f"This run was {look_back[0]}.")
+        print(f"Leadership report:   {look_back[1]} (the latest report is unchanged)")
+    elif report.exists():
         print(f"Leadership report:   {report}")
     if (settings.quality_dir / "latest" / "index.html").exists():
         print(f"Data docs:           {settings.quality_dir / 'latest' / 'index.html'}")
-    print(f"Published warehouse: {settings.published_db_path}")
+    left = " (left as it was; this run's analysis rows join it with the next publish)" if look_back else ""
+    print(f"Published warehouse: {settings.published_db_path}{left}")
     return 0
+
+
+def _look_back(events: list) -> tuple[str, str] | None:
+    """(why, the dated report) when the run looked back at a past date (the report step says so), else None."""
+    for event in events:
+        if event.event_type_value != "ASSET_MATERIALIZATION":
+            continue
+        if event.asset_key.path == ["reports", "leadership_report"]:
+            metadata = event.step_materialization_data.materialization.metadata
+            if "look_back" in metadata:
+                return str(metadata["look_back"].value), str(metadata["dated_copy"].value)
+    return None
 
 
 def cmd_docs(args: argparse.Namespace) -> int:

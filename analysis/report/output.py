@@ -48,8 +48,13 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
     return public.to_csv(index=False).encode("utf-8")
 
 
-def write_report(html: str, reports_dir: Path, *, as_of: date, tables: Mapping[str, pd.DataFrame]) -> ReportPaths:
+def write_report(
+    html: str, reports_dir: Path, *, as_of: date, tables: Mapping[str, pd.DataFrame], latest: bool = True
+) -> ReportPaths:
     """Write the report as `reports_dir/leadership_report.html` and `reports_dir/<as_of>/`, with table CSVs.
+
+    With `latest=False` (a run that looks back at a past date) only the dated folder is written, and
+    the latest report stays the newest date's.
 
     Each table goes to `<name>.csv` beside both copies. Every file is replaced atomically; the dated
     copy is written first and the latest HTML last, so the latest report never points at a run whose
@@ -71,6 +76,8 @@ def write_report(html: str, reports_dir: Path, *, as_of: date, tables: Mapping[s
         _write_atomic(paths.dated_csv[name], data)
     _remove_other_tables(dated_dir, keep=encoded)
     _write_atomic(paths.dated_html, page)
+    if not latest:
+        return paths
     for name, data in encoded.items():
         paths.latest_csv[name] = reports_dir / f"{name}.csv"
         _write_atomic(paths.latest_csv[name], data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -24,6 +25,35 @@ def run_as_of(con: duckdb.DuckDBPyConnection) -> datetime:
     # fetchall, not fetchone: DuckDB 2.0 keeps a result that was not read to its end open, and the
     # connection then refuses relational work (con.sql) such as the analysis builders' next query.
     return con.execute("select as_of_at from intermediate.int_run_parameters").fetchall()[0][0]
+
+
+def look_back_reason(con: duckdb.DuckDBPyConnection, published_db: Path) -> str | None:
+    """Why this run only looks back at a past date, or None for a run that brings analysts up to date.
+
+    A run looks back when its as_of was set (`--as-of`, NPS_LINK_AS_OF) before the data it loaded ends
+    and before the cut-off of the warehouse analysts already have: it reproduces the figures of a
+    past date. Such a run writes its report to reports/<as_of>/ only, mails no follow-ups (they are
+    for today's detractors; the window before a past as_of would mail months-old ones), and leaves
+    the published warehouse as it is; its analysis rows join the ledger and reach analysts, as
+    history, with the next publish. A cut-off the data gives (no date set) never looks back, even
+    when a correction moved it earlier: that run publishes.
+    """
+    as_of, latest_event = con.execute(
+        "select as_of_at, latest_event_at from intermediate.int_run_parameters"
+    ).fetchall()[0]
+    if latest_event is None or as_of >= latest_event or not published_db.exists():
+        return None
+    published = duckdb.connect(str(published_db), read_only=True)
+    try:
+        published_as_of = published.execute("select as_of_at from intermediate.int_run_parameters").fetchall()[0][0]
+    except duckdb.CatalogException:  # a published file from before the run parameters: nothing to compare
+        return None
+    finally:
+        published.close()
+    if as_of >= published_as_of:
+        return None
+    return (f"a look back: as_of {as_of:%Y-%m-%d %H:%M:%S} UTC is before the published warehouse's "
+            f"{published_as_of:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, *, run_id: str,

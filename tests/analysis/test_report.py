@@ -457,6 +457,19 @@ def test_write_report_second_day_keeps_history_and_replaces_latest(tmp_path: Pat
     assert (tmp_path / "leadership_report.html").read_text(encoding="utf-8") == "<p>day two</p>"
 
 
+def test_write_report_of_a_look_back_writes_the_dated_copy_only(tmp_path: Path) -> None:
+    table = {"link_effects": pd.DataFrame({"effect": ["total"], "estimate": [0.05]})}
+    write_report("<p>September</p>", tmp_path, as_of=date(2026, 9, 29), tables=table)
+    # A run for 2026-06-30 after September's: its own dated folder, the latest report stays September's.
+    june = {"link_effects": pd.DataFrame({"effect": ["total"], "estimate": [0.02]})}
+    paths = write_report("<p>June</p>", tmp_path, as_of=date(2026, 6, 30), tables=june, latest=False)
+    assert paths.dated_html.read_text(encoding="utf-8") == "<p>June</p>"
+    assert "0.02" in (tmp_path / "2026-06-30" / "link_effects.csv").read_text(encoding="utf-8")
+    assert (tmp_path / "leadership_report.html").read_text(encoding="utf-8") == "<p>September</p>"
+    assert "0.05" in (tmp_path / "link_effects.csv").read_text(encoding="utf-8")
+    assert paths.latest_csv == {}
+
+
 def test_write_report_drops_the_csv_of_a_table_this_report_has_not(tmp_path: Path) -> None:
     day = date(2025, 6, 30)
     both = {"key_drivers": pd.DataFrame({"driver": ["a"]}), "link_effects": pd.DataFrame({"effect": ["total"]})}

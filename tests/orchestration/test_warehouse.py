@@ -51,3 +51,32 @@ def test_nps_changes_months_are_stored_as_dates_and_an_earlier_releases_timestam
     assert [(run, str(month), nps) for run, month, nps in rows] == [
         ("earlier", "2026-08-01", 30.5), ("earlier", "2026-09-01", -10.25),
         ("this", "2026-08-01", 30.0), ("this", "2026-09-01", -10.0)]
+
+
+def _with_run_parameters(path: str, as_of: datetime, latest_event: datetime) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(path)
+    con.execute("create schema intermediate")
+    con.execute("create table intermediate.int_run_parameters as select ?::timestamp as as_of_at, "
+                "?::timestamp as latest_event_at", [as_of, latest_event])
+    return con
+
+
+def test_a_run_looks_back_only_with_a_set_date_before_its_data_and_the_published_cut_off(tmp_path) -> None:
+    from orchestration.lib.warehouse import look_back_reason
+
+    published = tmp_path / "nps_link.duckdb"
+    latest = datetime(2026, 9, 29, 14, 51, 20)
+    june = datetime(2026, 6, 30, 14, 59, 59)
+    # No published warehouse yet: whatever the date, this run publishes.
+    build = _with_run_parameters(":memory:", june, latest)
+    assert look_back_reason(build, published) is None
+    _with_run_parameters(str(published), latest, latest).close()
+    # --as-of 2026-06-30 on data that runs to September, after a publish as of September: a look back.
+    reason = look_back_reason(build, published)
+    assert reason is not None and "2026-06-30 14:59:59" in reason and "2026-09-29 14:51:20" in reason
+    # The cut-off the data gives, earlier than the published one (a correction took the newest events
+    # out): this run brings analysts up to date.
+    corrected = _with_run_parameters(":memory:", june, june)
+    assert look_back_reason(corrected, published) is None
+    # A set date at or after the published cut-off (tomorrow's daily run with NPS_LINK_AS_OF): publishes.
+    assert look_back_reason(_with_run_parameters(":memory:", latest, datetime(2026, 10, 1)), published) is None

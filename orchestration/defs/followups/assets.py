@@ -11,7 +11,7 @@ from orchestration.lib.followups import (
     send_followups,
 )
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
-from orchestration.lib.warehouse import run_as_of
+from orchestration.lib.warehouse import look_back_reason, run_as_of
 
 
 @dg.asset(
@@ -34,6 +34,8 @@ def detractor_followups_sent(
 ):
     """Follow-up mails for the detractors of the last `followup_window_days` before as_of.
 
+    None from a run that looks back at a past date (orchestration.lib.warehouse.look_back_reason).
+
     Grain of the ledger `ops.followup_ledger`: one row per response delivered (SMTP accepted, or .eml
     written to <data_dir>/outbox when no SMTP host is set). Reruns and crashes never resend a
     recorded response; see orchestration/lib/followups.py for the exact guarantee.
@@ -41,6 +43,14 @@ def detractor_followups_sent(
     settings = nps_link.settings()
     smtp = SmtpSettings.from_env(os.environ)
     with nps_link.build_connection() as con:
+        look_back = look_back_reason(con, settings.published_db_path)
+        if look_back:
+            # The detractors of the window before a past as_of are months old: nobody is mailed.
+            context.log.warning(f"[followups] {look_back}: no follow-ups are sent")
+            yield dg.MaterializeResult(metadata={"look_back": look_back, "sent": dg.MetadataValue.int(0)})
+            yield dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                      metadata={"look_back": look_back})
+            return
         result = send_followups(
             con,
             rep_emails=rep_emails_from_lake(settings.lake_dir),

@@ -8,7 +8,14 @@ import dagster as dg
 from analysis.report import ANALYSIS_TABLES, ReportInputs, headline_numbers, render_report, write_report
 from orchestration.defs.analysis.assets import LINK_COVARIATES
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
-from orchestration.lib.warehouse import dagster_run_lineage, lineage_rows, planned_steps, run_as_of, table_lineage
+from orchestration.lib.warehouse import (
+    dagster_run_lineage,
+    lineage_rows,
+    look_back_reason,
+    planned_steps,
+    run_as_of,
+    table_lineage,
+)
 
 
 @dg.asset(
@@ -28,12 +35,14 @@ def leadership_report(
     A re-execution of a failed run reads the rows its parent run's analysis steps wrote, for the
     analyses it did not run again (table_lineage).
 
-    Written to <data_dir>/reports/leadership_report.html and reports/<as_of>/ with the tables as CSV.
+    Written to <data_dir>/reports/leadership_report.html and reports/<as_of>/ with the tables as CSV;
+    a run that looks back at a past date (`look_back_reason`) writes reports/<as_of>/ only.
     Language from NPS_LINK_REPORT_LANG (en | ja).
     """
     settings = nps_link.settings()
     with nps_link.build_connection() as con:
         as_of = run_as_of(con)
+        look_back = look_back_reason(con, settings.published_db_path)
         lineage = dagster_run_lineage(context.instance, context.run_id)
         executed = planned_steps(context.instance, context.run_id)
         frames = {
@@ -56,12 +65,17 @@ def leadership_report(
     )
     html = render_report(inputs, lang=settings.report_lang)
     local_day = as_of.replace(tzinfo=UTC).astimezone(ZoneInfo(settings.reporting_tz)).date()
-    paths = write_report(html, settings.reports_dir, as_of=local_day, tables=inputs.analysis_tables())
-    context.log.info(f"[report] {paths.latest_html} ({settings.report_lang})")
+    paths = write_report(html, settings.reports_dir, as_of=local_day, tables=inputs.analysis_tables(),
+                         latest=look_back is None)
+    if look_back:
+        context.log.warning(f"[report] {look_back}: {paths.dated_html} only; the latest report stays the newest")
+    else:
+        context.log.info(f"[report] {paths.latest_html} ({settings.report_lang})")
     metadata: dict[str, dg.MetadataValue] = {
-        "path": dg.MetadataValue.path(str(paths.latest_html)),
+        "path": dg.MetadataValue.path(str(paths.dated_html if look_back else paths.latest_html)),
         "dated_copy": dg.MetadataValue.path(str(paths.dated_html)),
         "language": dg.MetadataValue.text(settings.report_lang),
+        **({"look_back": dg.MetadataValue.text(look_back)} if look_back else {}),
     }
     if frames["link_effects"] is not None:
         numbers = headline_numbers(frames["link_effects"])
