@@ -212,7 +212,8 @@ def test_landing_sensor_waits_while_a_refresh_has_not_ended(tmp_path: Path, defi
                 instance.report_run_failed(run)
             else:
                 instance.delete_run(run.run_id)  # a run deleted before it started
-        # Every refresh ended (one failed): the files it did not load are asked for again.
+        # Every refresh ended: the pending files are asked for again (Dagster starts the request unless a
+        # run already had its key, so a sensor run that failed on these very files waits for a person).
         with dg.build_sensor_context(resources=resources, instance=instance) as context:
             assert len(sensor(context).run_requests) == 1
 
