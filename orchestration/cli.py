@@ -218,8 +218,8 @@ def _run_job(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Leadership report:   {report}")
     if (settings.quality_dir / "latest" / "index.html").exists():
         print(f"Data docs:           {settings.quality_dir / 'latest' / 'index.html'}")
-    left = " (left as it was; this run's analysis rows join it with the next publish)" if look_back else ""
-    print(f"Published warehouse: {settings.published_db_path}{left}")
+    cut_off = " (as of this run's past date, until a run at the newest date)" if look_back else ""
+    print(f"Published warehouse: {settings.published_db_path}{cut_off}")
     return 0
 
 

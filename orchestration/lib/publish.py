@@ -33,7 +33,6 @@ class PublishResult:
     seconds: float
     tables: int
     prepared: object = None  # what `prepare` returned
-    replaced: bool = True  # False: the published file was left as it was (a look back)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -114,7 +113,6 @@ def publish_warehouse(
     *,
     unfinished_build: Path,
     prepare: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
-    replace_published: bool = True,
 ) -> PublishResult:
     """Atomically replace `published_db` with a checkpointed copy of `build_db`.
 
@@ -127,9 +125,6 @@ def publish_warehouse(
     `prepare`, if given, runs on the build warehouse's connection before the checkpoint, once the
     build is known to be publishable: the last writes that belong to publishing (the run ledger).
     The caller must hold no open connection to `build_db` (DuckDB allows one writer process).
-    With `replace_published=False` (a run that looks back at a past date,
-    orchestration.lib.warehouse.look_back_reason) the build is audited and prepared the same way, and
-    `published_db` is left as it is.
     """
     started = time.perf_counter()
     if not build_db.exists():
@@ -159,15 +154,6 @@ def publish_warehouse(
     finally:
         con.close()
 
-    if not replace_published:
-        return PublishResult(
-            published_path=published_db,
-            size_bytes=published_db.stat().st_size if published_db.exists() else 0,
-            seconds=time.perf_counter() - started,
-            tables=tables,
-            prepared=prepared,
-            replaced=False,
-        )
     tmp = published_db.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}.duckdb"
     try:
         _copy_file(build_db, tmp)

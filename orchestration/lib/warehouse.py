@@ -28,32 +28,48 @@ def run_as_of(con: duckdb.DuckDBPyConnection) -> datetime:
 
 
 def look_back_reason(con: duckdb.DuckDBPyConnection, published_db: Path) -> str | None:
-    """Why this run only looks back at a past date, or None for a run that brings analysts up to date.
+    """Why this run looks back at a past date, or None for a run at the newest cut-off (or past it).
 
     A run looks back when its as_of was set (`--as-of`, NPS_LINK_AS_OF) before the data it loaded ends
-    and before the cut-off of the warehouse analysts already have: it reproduces the figures of a
-    past date. Such a run writes its report to reports/<as_of>/ only, mails no follow-ups (they are
-    for today's detractors; the window before a past as_of would mail months-old ones), and leaves
-    the published warehouse as it is; its analysis rows join the ledger and reach analysts, as
-    history, with the next publish. A cut-off the data gives (no date set) never looks back, even
-    when a correction moved it earlier: that run publishes.
+    and before the newest cut-off ever published (the ledger `ops.published_runs` of the build
+    warehouse `con`; the published file's own when the ledger predates its as_of column). Such a run
+    reproduces a past date, or rolls the analysts' file back after a bad delivery: it publishes as
+    usual, but its report goes to reports/<as_of>/ only, so the latest report stays the newest
+    date's, and it mails no follow-ups (they are for today's detractors; the window before a past
+    as_of would mail months-old ones). A cut-off the data gives (no date set) never looks back, even
+    when a correction moved it earlier.
     """
     as_of, latest_event = con.execute(
         "select as_of_at, latest_event_at from intermediate.int_run_parameters"
     ).fetchall()[0]
-    if latest_event is None or as_of >= latest_event or not published_db.exists():
+    if latest_event is None or as_of >= latest_event:
+        return None
+    newest = _newest_published_as_of(con, published_db)
+    if newest is None or as_of >= newest:
+        return None
+    return (f"a look back: as_of {as_of:%Y-%m-%d %H:%M:%S} UTC is before the newest published cut-off, "
+            f"{newest:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def _newest_published_as_of(con: duckdb.DuckDBPyConnection, published_db: Path) -> datetime | None:
+    """The newest as_of in the build's publish ledger, else the published file's cut-off, else None."""
+    has_as_of = con.execute(
+        "select count(*) from information_schema.columns "
+        "where table_schema = 'ops' and table_name = 'published_runs' and column_name = 'as_of'"
+    ).fetchall()[0][0]
+    if has_as_of:
+        newest = con.execute(f"select max(as_of) from {PUBLISHED_RUNS}").fetchall()[0][0]
+        if newest is not None:
+            return newest
+    if not published_db.exists():
         return None
     published = duckdb.connect(str(published_db), read_only=True)
     try:
-        published_as_of = published.execute("select as_of_at from intermediate.int_run_parameters").fetchall()[0][0]
-    except duckdb.CatalogException:  # a published file from before the run parameters: nothing to compare
+        return published.execute("select as_of_at from intermediate.int_run_parameters").fetchall()[0][0]
+    except duckdb.CatalogException:  # a published file from before the run parameters
         return None
     finally:
         published.close()
-    if as_of >= published_as_of:
-        return None
-    return (f"a look back: as_of {as_of:%Y-%m-%d %H:%M:%S} UTC is before the published warehouse's "
-            f"{published_as_of:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, *, run_id: str,
@@ -198,6 +214,8 @@ def keep_published_runs_only(
     - Recorded before the copy, a run whose copy then failed (a full disk) is published with the
       next publish, rows and all.
     - A warehouse from before this ledger takes every run its tables hold as published.
+    - The ledger keeps each run's cut-off (`as_of`; NULL for runs recorded before it was kept), from
+      which `look_back_reason` knows the newest date ever published.
     Returns how many rows were deleted.
     """
     published_at = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as every *_at of the warehouse
@@ -219,12 +237,16 @@ def keep_published_runs_only(
         ).fetchall()[0][0]
         if ledger_exists:
             published_before = {run for (run,) in con.execute(f"select run_id from {PUBLISHED_RUNS}").fetchall()}
+            # A ledger from before the cut-off was recorded (look_back_reason reads it): NULL for those runs.
+            con.execute(f"alter table {PUBLISHED_RUNS} add column if not exists as_of timestamp")
         else:
-            con.execute(f"create table {PUBLISHED_RUNS} (run_id varchar not null, published_at timestamp not null)")
+            con.execute(f"create table {PUBLISHED_RUNS} "
+                        "(run_id varchar not null, published_at timestamp not null, as_of timestamp)")
             published_before = set().union(*holders.values())
         published = published_before | set(lineage)
         for run in sorted(published - (published_before if ledger_exists else set())):
-            con.execute(f"insert into {PUBLISHED_RUNS} values (?, ?)", [run, published_at])
+            con.execute(f"insert into {PUBLISHED_RUNS} by name select ? as run_id, ? as published_at, ? as as_of",
+                        [run, published_at, as_of if run in lineage else None])
         deleted = 0
         for table in tables:
             shown = [run for run in table_lineage(table, lineage, executed_steps) if runs_of[table].get(run)][:1]

@@ -123,29 +123,6 @@ def test_publish_after_a_failed_blocking_mart_check_refuses_until_it_passes(tmp_
     con.close()
 
 
-def test_publish_of_a_look_back_prepares_the_build_and_leaves_the_published_file(tmp_path: Path) -> None:
-    build, published = tmp_path / "build.duckdb", tmp_path / "nps_link.duckdb"
-    _build(published, 7)
-    _build(build, 8)
-    before = published.read_bytes()
-
-    def record_publish(con: duckdb.DuckDBPyConnection) -> str:
-        con.execute("create or replace table marts.published_by as select 'look back' as run")
-        return "recorded"
-
-    result = publish_warehouse(build, published, unfinished_build=tmp_path / "no-marker", prepare=record_publish,
-                               replace_published=False)
-    assert (result.replaced, result.prepared) == (False, "recorded")
-    assert published.read_bytes() == before
-    con = duckdb.connect(str(build), read_only=True)
-    assert con.execute("select run from marts.published_by").fetchall() == [("look back",)]  # the ledger's place
-    con.close()
-    # It is audited like any publish: a failed blocking check refuses it before anything is written.
-    record_blocking_check(build, "contact_count_explosion", blocks=True, message="C1 exploded")
-    with pytest.raises(UnauditedBuildError, match="contact_count_explosion"):
-        publish_warehouse(build, published, unfinished_build=tmp_path / "no-marker", replace_published=False)
-
-
 def test_a_run_whose_copy_failed_is_published_with_the_next_publish(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

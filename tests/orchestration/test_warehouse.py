@@ -55,28 +55,44 @@ def test_nps_changes_months_are_stored_as_dates_and_an_earlier_releases_timestam
 
 def _with_run_parameters(path: str, as_of: datetime, latest_event: datetime) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(path)
-    con.execute("create schema intermediate")
-    con.execute("create table intermediate.int_run_parameters as select ?::timestamp as as_of_at, "
-                "?::timestamp as latest_event_at", [as_of, latest_event])
+    _set_run_parameters(con, as_of, latest_event)
     return con
 
 
-def test_a_run_looks_back_only_with_a_set_date_before_its_data_and_the_published_cut_off(tmp_path) -> None:
-    from orchestration.lib.warehouse import look_back_reason
+def _set_run_parameters(con: duckdb.DuckDBPyConnection, as_of: datetime, latest_event: datetime) -> None:
+    """What a dbt build of this cut-off leaves in the warehouse."""
+    con.execute("create schema if not exists intermediate")
+    con.execute("create or replace table intermediate.int_run_parameters as select ?::timestamp as as_of_at, "
+                "?::timestamp as latest_event_at", [as_of, latest_event])
+
+
+def test_a_run_looks_back_only_with_a_set_date_before_its_data_and_the_newest_published_cut_off(tmp_path) -> None:
+    from orchestration.lib.warehouse import PUBLISHED_RUNS, keep_published_runs_only, look_back_reason
 
     published = tmp_path / "nps_link.duckdb"
-    latest = datetime(2026, 9, 29, 14, 51, 20)
-    june = datetime(2026, 6, 30, 14, 59, 59)
-    # No published warehouse yet: whatever the date, this run publishes.
-    build = _with_run_parameters(":memory:", june, latest)
+    september = datetime(2026, 9, 29, 14, 51, 20)
+    june, july = datetime(2026, 6, 30, 14, 59, 59), datetime(2026, 7, 31, 14, 59, 59)
+    # Nothing published yet: whatever the date, a run is not a look back.
+    build = _with_run_parameters(":memory:", june, september)
     assert look_back_reason(build, published) is None
-    _with_run_parameters(str(published), latest, latest).close()
-    # --as-of 2026-06-30 on data that runs to September, after a publish as of September: a look back.
+    # A warehouse whose ledger predates its as_of column: the published file's cut-off counts.
+    _with_run_parameters(str(published), september, september).close()
+    build.execute(f"create schema ops; create table {PUBLISHED_RUNS} (run_id varchar, published_at timestamp)")
     reason = look_back_reason(build, published)
     assert reason is not None and "2026-06-30 14:59:59" in reason and "2026-09-29 14:51:20" in reason
-    # The cut-off the data gives, earlier than the published one (a correction took the newest events
-    # out): this run brings analysts up to date.
-    corrected = _with_run_parameters(":memory:", june, june)
-    assert look_back_reason(corrected, published) is None
-    # A set date at or after the published cut-off (tomorrow's daily run with NPS_LINK_AS_OF): publishes.
-    assert look_back_reason(_with_run_parameters(":memory:", latest, datetime(2026, 10, 1)), published) is None
+    # From now on the ledger keeps each published run's cut-off: September's run published again, then
+    # the look back to June published (analysts rolled back; the file is June's).
+    keep_published_runs_only(build, ["september-run"], as_of=september)
+    keep_published_runs_only(build, ["june-run"], as_of=june)
+    assert build.execute(f"select run_id, as_of from {PUBLISHED_RUNS} order by as_of").fetchall() == [
+        ("june-run", june), ("september-run", september)]
+    _with_run_parameters(str(published), june, september).close()
+    # --as-of 2026-07-31 next: still a look back, against the newest cut-off ever published, not June's.
+    _set_run_parameters(build, july, september)
+    assert "2026-09-29 14:51:20" in (look_back_reason(build, published) or "")
+    # The cut-off the data gives (no date set), even when a correction made it earlier: not a look back.
+    _set_run_parameters(build, june, june)
+    assert look_back_reason(build, published) is None
+    # A set date at or after the newest cut-off (a daily run with NPS_LINK_AS_OF): not a look back.
+    _set_run_parameters(build, september, datetime(2026, 10, 1))
+    assert look_back_reason(build, published) is None

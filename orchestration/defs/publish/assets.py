@@ -7,13 +7,7 @@ from orchestration.lib.dbt import unfinished_build_marker
 from orchestration.lib.publish import publish_warehouse
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
 from orchestration.lib.threaded_executor import EXCLUSIVE_TAG
-from orchestration.lib.warehouse import (
-    dagster_run_lineage,
-    keep_published_runs_only,
-    look_back_reason,
-    planned_steps,
-    run_as_of,
-)
+from orchestration.lib.warehouse import dagster_run_lineage, keep_published_runs_only, planned_steps, run_as_of
 
 # The last assets of the graph: everything upstream of them (ingest, dbt, analysis) must have succeeded,
 # with its blocking checks, before analysts see a new warehouse.
@@ -40,16 +34,13 @@ def published_warehouse(
 ) -> dg.MaterializeResult:
     """The published warehouse `warehouse/nps_link.duckdb` that analysts open read-only.
 
-    Runs last: only a build whose blocking checks all passed reaches this step. A run that looks
-    back at a past date (`look_back_reason`) records itself in the ledger and leaves the file as it is. See
+    Runs last: only a build whose blocking checks all passed reaches this step. See
     orchestration/lib/publish.py for why an analyst's open connection is never blocked. The run (and
     any it re-executes) joins the ledger `ops.published_runs`; analysis rows of runs not in it, left
     by runs that failed, are deleted before the copy.
     """
     settings = nps_link.settings()
     lineage = dagster_run_lineage(context.instance, context.run_id)
-    with nps_link.build_connection() as con:
-        look_back = look_back_reason(con, settings.published_db_path)
 
     def record_published_runs(con: duckdb.DuckDBPyConnection) -> int:
         return keep_published_runs_only(
@@ -61,15 +52,8 @@ def published_warehouse(
         settings.published_db_path,
         unfinished_build=unfinished_build_marker(settings),
         prepare=record_published_runs,
-        replace_published=look_back is None,
     )
-    if look_back:
-        context.log.warning(f"[publish] {look_back}: {result.published_path} left as it was; this run's analysis "
-                            "rows reach analysts, as history, with the next publish")
-    else:
-        context.log.info(
-            f"[publish] {result.published_path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.2f} s"
-        )
+    context.log.info(f"[publish] {result.published_path} ({result.size_bytes / 1e6:.1f} MB) in {result.seconds:.2f} s")
     if result.prepared:
         context.log.warning(f"[publish] {result.prepared} analysis rows of runs that never published left out")
     return dg.MaterializeResult(
@@ -78,6 +62,5 @@ def published_warehouse(
             "size_mb": dg.MetadataValue.float(round(result.size_bytes / 1e6, 2)),
             "tables": dg.MetadataValue.int(result.tables),
             "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-            **({"look_back": dg.MetadataValue.text(look_back)} if look_back else {}),
         }
     )
