@@ -17,9 +17,17 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
-# The instance settings (run queue, run monitoring), again whenever the repository's copy is newer.
+# The instance settings (run queue, run monitoring): copied into the repository's own instance
+# (.dagster_home) whenever the repository's copy is newer; an instance of your own (DAGSTER_HOME set
+# elsewhere, perhaps with other storage) gets them only when it has no dagster.yaml yet, and a note
+# when its file differs, never an overwrite.
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
+	@mkdir -p $(DAGSTER_HOME)
+	@if [ ! -f $@ ] || [ "$(abspath $(DAGSTER_HOME))" = "$(CURDIR)/.dagster_home" ]; then \
+		cp dagster.yaml $@ && echo "copied dagster.yaml to $@"; \
+	elif ! cmp -s dagster.yaml $@; then \
+		echo "note: $@ differs from the repository's dagster.yaml (run queue, run monitoring); merge it by hand"; \
+	fi
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -34,20 +34,36 @@ def test_every_variable_the_code_names_is_in_env_example() -> None:
     assert sorted(variables - documented) == []
 
 
-def test_setup_gives_the_dagster_instance_the_repositorys_settings_again_when_they_change(tmp_path) -> None:
-    """`make setup` once copied dagster.yaml only when absent: an instance set up before run monitoring never got it."""
-    import os
+def _make_instance_settings(home: Path) -> str:
+    """Run make's rule for `<home>/dagster.yaml` (the part of `make setup` that gives an instance its settings)."""
     import subprocess
-    import time
 
+    return subprocess.run(["make", f"DAGSTER_HOME={home}", f"{home}/dagster.yaml"], cwd=REPO, capture_output=True,
+                          text=True, check=True).stdout
+
+
+def _older_than_the_repositorys(path: Path) -> None:
+    import os
+
+    stamp = (REPO / "dagster.yaml").stat().st_mtime - 3600
+    os.utime(path, (stamp, stamp))
+
+
+def test_setup_gives_a_new_instance_the_settings_and_never_overwrites_an_instance_of_its_own(tmp_path: Path) -> None:
+    """An instance set up before run monitoring lacks it; one with its own storage must not lose that."""
     home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    older = time.time() - 3600
-    os.utime(home / "dagster.yaml", (older, older))
-    dry_run = subprocess.run(["make", "-n", "setup", f"DAGSTER_HOME={home}"], cwd=REPO, capture_output=True,
-                             text=True, check=True).stdout
-    assert f"cp dagster.yaml {home}/dagster.yaml" in dry_run
-    dev = subprocess.run(["make", "-n", "dev", f"DAGSTER_HOME={home}"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
+    assert "copied dagster.yaml" in _make_instance_settings(home)
+    assert (home / "dagster.yaml").read_bytes() == (REPO / "dagster.yaml").read_bytes()
+
+    own = "storage:\n  postgres:\n    postgres_url: postgresql://x\n"
+    (home / "dagster.yaml").write_text(own)
+    _older_than_the_repositorys(home / "dagster.yaml")
+    assert "differs from the repository's dagster.yaml" in _make_instance_settings(home)
+    assert (home / "dagster.yaml").read_text() == own
+
+
+def test_make_dev_runs_the_ui_on_the_workspace() -> None:
+    import subprocess
+
+    dev = subprocess.run(["make", "-n", "dev"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "dagster dev -w workspace.yaml" in dev

@@ -8,7 +8,7 @@ import dagster as dg
 
 from orchestration.lib.ingest import pending_files
 from orchestration.lib.resources import NpsLinkResource
-from orchestration.lib.settings import Settings
+from orchestration.lib.settings import reporting_tz_from_env
 from orchestration.lib.threaded_executor import threaded_executor
 
 # A sender that writes a file in place (instead of uploading it under a name starting with '.' and
@@ -16,6 +16,8 @@ from orchestration.lib.threaded_executor import threaded_executor
 # a refresh starts only once the newest pending file has not changed for this long, so it does not
 # ingest half a file, and five sources delivering over a few minutes start one refresh, not five.
 LANDING_QUIET_SECONDS = 120
+# How far ahead of this machine's clock a file being written may be stamped (a file server's clock).
+FUTURE_MTIME_TOLERANCE_SECONDS = 60
 # A refresh that has not ended yet ingests what is in the landing zone when its ingestion starts; a
 # second request meanwhile would only queue a refresh that finds nothing new. Files that arrive after
 # its ingestion are requested at the first tick after it ends.
@@ -38,7 +40,7 @@ refresh_job = dg.define_asset_job(
 
 # Leadership reads the report at the start of the working day, in the zone that cuts its days
 # (NPS_LINK_REPORTING_TZ, Asia/Tokyo by default), whatever the server's own zone.
-_REPORTING_TZ = Settings.from_env().reporting_tz
+_REPORTING_TZ = reporting_tz_from_env()
 daily_refresh_schedule = dg.ScheduleDefinition(
     name="daily_refresh",
     job=refresh_job,
@@ -70,10 +72,15 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, nps_link: NpsLinkRe
         run = unfinished[0].dagster_run
         return dg.SensorResult(skip_reason=f"{len(files)} new landing file(s); waiting for refresh {run.run_id} "
                                            f"({run.status.value}) to end")
-    quiet = time.time() - max(_modified_at(path) for path in files)
-    if quiet < LANDING_QUIET_SECONDS:
-        return dg.SensorResult(skip_reason=f"{len(files)} new landing file(s), the newest changed {quiet:.0f} s "
-                                           f"ago; waiting until none has changed for {LANDING_QUIET_SECONDS} s")
+    now = time.time()
+    ages = [now - _modified_at(path) for path in files]
+    # A time well in the future is a copied timestamp (an archive unpacked with its zone's times, a
+    # clock ahead), not a file being written now: it does not hold the others back.
+    changing = [age for age in ages if -FUTURE_MTIME_TOLERANCE_SECONDS < age < LANDING_QUIET_SECONDS]
+    if changing:
+        return dg.SensorResult(skip_reason=f"{len(files)} new landing file(s), the newest changed "
+                                           f"{max(min(changing), 0):.0f} s ago; waiting until none has changed "
+                                           f"for {LANDING_QUIET_SECONDS} s")
     digest = hashlib.sha256("\n".join(_delivery_identity(path) for path in files).encode()).hexdigest()[:16]
     context.log.info(f"{len(files)} new landing file(s): {[str(path) for path in files[:5]]}")
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"landing-{digest}")])

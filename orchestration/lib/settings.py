@@ -24,13 +24,27 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+DEFAULT_REPORTING_TZ = "Asia/Tokyo"
+
+
+def reporting_tz_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The reporting time zone alone (NPS_LINK_REPORTING_TZ), for what needs it when definitions load.
+
+    The daily schedule's zone is fixed when Dagster loads the definitions; reading only this variable
+    there (not the whole `Settings`) keeps a malformed other setting a failure of the runs, which say
+    what is wrong, instead of taking the whole code location out of the UI.
+    """
+    env = os.environ if env is None else env
+    return env.get("NPS_LINK_REPORTING_TZ", "").strip() or DEFAULT_REPORTING_TZ
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run needs to know besides its inputs; paths derive from `data_dir`."""
 
     data_dir: Path = Path("data")
     as_of: date | None = None
-    reporting_tz: str = "Asia/Tokyo"
+    reporting_tz: str = DEFAULT_REPORTING_TZ
     source_tz: str = "Asia/Tokyo"
     reporting_currency: str = "JPY"
     contact_window_days: int = 90
@@ -90,7 +104,7 @@ class Settings:
         settings = cls(
             data_dir=Path(env.get("NPS_LINK_DATA_DIR", "").strip() or "data").resolve(),
             as_of=date.fromisoformat(as_of_raw) if as_of_raw else None,
-            reporting_tz=env.get("NPS_LINK_REPORTING_TZ", "").strip() or "Asia/Tokyo",
+            reporting_tz=reporting_tz_from_env(env),
             source_tz=env.get("NPS_LINK_SOURCE_TZ", "").strip() or "Asia/Tokyo",
             reporting_currency=env.get("NPS_LINK_REPORTING_CURRENCY", "").strip() or "JPY",
             contact_window_days=_int(env, "NPS_LINK_CONTACT_WINDOW_DAYS", 90),

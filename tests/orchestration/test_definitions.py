@@ -89,7 +89,8 @@ def test_refresh_job_daily_schedule_at_six_tokyo_and_landing_sensor(definitions:
     # The morning of the reporting time zone, wherever the server runs.
     probe = ("from orchestration.definitions import defs; "
              "print(defs().resolve_schedule_def('daily_refresh').execution_timezone)")
-    env = {**os.environ, "NPS_LINK_REPORTING_TZ": "America/New_York"}
+    # A malformed other setting fails the runs that read it, not the loading of the definitions.
+    env = {**os.environ, "NPS_LINK_REPORTING_TZ": "America/New_York", "NPS_LINK_REPEAT_WINDOW_DAYS": "90d"}
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "America/New_York"
     sensor = definitions.resolve_sensor_def("landing_zone_sensor")
@@ -188,6 +189,15 @@ def test_landing_sensor_waits_until_the_landing_zone_is_quiet(tmp_path: Path, de
     _delivered_minutes_ago(orders, LANDING_QUIET_SECONDS / 60 + 0.5)
     with dg.build_sensor_context(resources=resources, instance=instance) as context:
         assert len(sensor(context).run_requests) == 1
+    # A timestamp hours ahead (an archive unpacked with Tokyo's times on a UTC server) is a copied
+    # time, not a file being written: it holds nothing back. A few seconds ahead (a file server's
+    # clock) still counts as being written.
+    _delivered_minutes_ago(orders, -9 * 60)
+    with dg.build_sensor_context(resources=resources, instance=instance) as context:
+        assert len(sensor(context).run_requests) == 1
+    _delivered_minutes_ago(orders, -0.5)
+    with dg.build_sensor_context(resources=resources, instance=instance) as context:
+        assert sensor(context).run_requests == []
 
 
 def test_landing_sensor_waits_while_a_refresh_has_not_ended(tmp_path: Path, definitions: dg.Definitions,

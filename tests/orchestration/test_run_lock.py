@@ -162,8 +162,9 @@ def test_every_step_that_reads_or_writes_the_data_dir_holds_the_run_lock() -> No
          dg.AssetCheckKey(dg.AssetKey(["marts", "nps_by_period"]), "nps_month_on_month_jump")}}],
     ids=["an ingestion", "a mart check"],
 )
-def test_a_step_materialised_alone_waits_for_the_run_that_holds_the_lock(tmp_path: Path,
+def test_a_step_materialised_alone_needs_the_lock_another_run_holds(tmp_path: Path,
                                                                        selection: dict[str, object]) -> None:
+    """With no time to wait, it fails before any step: it would otherwise wait (test_run_lock_waits_...)."""
     from orchestration.definitions import defs
 
     run_config = {"resources": {"nps_link": {"config": {"data_dir": str(tmp_path)}},
