@@ -135,32 +135,39 @@ def test_every_asset_has_a_description(definitions: dg.Definitions) -> None:
     assert missing == []
 
 
+def _landing_sensor(definitions: dg.Definitions, instance: dg.DagsterInstance | None = None):
+    """A function that evaluates the landing sensor once per call, as a daemon tick would, beside `instance`'s runs."""
+    sensor = definitions.resolve_sensor_def("landing_zone_sensor")
+    resources = {"nps_link": definitions.resources["nps_link"]}
+    instance = instance or dg.DagsterInstance.ephemeral()  # by default, with no run of the refresh
+
+    def tick() -> dg.SensorResult:
+        with dg.build_sensor_context(resources=resources, instance=instance) as context:
+            return sensor(context)
+
+    return tick
+
+
 def test_landing_sensor_requests_a_run_only_for_new_files(tmp_path: Path, definitions: dg.Definitions,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NPS_LINK_DATA_DIR", str(tmp_path))
-    sensor = definitions.resolve_sensor_def("landing_zone_sensor")
-    resources = {"nps_link": definitions.resources["nps_link"]}
-    instance = dg.DagsterInstance.ephemeral()  # with no run of the refresh
-    with dg.build_sensor_context(resources=resources, instance=instance) as context:
-        assert sensor(context).skip_reason is not None
+    tick = _landing_sensor(definitions)
+    assert tick().skip_reason is not None
     landing = tmp_path / "landing" / "crm_reps"
     landing.mkdir(parents=True)
     (landing / "reps.csv").write_text("rep_id,team\nR1,support\n", encoding="utf-8")
     _delivered_minutes_ago(landing / "reps.csv", 5)
-    with dg.build_sensor_context(resources=resources, instance=instance) as context:
-        result = sensor(context)
+    result = tick()
     assert len(result.run_requests) == 1
     first_key = result.run_requests[0].run_key
     assert first_key.startswith("landing-")
-    with dg.build_sensor_context(resources=resources, instance=instance) as context:
-        assert sensor(context).run_requests[0].run_key == first_key  # the same files: the same run
+    assert tick().run_requests[0].run_key == first_key  # the same files: the same run
 
     # Refused or not, the file is delivered again under its name with other bytes (a corrected file):
     # Dagster skips a request whose key already has a run, so the key must change with the bytes.
     (landing / "reps.csv").write_text("rep_id,team\nR1,support\nR2,other\n", encoding="utf-8")
     _delivered_minutes_ago(landing / "reps.csv", 3)
-    with dg.build_sensor_context(resources=resources, instance=instance) as context:
-        assert sensor(context).run_requests[0].run_key not in ("", first_key)
+    assert tick().run_requests[0].run_key not in ("", first_key)
 
 
 def _delivered_minutes_ago(path: Path, minutes: float) -> None:
@@ -174,49 +181,41 @@ def test_landing_sensor_waits_until_the_landing_zone_is_quiet(tmp_path: Path, de
     from orchestration.defs.schedules import LANDING_QUIET_SECONDS
 
     monkeypatch.setenv("NPS_LINK_DATA_DIR", str(tmp_path))
-    sensor = definitions.resolve_sensor_def("landing_zone_sensor")
-    resources = {"nps_link": definitions.resources["nps_link"]}
-    instance = dg.DagsterInstance.ephemeral()  # with no run of the refresh
+    tick = _landing_sensor(definitions)
     reps, orders = tmp_path / "landing" / "crm_reps" / "reps.csv", tmp_path / "landing" / "orders" / "orders.csv"
     for path in (reps, orders):
         path.parent.mkdir(parents=True)
     reps.write_text("rep_id,team\nR1,support\n", encoding="utf-8")
     _delivered_minutes_ago(reps, 10)
     orders.write_text("order_id,customer_id,ordered_at,amount\nO1,C1,2026-09-01T10:00:00+09:00,1", encoding="utf-8")
-    with dg.build_sensor_context(resources=resources, instance=instance) as context:
-        result = sensor(context)
+    result = tick()
     assert result.run_requests == [] and "waiting until none has changed" in result.skip_reason.skip_message
     _delivered_minutes_ago(orders, LANDING_QUIET_SECONDS / 60 + 0.5)
-    with dg.build_sensor_context(resources=resources, instance=instance) as context:
-        assert len(sensor(context).run_requests) == 1
+    assert len(tick().run_requests) == 1
     # A timestamp hours ahead (an archive unpacked with Tokyo's times on a UTC server) is a copied
     # time, not a file being written: it holds nothing back. A few seconds ahead (a file server's
     # clock) still counts as being written.
     _delivered_minutes_ago(orders, -9 * 60)
-    with dg.build_sensor_context(resources=resources, instance=instance) as context:
-        assert len(sensor(context).run_requests) == 1
+    assert len(tick().run_requests) == 1
     _delivered_minutes_ago(orders, -0.5)
-    with dg.build_sensor_context(resources=resources, instance=instance) as context:
-        assert sensor(context).run_requests == []
+    assert tick().run_requests == []
 
 
 def test_landing_sensor_waits_while_a_refresh_has_not_ended(tmp_path: Path, definitions: dg.Definitions,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Five sources delivering one after another start one refresh at a time, not one queued per file."""
     monkeypatch.setenv("NPS_LINK_DATA_DIR", str(tmp_path))
-    sensor = definitions.resolve_sensor_def("landing_zone_sensor")
-    resources = {"nps_link": definitions.resources["nps_link"]}
     reps = tmp_path / "landing" / "crm_reps" / "reps.csv"
     reps.parent.mkdir(parents=True)
     reps.write_text("rep_id,team\nR1,support\n", encoding="utf-8")
     _delivered_minutes_ago(reps, 10)
     with dg.instance_for_test() as instance:
+        tick = _landing_sensor(definitions, instance)
         # (A queued run needs a code location's origin to be stored; NOT_STARTED is the same filter's.)
         for status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED):
             run = instance.add_run(dg.DagsterRun(job_name="refresh", run_id=f"{status.value.lower():0<8}-run",
                                                  status=status))
-            with dg.build_sensor_context(resources=resources, instance=instance) as context:
-                result = sensor(context)
+            result = tick()
             assert result.run_requests == [] and run.run_id in result.skip_reason.skip_message
             if status == dg.DagsterRunStatus.STARTED:
                 instance.report_run_failed(run)
@@ -224,8 +223,7 @@ def test_landing_sensor_waits_while_a_refresh_has_not_ended(tmp_path: Path, defi
                 instance.delete_run(run.run_id)  # a run deleted before it started
         # Every refresh ended: the pending files are asked for again (Dagster starts the request unless a
         # run already had its key, so a sensor run that failed on these very files waits for a person).
-        with dg.build_sensor_context(resources=resources, instance=instance) as context:
-            assert len(sensor(context).run_requests) == 1
+        assert len(tick().run_requests) == 1
 
 
 def test_dagster_definitions_validate_passes_for_the_workspace() -> None:
