@@ -32,9 +32,9 @@ def look_back_reason(con: duckdb.DuckDBPyConnection, published_db: Path) -> str 
 
     A run looks back when its as_of was set (`--as-of`, NPS_LINK_AS_OF) before the data it loaded ends
     and before the newest cut-off ever published (the ledger `ops.published_runs` of the build
-    warehouse `con`; the published file's own when the ledger predates its as_of column). Such a run
-    reproduces a past date, or rolls the analysts' file back after a bad delivery: it publishes as
-    usual, but its report goes to reports/<as_of>/ only, so the latest report stays the newest
+    warehouse `con`, or the published file's own if later). Such a run reproduces a past date: it
+    publishes as usual (its cut-off only leaves out events after it; what later deliveries corrected
+    stays corrected), but its report goes to reports/<as_of>/ only, so the latest report stays the newest
     date's, and it mails no follow-ups (they are for today's detractors; the window before a past
     as_of would mail months-old ones). A cut-off the data gives (no date set) never looks back, even
     when a correction moved it earlier.
@@ -52,24 +52,28 @@ def look_back_reason(con: duckdb.DuckDBPyConnection, published_db: Path) -> str 
 
 
 def _newest_published_as_of(con: duckdb.DuckDBPyConnection, published_db: Path) -> datetime | None:
-    """The newest as_of in the build's publish ledger, else the published file's cut-off, else None."""
-    has_as_of = con.execute(
-        "select count(*) from information_schema.columns "
-        "where table_schema = 'ops' and table_name = 'published_runs' and column_name = 'as_of'"
-    ).fetchall()[0][0]
-    if has_as_of:
-        newest = con.execute(f"select max(as_of) from {PUBLISHED_RUNS}").fetchall()[0][0]
-        if newest is not None:
-            return newest
-    if not published_db.exists():
-        return None
-    published = duckdb.connect(str(published_db), read_only=True)
-    try:
-        return published.execute("select as_of_at from intermediate.int_run_parameters").fetchall()[0][0]
-    except duckdb.CatalogException:  # a published file from before the run parameters
-        return None
-    finally:
-        published.close()
+    """The newest cut-off ever published: the build's publish ledger's, or the published file's if later."""
+    cut_offs = []
+    if _has_column(con, PUBLISHED_RUNS, "as_of"):
+        cut_offs.append(con.execute(f"select max(as_of) from {PUBLISHED_RUNS}").fetchall()[0][0])
+    if published_db.exists():
+        published = duckdb.connect(str(published_db), read_only=True)
+        try:
+            cut_offs.append(published.execute("select as_of_at from intermediate.int_run_parameters").fetchall()[0][0])
+        except duckdb.CatalogException:  # a published file from before the run parameters
+            pass
+        finally:
+            published.close()
+    return max((c for c in cut_offs if c is not None), default=None)
+
+
+def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    """Whether `schema.table` exists with `column`."""
+    schema, name = table.split(".")
+    return con.execute(
+        "select count(*) from information_schema.columns where table_schema = ? and table_name = ? and column_name = ?",
+        [schema, name, column],
+    ).fetchall()[0][0] > 0
 
 
 def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, *, run_id: str,
@@ -214,22 +218,28 @@ def keep_published_runs_only(
     - Recorded before the copy, a run whose copy then failed (a full disk) is published with the
       next publish, rows and all.
     - A warehouse from before this ledger takes every run its tables hold as published.
-    - The ledger keeps each run's cut-off (`as_of`; NULL for runs recorded before it was kept), from
-      which `look_back_reason` knows the newest date ever published.
+    - The ledger keeps each run's cut-off (`as_of`; for runs recorded before it was kept, the newest
+      as_of of their analysis rows), from which `look_back_reason` knows the newest date ever published.
     Returns how many rows were deleted.
     """
     published_at = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, as every *_at of the warehouse
     with _WRITE_LOCK:
         con.execute("create schema if not exists ops")
         tables = _analysis_tables(con)
-        # table -> {run with rows in it: whether some of them are at `as_of`}, one scan a table
-        runs_of = {
-            table: dict(con.execute(
-                f'select run_id, bool_or(as_of is not distinct from ?) from analysis."{table}" group by run_id',
+        # table -> {run with rows in it: whether some of them are at `as_of`}, and each run's newest
+        # cut-off in any table (for a ledger that did not record it yet), one scan a table
+        runs_of: dict[str, dict[str, bool]] = {}
+        cut_off_of: dict[str, datetime] = {}
+        for table in tables:
+            rows = con.execute(
+                f'select run_id, bool_or(as_of is not distinct from ?), max(as_of) from analysis."{table}" '
+                "group by run_id",
                 [as_of],
-            ).fetchall())
-            for table in tables
-        }
+            ).fetchall()
+            runs_of[table] = {run: at_as_of for run, at_as_of, _ in rows}
+            for run, _, newest in rows:
+                if newest is not None and (run not in cut_off_of or newest > cut_off_of[run]):
+                    cut_off_of[run] = newest
         holders = {table: set(runs) for table, runs in runs_of.items()}
         ledger_exists = con.execute(
             "select count(*) from information_schema.tables where table_schema = 'ops' and table_name = ?",
@@ -237,8 +247,12 @@ def keep_published_runs_only(
         ).fetchall()[0][0]
         if ledger_exists:
             published_before = {run for (run,) in con.execute(f"select run_id from {PUBLISHED_RUNS}").fetchall()}
-            # A ledger from before the cut-off was recorded (look_back_reason reads it): NULL for those runs.
-            con.execute(f"alter table {PUBLISHED_RUNS} add column if not exists as_of timestamp")
+            if not _has_column(con, PUBLISHED_RUNS, "as_of"):
+                # A ledger from before the cut-off was recorded (look_back_reason reads it): each run's
+                # cut-off from its analysis rows, NULL for a run that has none left.
+                con.execute(f"alter table {PUBLISHED_RUNS} add column as_of timestamp")
+                for run in sorted(published_before & cut_off_of.keys()):
+                    con.execute(f"update {PUBLISHED_RUNS} set as_of = ? where run_id = ?", [cut_off_of[run], run])
         else:
             con.execute(f"create table {PUBLISHED_RUNS} "
                         "(run_id varchar not null, published_at timestamp not null, as_of timestamp)")
@@ -246,7 +260,7 @@ def keep_published_runs_only(
         published = published_before | set(lineage)
         for run in sorted(published - (published_before if ledger_exists else set())):
             con.execute(f"insert into {PUBLISHED_RUNS} by name select ? as run_id, ? as published_at, ? as as_of",
-                        [run, published_at, as_of if run in lineage else None])
+                        [run, published_at, as_of if run in lineage else cut_off_of.get(run)])
         deleted = 0
         for table in tables:
             shown = [run for run in table_lineage(table, lineage, executed_steps) if runs_of[table].get(run)][:1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import duckdb
+import pytest
 
 from orchestration.lib.warehouse import run_as_of
 
@@ -96,3 +97,31 @@ def test_a_run_looks_back_only_with_a_set_date_before_its_data_and_the_newest_pu
     # A set date at or after the newest cut-off (a daily run with NPS_LINK_AS_OF): not a look back.
     _set_run_parameters(build, september, datetime(2026, 10, 1))
     assert look_back_reason(build, published) is None
+
+
+@pytest.mark.parametrize("ledger", ["without its as_of column", "none yet"])
+def test_a_ledger_from_before_keeps_the_newest_cut_off_its_runs_published(tmp_path, ledger: str) -> None:
+    """Upgraded, a ledger must not forget September once a look back to June is published over it."""
+    import pandas as pd
+
+    from orchestration.lib.warehouse import PUBLISHED_RUNS, keep_published_runs_only, look_back_reason, write_run_table
+
+    published = tmp_path / "nps_link.duckdb"
+    september = datetime(2026, 9, 29, 14, 51, 20)
+    june, july = datetime(2026, 6, 30, 14, 59, 59), datetime(2026, 7, 31, 14, 59, 59)
+    build = _with_run_parameters(":memory:", june, september)
+    write_run_table(build, "link_effects", pd.DataFrame({"estimate": [1.0]}), run_id="september-run", as_of=september)
+    if ledger == "without its as_of column":
+        build.execute(f"create schema ops; create table {PUBLISHED_RUNS} (run_id varchar, published_at timestamp)")
+        build.execute(f"insert into {PUBLISHED_RUNS} values ('september-run', now()::timestamp)")
+    _with_run_parameters(str(published), september, september).close()
+
+    assert look_back_reason(build, published) is not None  # June, after September
+    write_run_table(build, "link_effects", pd.DataFrame({"estimate": [0.5]}), run_id="june-run", as_of=june)
+    keep_published_runs_only(build, ["june-run"], as_of=june)
+    _with_run_parameters(str(published), june, september).close()  # analysts now have June
+
+    assert dict(build.execute(f"select run_id, as_of from {PUBLISHED_RUNS}").fetchall()) == {
+        "september-run": september, "june-run": june}
+    _set_run_parameters(build, july, september)
+    assert look_back_reason(build, published) is not None  # July is still before September
