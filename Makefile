@@ -23,7 +23,7 @@ setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 # when its file differs, never an overwrite.
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
-	@if [ ! -f $@ ] || [ "$(abspath $(DAGSTER_HOME))" = "$(CURDIR)/.dagster_home" ]; then \
+	@if [ ! -f $@ ] || [ "$$(cd $(DAGSTER_HOME) && pwd -P)" = "$$(cd $(CURDIR) && pwd -P)/.dagster_home" ]; then \
 		cp dagster.yaml $@ && echo "copied dagster.yaml to $@"; \
 	elif ! cmp -s dagster.yaml $@; then \
 		echo "note: $@ differs from the repository's dagster.yaml (run queue, run monitoring); merge it by hand"; \

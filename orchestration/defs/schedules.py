@@ -1,6 +1,7 @@
 """The one refresh job, its daily schedule, and the landing-zone sensor."""
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -13,11 +14,11 @@ from orchestration.lib.threaded_executor import threaded_executor
 
 # A sender that writes a file in place (instead of uploading it under a name starting with '.' and
 # renaming it, which ingestion waits for) changes its size and time from one sensor tick to the next:
-# a refresh starts only once the newest pending file has not changed for this long, so it does not
-# ingest half a file, and five sources delivering over a few minutes start one refresh, not five.
+# a refresh starts only once the sensor has seen the pending files unchanged for this long, so it
+# does not ingest half a file, and five sources delivering over a few minutes start one refresh, not
+# five. Measured by the sensor's own ticks, not by the files' times, which a sender's clock, an
+# unpacked archive or a copy that keeps times can set hours off.
 LANDING_QUIET_SECONDS = 120
-# How far ahead of this machine's clock a file being written may be stamped (a file server's clock).
-FUTURE_MTIME_TOLERANCE_SECONDS = 60
 # A refresh that has not ended yet ingests what is in the landing zone when its ingestion starts; a
 # second request meanwhile would only queue a refresh that finds nothing new. Files that arrive after
 # its ingestion are requested at the first tick after it ends.
@@ -59,7 +60,8 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, nps_link: NpsLinkRe
     the ingest's hash cache takes as unchanged), so the same set of new files starts one run, and a
     file delivered again under the same name with other bytes (a corrected file, a daily reps.csv)
     starts another: Dagster skips a request whose run key already has a run. It waits while a
-    refresh has not ended, and until the landing zone has been quiet for LANDING_QUIET_SECONDS.
+    refresh has not ended, and until it has seen the same pending files (the same digest, kept in
+    its cursor with the time it first saw them) for LANDING_QUIET_SECONDS.
     """
     pending = pending_files(nps_link.settings())
     files = sorted(path for paths in pending.values() for path in paths)
@@ -72,26 +74,34 @@ def landing_zone_sensor(context: dg.SensorEvaluationContext, nps_link: NpsLinkRe
         run = unfinished[0].dagster_run
         return dg.SensorResult(skip_reason=f"{len(files)} new landing file(s); waiting for refresh {run.run_id} "
                                            f"({run.status.value}) to end")
-    now = time.time()
-    ages = [now - _modified_at(path) for path in files]
-    # A time well in the future is a copied timestamp (an archive unpacked with its zone's times, a
-    # clock ahead), not a file being written now: it does not hold the others back.
-    changing = [age for age in ages if -FUTURE_MTIME_TOLERANCE_SECONDS < age < LANDING_QUIET_SECONDS]
-    if changing:
-        return dg.SensorResult(skip_reason=f"{len(files)} new landing file(s), the newest changed "
-                                           f"{max(min(changing), 0):.0f} s ago; waiting until none has changed "
-                                           f"for {LANDING_QUIET_SECONDS} s")
     digest = hashlib.sha256("\n".join(_delivery_identity(path) for path in files).encode()).hexdigest()[:16]
+    now = _now()
+    seen = _seen(context.cursor)
+    if seen is None or seen[0] != digest:
+        return dg.SensorResult(
+            skip_reason=f"{len(files)} new landing file(s), changed since the last look; waiting until they "
+                        f"stay unchanged for {LANDING_QUIET_SECONDS} s",
+            cursor=json.dumps({"digest": digest, "since": now}),
+        )
+    if now - seen[1] < LANDING_QUIET_SECONDS:
+        return dg.SensorResult(skip_reason=f"{len(files)} new landing file(s), unchanged for {now - seen[1]:.0f} s; "
+                                           f"waiting until they stay unchanged for {LANDING_QUIET_SECONDS} s")
     context.log.info(f"{len(files)} new landing file(s): {[str(path) for path in files[:5]]}")
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"landing-{digest}")])
 
 
-def _modified_at(path: Path) -> float:
-    """A landing file's modification time; 0 (long quiet) if it has just gone."""
+def _now() -> float:
+    """The sensor's clock (a function, so a test can move it)."""
+    return time.time()
+
+
+def _seen(cursor: str | None) -> tuple[str, float] | None:
+    """The pending files' digest the sensor last saw and since when, from its cursor; None if unreadable."""
     try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return 0.0
+        state = json.loads(cursor or "")
+        return str(state["digest"]), float(state["since"])
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def _delivery_identity(path: Path) -> str:

@@ -135,70 +135,79 @@ def test_every_asset_has_a_description(definitions: dg.Definitions) -> None:
     assert missing == []
 
 
-def _landing_sensor(definitions: dg.Definitions, instance: dg.DagsterInstance | None = None):
-    """A function that evaluates the landing sensor once per call, as a daemon tick would, beside `instance`'s runs."""
-    sensor = definitions.resolve_sensor_def("landing_zone_sensor")
-    resources = {"nps_link": definitions.resources["nps_link"]}
-    instance = instance or dg.DagsterInstance.ephemeral()  # by default, with no run of the refresh
+class _LandingSensorTicks:
+    """The landing sensor evaluated tick after tick as the daemon would: its cursor kept, its clock set here."""
 
-    def tick() -> dg.SensorResult:
-        with dg.build_sensor_context(resources=resources, instance=instance) as context:
-            return sensor(context)
+    def __init__(self, definitions: dg.Definitions, monkeypatch: pytest.MonkeyPatch,
+                 instance: dg.DagsterInstance | None = None) -> None:
+        self.sensor = definitions.resolve_sensor_def("landing_zone_sensor")
+        self.resources = {"nps_link": definitions.resources["nps_link"]}
+        self.instance = instance or dg.DagsterInstance.ephemeral()  # by default, with no run of the refresh
+        self.cursor: str | None = None
+        self.clock = 1_000_000.0
+        monkeypatch.setattr("orchestration.defs.schedules._now", lambda: self.clock)
 
-    return tick
+    def __call__(self, *, after_seconds: float = 0) -> dg.SensorResult:
+        self.clock += after_seconds
+        with dg.build_sensor_context(resources=self.resources, instance=self.instance, cursor=self.cursor) as context:
+            result = self.sensor(context)
+        self.cursor = result.cursor or self.cursor
+        return result
+
+    def until_requested(self) -> dg.SensorResult:
+        """Ticks a minute apart, as the daemon runs them, until the sensor asks for a run (at most five)."""
+        for _ in range(5):
+            result = self(after_seconds=60)
+            if result.run_requests:
+                return result
+        raise AssertionError(f"no run requested: {result.skip_reason}")
 
 
 def test_landing_sensor_requests_a_run_only_for_new_files(tmp_path: Path, definitions: dg.Definitions,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NPS_LINK_DATA_DIR", str(tmp_path))
-    tick = _landing_sensor(definitions)
+    tick = _LandingSensorTicks(definitions, monkeypatch)
     assert tick().skip_reason is not None
     landing = tmp_path / "landing" / "crm_reps"
     landing.mkdir(parents=True)
     (landing / "reps.csv").write_text("rep_id,team\nR1,support\n", encoding="utf-8")
-    _delivered_minutes_ago(landing / "reps.csv", 5)
-    result = tick()
+    result = tick.until_requested()
     assert len(result.run_requests) == 1
     first_key = result.run_requests[0].run_key
     assert first_key.startswith("landing-")
-    assert tick().run_requests[0].run_key == first_key  # the same files: the same run
+    assert tick(after_seconds=60).run_requests[0].run_key == first_key  # the same files: the same run
 
     # Refused or not, the file is delivered again under its name with other bytes (a corrected file):
     # Dagster skips a request whose key already has a run, so the key must change with the bytes.
     (landing / "reps.csv").write_text("rep_id,team\nR1,support\nR2,other\n", encoding="utf-8")
-    _delivered_minutes_ago(landing / "reps.csv", 3)
-    assert tick().run_requests[0].run_key not in ("", first_key)
+    os.utime(landing / "reps.csv", (time.time() + 5, time.time() + 5))
+    assert tick.until_requested().run_requests[0].run_key not in ("", first_key)
 
 
-def _delivered_minutes_ago(path: Path, minutes: float) -> None:
-    stamp = time.time() - 60 * minutes
-    os.utime(path, (stamp, stamp))
-
-
-def test_landing_sensor_waits_until_the_landing_zone_is_quiet(tmp_path: Path, definitions: dg.Definitions,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_landing_sensor_waits_until_the_pending_files_stay_unchanged(tmp_path: Path, definitions: dg.Definitions,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A file still being written in place (no '.' upload name) must not start a refresh of half a file."""
     from orchestration.defs.schedules import LANDING_QUIET_SECONDS
 
     monkeypatch.setenv("NPS_LINK_DATA_DIR", str(tmp_path))
-    tick = _landing_sensor(definitions)
+    tick = _LandingSensorTicks(definitions, monkeypatch)
     reps, orders = tmp_path / "landing" / "crm_reps" / "reps.csv", tmp_path / "landing" / "orders" / "orders.csv"
     for path in (reps, orders):
         path.parent.mkdir(parents=True)
     reps.write_text("rep_id,team\nR1,support\n", encoding="utf-8")
-    _delivered_minutes_ago(reps, 10)
-    orders.write_text("order_id,customer_id,ordered_at,amount\nO1,C1,2026-09-01T10:00:00+09:00,1", encoding="utf-8")
+    orders.write_text("order_id,customer_id,ordered_at,amount\n", encoding="utf-8")
     result = tick()
-    assert result.run_requests == [] and "waiting until none has changed" in result.skip_reason.skip_message
-    _delivered_minutes_ago(orders, LANDING_QUIET_SECONDS / 60 + 0.5)
-    assert len(tick().run_requests) == 1
-    # A timestamp hours ahead (an archive unpacked with Tokyo's times on a UTC server) is a copied
-    # time, not a file being written: it holds nothing back. A few seconds ahead (a file server's
-    # clock) still counts as being written.
-    _delivered_minutes_ago(orders, -9 * 60)
-    assert len(tick().run_requests) == 1
-    _delivered_minutes_ago(orders, -0.5)
-    assert tick().run_requests == []
+    assert result.run_requests == [] and "waiting until they stay unchanged" in result.skip_reason.skip_message
+    # The orders file grows from tick to tick, its time stamped hours ahead by the sender's clock (or
+    # an unpacked archive's): only what the sensor sees change counts, not the file's time.
+    for row in range(3):
+        with orders.open("a", encoding="utf-8") as out:
+            out.write(f"O{row},C1,2026-09-01T10:00:00+09:00,1\n")
+        ahead = time.time() + 9 * 3600 + row
+        os.utime(orders, (ahead, ahead))
+        assert tick(after_seconds=60).run_requests == []
+    assert tick(after_seconds=LANDING_QUIET_SECONDS - 1).run_requests == []
+    assert len(tick(after_seconds=1).run_requests) == 1  # unchanged for LANDING_QUIET_SECONDS
 
 
 def test_landing_sensor_waits_while_a_refresh_has_not_ended(tmp_path: Path, definitions: dg.Definitions,
@@ -208,22 +217,22 @@ def test_landing_sensor_waits_while_a_refresh_has_not_ended(tmp_path: Path, defi
     reps = tmp_path / "landing" / "crm_reps" / "reps.csv"
     reps.parent.mkdir(parents=True)
     reps.write_text("rep_id,team\nR1,support\n", encoding="utf-8")
-    _delivered_minutes_ago(reps, 10)
     with dg.instance_for_test() as instance:
-        tick = _landing_sensor(definitions, instance)
+        tick = _LandingSensorTicks(definitions, monkeypatch, instance)
         # (A queued run needs a code location's origin to be stored; NOT_STARTED is the same filter's.)
         for status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED):
             run = instance.add_run(dg.DagsterRun(job_name="refresh", run_id=f"{status.value.lower():0<8}-run",
                                                  status=status))
-            result = tick()
-            assert result.run_requests == [] and run.run_id in result.skip_reason.skip_message
+            for _ in range(2):  # however long the files have been quiet meanwhile
+                result = tick(after_seconds=600)
+                assert result.run_requests == [] and run.run_id in result.skip_reason.skip_message
             if status == dg.DagsterRunStatus.STARTED:
                 instance.report_run_failed(run)
             else:
                 instance.delete_run(run.run_id)  # a run deleted before it started
         # Every refresh ended: the pending files are asked for again (Dagster starts the request unless a
         # run already had its key, so a sensor run that failed on these very files waits for a person).
-        assert len(tick().run_requests) == 1
+        assert len(tick.until_requested().run_requests) == 1
 
 
 def test_dagster_definitions_validate_passes_for_the_workspace() -> None:
