@@ -20,10 +20,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import duckdb
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
 from orchestration.lib.settings import Settings
+from orchestration.lib.warehouse import RUN_PARAMETER_VARS, stored_run_parameters
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 DBT_TARGET_DIR = DBT_PROJECT_DIR / "target"
@@ -44,33 +44,6 @@ def as_of_utc(settings: Settings) -> datetime | None:
     return local_end.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
 
 
-# The run parameters int_run_parameters stores besides its watermark and cut-off, by dbt var name.
-_PARAMETER_VARS = ("reporting_tz", "reporting_currency", "contact_window_days", "repeat_window_days",
-                   "followup_window_days", "revenue_window_days")
-
-
-def _stored_run_parameters(db_path: Path) -> dict[str, Any] | None:
-    """The row of `intermediate.int_run_parameters` in a warehouse file, or None when there is none.
-
-    A file that cannot be opened (missing, locked by a writer, another DuckDB version) counts as
-    none: the caller then falls back to testing everything, the safe side.
-    """
-    if not db_path.exists():
-        return None
-    columns = ("input_seq", "as_of_at", "latest_event_at", *_PARAMETER_VARS)
-    try:
-        con = duckdb.connect(str(db_path), read_only=True)
-    except duckdb.Error:
-        return None
-    try:
-        row = con.execute(f"select {', '.join(columns)} from intermediate.int_run_parameters").fetchone()
-    except duckdb.Error:
-        return None
-    finally:
-        con.close()
-    return dict(zip(columns, row, strict=True)) if row is not None else None
-
-
 def previous_input_seq(settings: Settings) -> int | None:
     """The delivery watermark below which this run's incremental models hold only tested rows, or None.
 
@@ -89,10 +62,10 @@ def previous_input_seq(settings: Settings) -> int | None:
     cut_off = as_of_utc(settings)
     watermarks = []
     for db_path in (settings.build_db_path, settings.published_db_path):
-        stored = _stored_run_parameters(db_path)
+        stored = stored_run_parameters(db_path)
         if stored is None or stored["input_seq"] is None or stored["as_of_at"] is None:
             return None
-        if any(stored[name] != getattr(settings, name) for name in _PARAMETER_VARS):
+        if any(stored[name] != getattr(settings, name) for name in RUN_PARAMETER_VARS):
             return None
         # The same cut-off rule: the configured cut-off, or the latest event when none is configured.
         if stored["as_of_at"] != (cut_off if cut_off is not None else stored["latest_event_at"]):

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pandas as pd
@@ -18,6 +18,35 @@ if TYPE_CHECKING:
 # warehouse. Their writes are small (one run's result rows) but touch the shared catalog (schema,
 # tables), where two concurrent DuckDB transactions can conflict: writes take turns.
 _WRITE_LOCK = threading.Lock()
+
+
+# The run parameters int_run_parameters stores besides its watermark and cut-off, by dbt var name.
+RUN_PARAMETER_VARS = ("reporting_tz", "reporting_currency", "contact_window_days", "repeat_window_days",
+                      "followup_window_days", "revenue_window_days")
+
+
+def stored_run_parameters(db_path: Path) -> dict[str, Any] | None:
+    """The row of `intermediate.int_run_parameters` in a warehouse file, or None when there is none.
+
+    A file that cannot be opened (missing, locked by a writer, another DuckDB version) counts as
+    none, the safe side for each caller: dbt's data tests then test every row
+    (orchestration.lib.dbt.previous_input_seq), and a run is judged by the publish ledger alone
+    (look_back_reason).
+    """
+    if not db_path.exists():
+        return None
+    columns = ("input_seq", "as_of_at", "latest_event_at", *RUN_PARAMETER_VARS)
+    try:
+        con = duckdb.connect(str(db_path), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        row = con.execute(f"select {', '.join(columns)} from intermediate.int_run_parameters").fetchone()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return dict(zip(columns, row, strict=True)) if row is not None else None
 
 
 def run_as_of(con: duckdb.DuckDBPyConnection) -> datetime:
@@ -56,14 +85,9 @@ def _newest_published_as_of(con: duckdb.DuckDBPyConnection, published_db: Path) 
     cut_offs = []
     if _has_column(con, PUBLISHED_RUNS, "as_of"):
         cut_offs.append(con.execute(f"select max(as_of) from {PUBLISHED_RUNS}").fetchall()[0][0])
-    if published_db.exists():
-        published = duckdb.connect(str(published_db), read_only=True)
-        try:
-            cut_offs.append(published.execute("select as_of_at from intermediate.int_run_parameters").fetchall()[0][0])
-        except duckdb.CatalogException:  # a published file from before the run parameters
-            pass
-        finally:
-            published.close()
+    published = stored_run_parameters(published_db)
+    if published is not None:
+        cut_offs.append(published["as_of_at"])
     return max((c for c in cut_offs if c is not None), default=None)
 
 
@@ -241,10 +265,7 @@ def keep_published_runs_only(
                 if newest is not None and (run not in cut_off_of or newest > cut_off_of[run]):
                     cut_off_of[run] = newest
         holders = {table: set(runs) for table, runs in runs_of.items()}
-        ledger_exists = con.execute(
-            "select count(*) from information_schema.tables where table_schema = 'ops' and table_name = ?",
-            [PUBLISHED_RUNS.split(".")[1]],
-        ).fetchall()[0][0]
+        ledger_exists = _has_column(con, PUBLISHED_RUNS, "run_id")
         if ledger_exists:
             published_before = {run for (run,) in con.execute(f"select run_id from {PUBLISHED_RUNS}").fetchall()}
             if not _has_column(con, PUBLISHED_RUNS, "as_of"):

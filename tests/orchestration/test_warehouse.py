@@ -63,8 +63,10 @@ def _with_run_parameters(path: str, as_of: datetime, latest_event: datetime) -> 
 def _set_run_parameters(con: duckdb.DuckDBPyConnection, as_of: datetime, latest_event: datetime) -> None:
     """What a dbt build of this cut-off leaves in the warehouse."""
     con.execute("create schema if not exists intermediate")
-    con.execute("create or replace table intermediate.int_run_parameters as select ?::timestamp as as_of_at, "
-                "?::timestamp as latest_event_at", [as_of, latest_event])
+    con.execute("create or replace table intermediate.int_run_parameters as select 7 as input_seq, "
+                "?::timestamp as as_of_at, ?::timestamp as latest_event_at, 'Asia/Tokyo' as reporting_tz, "
+                "'JPY' as reporting_currency, 90 as contact_window_days, 90 as repeat_window_days, "
+                "14 as followup_window_days, 365 as revenue_window_days", [as_of, latest_event])
 
 
 def test_a_run_looks_back_only_with_a_set_date_before_its_data_and_the_newest_published_cut_off(tmp_path) -> None:
