@@ -104,10 +104,10 @@ def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFr
                     as_of: datetime) -> int:
     """Append one run's rows to `analysis.<table>` (run_id and as_of first), replacing that run's old rows.
 
-    The analysis tables keep every run (grain "run x ..."), so leadership can see how estimates move.
-    If the frame's columns changed since the table was created (a new release), the table is rebuilt;
-    if only a column's type changed (a month once stored as a timestamp, now a DATE), that column is
-    converted and the earlier runs' rows are kept.
+    The analysis tables keep every run (grain "run x ..."), so leadership can see how estimates move,
+    and a new release keeps them too: a column it adds is added to the table (NULL in the earlier
+    runs' rows), a column it no longer writes stays (NULL in its rows), and a column whose type
+    changed (a month once stored as a timestamp, now a DATE) is converted in place.
     """
     out = frame.reset_index(drop=True).copy()
     out.insert(0, "as_of", pd.Timestamp(as_of))
@@ -121,6 +121,15 @@ def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFr
 # difference (an integer column whose run had a NULL and came as a float) is cast on insert as before:
 # narrowing a stored type could lose the earlier runs' values.
 _TYPE_UPGRADES = {("TIMESTAMP", "DATE")}
+# A frame column with nothing but None (an object column) has DuckDB's NULL type; a column added for
+# it must still take the later runs' text, and a stored one takes the type of the first run with values.
+_TYPE_OF_ALL_NULL = {'"NULL"': "VARCHAR"}
+
+
+def _converted_in_place(stored: str, incoming: str) -> bool:
+    """Whether a stored column takes this run's type, keeping the earlier runs' values."""
+    # A column of the NULL type holds nothing but NULLs: any type keeps them.
+    return (stored, incoming) in _TYPE_UPGRADES or (stored in _TYPE_OF_ALL_NULL and incoming not in _TYPE_OF_ALL_NULL)
 
 
 def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, out: pd.DataFrame, run_id: str) -> int:
@@ -133,15 +142,20 @@ def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, out: pd.DataFr
             [table],
         ).fetchall()
         target = f'analysis."{table}"'
-        if [c for c, _ in existing] != list(out.columns):
-            con.execute(f"create or replace table {target} as select * from run_rows")
-        else:
-            incoming = {name: kind for name, kind, *_ in con.execute("describe run_rows").fetchall()}
-            for column, kind in existing:
-                if (kind, incoming[column]) in _TYPE_UPGRADES:
-                    con.execute(f'alter table {target} alter column "{column}" type {incoming[column]}')
-            con.execute(f"delete from {target} where run_id = ?", [run_id])
-            con.execute(f"insert into {target} by name select * from run_rows")
+        if not existing:
+            con.execute(f"create table {target} as select * from run_rows")
+            return len(out)
+        stored = dict(existing)
+        incoming = {name: kind for name, kind, *_ in con.execute("describe run_rows").fetchall()}
+        for column, kind in incoming.items():
+            if column not in stored:
+                con.execute(f'alter table {target} add column "{column}" {_TYPE_OF_ALL_NULL.get(kind, kind)}')
+            elif _converted_in_place(stored[column], kind):
+                con.execute(f'alter table {target} alter column "{column}" type {kind}')
+        con.execute(f"delete from {target} where run_id = ?", [run_id])
+        # By name: the table's column order may differ from the frame's, and a column the frame
+        # lacks is NULL for this run.
+        con.execute(f"insert into {target} by name select * from run_rows")
     finally:
         con.unregister("run_rows")
     return len(out)

@@ -54,6 +54,37 @@ def test_nps_changes_months_are_stored_as_dates_and_an_earlier_releases_timestam
         ("this", "2026-08-01", 30.0), ("this", "2026-09-01", -10.0)]
 
 
+def test_a_release_that_adds_or_drops_an_analysis_column_keeps_every_earlier_run() -> None:
+    """The analysis tables keep every run; a release's new column (key_drivers.excluded_rule) must not drop them."""
+    import pandas as pd
+
+    from orchestration.lib.warehouse import write_run_table
+
+    con = duckdb.connect()
+    as_of = datetime(2026, 9, 30, 14, 59, 59)
+    # An earlier release's table: no excluded_rule, and nothing excluded in its run (an all-NULL reason).
+    before = pd.DataFrame({"driver": ["expertise", "billing"], "importance": [60.0, 40.0],
+                           "excluded_reason": [None, None]})
+    write_run_table(con, "key_drivers", before, run_id="earlier", as_of=as_of)
+
+    # This release writes a reason column of text, a new column, and in another order.
+    this = pd.DataFrame({"excluded_rule": [None, "shrinks_fit"], "driver": ["expertise", "pilot"],
+                         "importance": [100.0, None], "excluded_reason": [None, "only 60 of the 2000"]})
+    write_run_table(con, "key_drivers", this.astype({"excluded_rule": "str", "excluded_reason": "str"}),
+                    run_id="this", as_of=as_of)
+    # A later release no longer writes excluded_reason; a rerun of its run replaces only that run's rows.
+    for _ in range(2):
+        write_run_table(con, "key_drivers", this.drop(columns="excluded_reason"), run_id="later", as_of=as_of)
+
+    rows = con.execute("select run_id, driver, importance, excluded_reason, excluded_rule from analysis.key_drivers "
+                       "order by run_id, driver").fetchall()
+    assert rows == [
+        ("earlier", "billing", 40.0, None, None), ("earlier", "expertise", 60.0, None, None),
+        ("later", "expertise", 100.0, None, None), ("later", "pilot", None, None, "shrinks_fit"),
+        ("this", "expertise", 100.0, None, None), ("this", "pilot", None, "only 60 of the 2000", "shrinks_fit"),
+    ]
+
+
 def _with_run_parameters(path: str, as_of: datetime, latest_event: datetime) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(path)
     _set_run_parameters(con, as_of, latest_event)
