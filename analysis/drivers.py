@@ -72,15 +72,16 @@ def relative_weights(frame: pd.DataFrame, *, outcome: str, drivers: Sequence[str
     if n < max(MIN_ROWS, len(drivers) + 2):
         raise InsufficientDataError(
             f"{n} complete rows for {len(drivers)} drivers ({len(values) - n} rows with a missing value); "
-            f"need at least {max(MIN_ROWS, len(drivers) + 2)}"
+            f"need at least {max(MIN_ROWS, len(drivers) + 2)}",
+            rule="too_few_rows",
         )
     sd = data.std(axis=0)
     if sd[0] == 0:
-        raise InsufficientDataError(f"the outcome {outcome!r} is constant among the {n} complete rows")
+        raise InsufficientDataError(f"the outcome {outcome!r} is constant among the {n} complete rows", rule="constant")
     constant = [d for d, s in zip(drivers, sd[1:], strict=True) if s == 0]
     if constant:
         raise InsufficientDataError(f"driver(s) {constant} are constant among the {n} complete rows; "
-                                    "a constant item explains nothing and has no correlation")
+                                    "a constant item explains nothing and has no correlation", rule="constant")
 
     out = _weights_from_correlation(np.corrcoef(data, rowvar=False), drivers)
     out.attrs.update(n_used=n, n_dropped=int(len(values) - n))
@@ -93,7 +94,8 @@ def _weights_from_correlation(corr: npt.NDArray[np.float64], drivers: list[str])
     eigval, eigvec = np.linalg.eigh(r_xx)
     if eigval[0] < _COLLINEAR_TOL * eigval[-1]:
         involved = [drivers[i] for i in np.flatnonzero(np.abs(eigvec[:, 0]) > 0.1)]
-        raise InsufficientDataError(f"drivers {involved} are perfectly collinear; their weights are not identified")
+        raise InsufficientDataError(f"drivers {involved} are perfectly collinear; their weights are not identified",
+                                    rule="collinear")
     lam = eigvec @ np.diag(np.sqrt(eigval)) @ eigvec.T
     beta = np.linalg.solve(lam, r_xy)
     raw = (lam**2) @ (beta**2)
@@ -205,17 +207,18 @@ def relative_weights_from_moments(moments: RatingMoments, drivers: Sequence[str]
     n = int(moments.n[complete].sum())
     if n < max(MIN_ROWS, len(drivers) + 2):
         raise InsufficientDataError(
-            f"{n} complete rows for {len(drivers)} drivers; need at least {max(MIN_ROWS, len(drivers) + 2)}"
+            f"{n} complete rows for {len(drivers)} drivers; need at least {max(MIN_ROWS, len(drivers) + 2)}",
+            rule="too_few_rows",
         )
     cols = [0, *(1 + moments.drivers.index(d) for d in drivers)]
     # Constant means every value equal: judged on the extremes, exactly, not on a variance near 0.
     constant = np.nanmin(moments.low[complete][:, cols], axis=0) == np.nanmax(moments.high[complete][:, cols], axis=0)
     if constant[0]:
-        raise InsufficientDataError(f"the outcome {outcome!r} is constant among the {n} complete rows")
+        raise InsufficientDataError(f"the outcome {outcome!r} is constant among the {n} complete rows", rule="constant")
     if constant[1:].any():
         raise InsufficientDataError(f"driver(s) {[d for d, c in zip(drivers, constant[1:], strict=True) if c]} are "
                                     f"constant among the {n} complete rows; a constant item explains nothing and "
-                                    "has no correlation")
+                                    "has no correlation", rule="constant")
     mean = moments.sums[complete][:, cols].sum(axis=0) / n
     cov = moments.cross[complete][:, cols][:, :, cols].sum(axis=0) / n - np.outer(mean, mean)
     sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))

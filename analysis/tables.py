@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -80,6 +81,7 @@ KEY_DRIVERS_COLUMNS = [
     "improve_priority",
     "n_fit",
     "excluded_reason",
+    "excluded_rule",
 ]
 NPS_REVENUE_COLUMNS = [
     "category",
@@ -319,38 +321,67 @@ def dose_response(
 # ---- key_drivers ----------------------------------------------------------------------------------
 
 
-def _select_drivers(
-    moments: RatingMoments, coverage: pd.Series, min_n: int
-) -> tuple[list[str], int, dict[str, str], pd.DataFrame | None]:
+# Why a driver item gets no importance (analysis.key_drivers.excluded_rule); the report words each.
+KEY_DRIVER_EXCLUSIONS = (
+    "too_few_ratings",  # rated on fewer than min_n responses at all
+    "not_rated_together",  # fewer than min_n responses rate it and every item already fitted
+    "shrinks_fit",  # fitting it would leave out more than 1 - min_fit_share of the responses fitted so far
+    "constant",  # every rating the same (or the score constant) on the responses it would be fitted on
+    "collinear",  # a linear combination of fitted items, e.g. the same question under a second name
+    "too_few_rows",  # fewer complete rows than the relative weights need for that many items
+)
+
+
+@dataclass(frozen=True)
+class _DriverSelection:
+    """The greedy fit's outcome: drivers fitted together, on how many responses, and why the others were not."""
+
+    drivers: list[str]
+    n_fit: int
+    weights: pd.DataFrame | None
+    excluded: dict[str, tuple[str, str]]  # driver -> (rule, reason)
+
+
+def _select_drivers(moments: RatingMoments, coverage: pd.Series, min_n: int, min_fit_share: float) -> _DriverSelection:
     """Greedy choice of the drivers to fit together, their weights, and why each other driver was left out.
 
     Surveys rate some items on only some responses (a transactional survey asks fewer items), so
     the complete cases of all items can be tiny. Drivers enter in decreasing coverage; a driver
-    joins only if the responses that rate it and every driver already in still number at least
-    `min_n` and the relative-weights fit on them succeeds (it refuses a constant item or outcome and
-    perfectly collinear items, e.g. the same question delivered under two names). Returns the
-    drivers, the responses they were fitted on, the exclusions and the weights.
+    joins only if
+    - the responses that rate it and every driver already in still number at least `min_n`,
+    - they are at least `min_fit_share` of the responses the drivers already in are fitted on: an
+      item asked on a few responses (a pilot question) would otherwise shrink every weight's fit to
+      those few and reorder the ranking by chance,
+    - and the relative-weights fit on them succeeds (it refuses a constant item or outcome and
+      perfectly collinear items, e.g. the same question delivered under two names).
     """
     selected: list[str] = []
     n_fit = 0
     weights: pd.DataFrame | None = None
-    excluded: dict[str, str] = {}
+    excluded: dict[str, tuple[str, str]] = {}
     for driver in coverage.index:
         candidate = [*selected, driver]
         n_rows = moments.rows_rating(candidate)
+        fitted = ", ".join(selected)
         if n_rows < min_n:
-            excluded[driver] = (
-                f"only {n_rows} responses rate it together with the drivers already fitted "
-                f"({', '.join(selected) or 'none'}); min_n={min_n}"
-            )
+            excluded[driver] = ("not_rated_together", (
+                f"{'no' if n_rows == 0 else f'only {n_rows}'} responses rate it together with the drivers already "
+                f"fitted ({fitted}); min_n={min_n}"
+            ))
+            continue
+        if selected and n_rows < min_fit_share * n_fit:
+            excluded[driver] = ("shrinks_fit", (
+                f"only {n_rows} of the {n_fit} responses the drivers already fitted ({fitted}) are fitted on "
+                f"rate it too; fitting it would leave out the other {n_fit - n_rows} (min_fit_share={min_fit_share:g})"
+            ))
             continue
         try:
             candidate_weights = relative_weights_from_moments(moments, candidate, outcome="nps_score")
         except InsufficientDataError as exc:
-            excluded[driver] = f"not fitted with the other drivers: {exc}"
+            excluded[driver] = (exc.rule or "too_few_rows", f"not fitted with the other drivers: {exc}")
             continue
         selected, n_fit, weights = candidate, n_rows, candidate_weights
-    return selected, n_fit, excluded, weights
+    return _DriverSelection(selected, n_fit, weights, excluded)
 
 
 def key_drivers(
@@ -360,21 +391,24 @@ def key_drivers(
     min_n: int = 50,
     top: int = 5,
     scale_max: float = 10.0,
+    min_fit_share: float = 0.5,
 ) -> pd.DataFrame:
     """Relative importance of each CX driver item for NPS, with the items to improve first.
 
     Expects `driver_scores` long (``response_id, driver, score``; 0..`scale_max`, NULL = not rated,
     as ``marts.fct_survey_driver_scores``) and `responses` (``response_id, nps_score``). A driver
     needs at least `min_n` rating responses. The drivers are fitted together on the responses that
-    rate all of them (chosen greedily by coverage, see ``_select_drivers``) with Johnson's relative
+    rate all of them (chosen greedily by coverage, see ``_select_drivers``: an item joins only while
+    at least `min_fit_share` of the responses fitted so far rate it too) with Johnson's relative
     weights (:func:`analysis.drivers.relative_weights`) of ``nps_score`` on the items.
 
     Returns one row per driver: fitted drivers first by ``rank`` (1 = most important), then the
     excluded ones by name. Columns: ``driver, importance`` (percent of R-squared, sums to 100 over
     the fitted drivers), ``raw_weight`` (sums to R-squared), ``rank, mean_score`` and ``n`` (mean
     score and count over every response that rated the item, the "performance" axis),
-    ``improve_priority``, ``n_fit`` (responses in the fit) and ``excluded_reason`` (NULL when
-    fitted; else why importance is NULL).
+    ``improve_priority``, ``n_fit`` (responses in the fit), ``excluded_reason`` (NULL when fitted;
+    else why importance is NULL, with the counts) and ``excluded_rule`` (which of
+    ``KEY_DRIVER_EXCLUSIONS``; NULL when fitted).
 
     ``improve_priority`` ranks the importance x performance view: opportunity = importance x
     (scale_max - mean_score) / scale_max, i.e. the share of explained NPS variance times the room
@@ -386,8 +420,7 @@ def key_drivers(
     """
     _require_columns(driver_scores, ["response_id", "driver", "score"], "driver_scores")
     _require_columns(responses, ["response_id", "nps_score"], "responses")
-    if min_n < 2 or top < 1:
-        raise ValueError("min_n must be at least 2 and top at least 1")
+    _check_key_driver_options(min_n, top, min_fit_share)
     _require_unique(responses, ["response_id"], "responses")
     scores = driver_scores.loc[driver_scores["score"].notna(), ["response_id", "driver", "score"]]
     _require_unique(scores, ["response_id", "driver"], "driver_scores")
@@ -401,7 +434,8 @@ def key_drivers(
         raise InsufficientDataError("key_drivers: no driver score belongs to a response with an nps_score")
     wide = rated.pivot(index="response_id", columns="driver", values="score")
     outcome = rated.drop_duplicates("response_id").set_index("response_id")["nps_score"].reindex(wide.index)
-    return key_drivers_wide(wide, _as_float(outcome), min_n=min_n, top=top, scale_max=scale_max)
+    return key_drivers_wide(wide, _as_float(outcome), min_n=min_n, top=top, scale_max=scale_max,
+                            min_fit_share=min_fit_share)
 
 
 def key_drivers_wide(
@@ -411,6 +445,7 @@ def key_drivers_wide(
     min_n: int = 50,
     top: int = 5,
     scale_max: float = 10.0,
+    min_fit_share: float = 0.5,
 ) -> pd.DataFrame:
     """:func:`key_drivers` on ratings already one row per response.
 
@@ -419,8 +454,7 @@ def key_drivers_wide(
     missing score are left out). The rows are summed per rating pattern
     (`analysis.drivers.RatingMoments`) and every fit comes from those sums.
     """
-    if min_n < 2 or top < 1:
-        raise ValueError("min_n must be at least 2 and top at least 1")
+    _check_key_driver_options(min_n, top, min_fit_share)
     outcome_values = np.asarray(nps_score, dtype="float64")
     if outcome_values.shape != (len(ratings),):
         raise ValueError(f"nps_score has shape {outcome_values.shape}; ratings has {len(ratings)} rows")
@@ -430,10 +464,19 @@ def key_drivers_wide(
     scored = ~np.isnan(outcome_values)
     values = np.column_stack([ratings[d].to_numpy(dtype="float64", na_value=np.nan)[scored] for d in drivers])
     moments = RatingMoments.from_rows(outcome_values[scored], values.reshape(int(scored.sum()), len(drivers)), drivers)
-    return _key_drivers_from_moments(moments, min_n=min_n, top=top, scale_max=scale_max)
+    return _key_drivers_from_moments(moments, min_n=min_n, top=top, scale_max=scale_max, min_fit_share=min_fit_share)
 
 
-def _key_drivers_from_moments(moments: RatingMoments, *, min_n: int, top: int, scale_max: float) -> pd.DataFrame:
+def _check_key_driver_options(min_n: int, top: int, min_fit_share: float) -> None:
+    """Refuse options that make no fit: the same rules for the long and the wide entry point."""
+    if min_n < 2 or top < 1:
+        raise ValueError("min_n must be at least 2 and top at least 1")
+    if not 0.0 <= min_fit_share <= 1.0:
+        raise ValueError(f"min_fit_share must lie within 0..1, not {min_fit_share}")
+
+
+def _key_drivers_from_moments(moments: RatingMoments, *, min_n: int, top: int, scale_max: float,
+                              min_fit_share: float) -> pd.DataFrame:
     """The key_drivers table from the ratings' moments per rating pattern (see `RatingMoments`)."""
     low, high = moments.value_range()
     if low < 0 or high > scale_max:
@@ -445,15 +488,16 @@ def _key_drivers_from_moments(moments: RatingMoments, *, min_n: int, top: int, s
 
     covered = per_driver.index[per_driver["n"] >= min_n]
     excluded = {
-        str(d): f"rated on {int(per_driver.at[d, 'n'])} responses; min_n={min_n}"
+        str(d): ("too_few_ratings", f"rated on {int(per_driver.at[d, 'n'])} responses; min_n={min_n}")
         for d in per_driver.index
         if d not in covered
     }
-    selected, n_fit, not_fitted, weights = _select_drivers(moments, per_driver.loc[covered, "n"], min_n)
-    excluded.update(not_fitted)
+    selection = _select_drivers(moments, per_driver.loc[covered, "n"], min_n, min_fit_share)
+    excluded.update(selection.excluded)
+    selected, n_fit, weights = selection.drivers, selection.n_fit, selection.weights
     if weights is None:
         raise InsufficientDataError(
-            "key_drivers: no driver can be fitted: " + "; ".join(f"{d}: {r}" for d, r in excluded.items())
+            "key_drivers: no driver can be fitted: " + "; ".join(f"{d}: {r}" for d, (_, r) in excluded.items())
         )
 
     fitted = pd.DataFrame(
@@ -479,6 +523,7 @@ def _key_drivers_from_moments(moments: RatingMoments, *, min_n: int, top: int, s
     )
     fitted["n_fit"] = n_fit
     fitted["excluded_reason"] = None
+    fitted["excluded_rule"] = None
 
     left_out = sorted(excluded)
     rest = pd.DataFrame(
@@ -491,7 +536,8 @@ def _key_drivers_from_moments(moments: RatingMoments, *, min_n: int, top: int, s
             "n": per_driver.loc[left_out, "n"].to_numpy() if left_out else [],
             "improve_priority": None,
             "n_fit": None,
-            "excluded_reason": [excluded[d] for d in left_out],
+            "excluded_reason": [excluded[d][1] for d in left_out],
+            "excluded_rule": [excluded[d][0] for d in left_out],
         }
     )
     parts = [fitted[KEY_DRIVERS_COLUMNS], rest[KEY_DRIVERS_COLUMNS]] if left_out else [fitted[KEY_DRIVERS_COLUMNS]]
@@ -504,6 +550,7 @@ def _key_drivers_from_moments(moments: RatingMoments, *, min_n: int, top: int, s
             "n": "int64",
             "driver": "str",
             "excluded_reason": "str",
+            "excluded_rule": "str",
         }
     )
 

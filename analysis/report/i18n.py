@@ -216,6 +216,47 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "{driver}: importance {importance}%, mean rating {score} (n = {n})",
         "ja": "{driver}：重要度 {importance}%、平均評価 {score}（n = {n}）",
     },
+    "drivers_basis": {
+        "en": "Importance comes from the {n_fit} responses that rate all {k} ranked items.",
+        "ja": "重要度は、順位を付けた{k}項目をすべて評価した{n_fit}件の回答から推定しています。",
+    },
+    "drivers_not_ranked": {"en": "Items not ranked", "ja": "順位を付けていない項目"},
+    "drivers_not_ranked_item": {
+        "en": "{driver} (mean rating {score}, n = {n}): {why}",
+        "ja": "{driver}（平均評価 {score}、n = {n}）：{why}",
+    },
+    "why_too_few_ratings": {
+        "en": "too few ratings to estimate its importance",
+        "ja": "評価件数が少なく、重要度を推定できません",
+    },
+    "why_not_rated_together": {
+        "en": "asked on other surveys than the ranked items: too few responses rate it together with them, "
+        "so its importance cannot be compared with theirs",
+        "ja": "順位を付けた項目とは別の調査で尋ねられており、同じ回答で一緒に評価された件数が少ないため、"
+        "重要度を比較できません",
+    },
+    "why_shrinks_fit": {
+        "en": "rated on only a small part of the responses the ranked items come from; including it would rest "
+        "every importance on that part alone",
+        "ja": "順位を付けた項目の回答のうちごく一部でしか評価されておらず、含めるとすべての重要度がその一部だけに"
+        "基づくことになります",
+    },
+    "why_constant": {
+        "en": "every rating is the same, so it cannot explain differences in the score",
+        "ja": "評価がすべて同じ値のため、スコアの違いを説明できません",
+    },
+    "why_collinear": {
+        "en": "it duplicates other items (perfectly correlated), so its share cannot be told apart from theirs",
+        "ja": "他の項目と完全に相関している（重複している）ため、重要度を切り分けられません",
+    },
+    "why_too_few_rows": {
+        "en": "too few responses rate it together with the ranked items",
+        "ja": "順位を付けた項目と一緒に評価された回答が少なすぎます",
+    },
+    "why_unknown": {
+        "en": "the reason is in analysis.key_drivers.excluded_reason",
+        "ja": "理由は analysis.key_drivers.excluded_reason にあります",
+    },
     # ---- (6) revenue ----
     "revenue_intro": {
         "en": "Revenue from completed orders in the {days} days after a response, by the response's NPS "

@@ -22,6 +22,7 @@ from analysis.nps import nps_from_count_arrays
 from analysis.report import svg
 from analysis.report.i18n import label_for
 from analysis.report.inputs import ReportInputs
+from analysis.tables import KEY_DRIVER_EXCLUSIONS
 
 Translate = Callable[..., str]
 
@@ -536,8 +537,33 @@ def build_drivers(inputs: ReportInputs, t: Translate) -> Section:
                                    x_label=t("axis_importance"), y_label=t("axis_performance")),
         "top": [text for _, text in sorted(top)[:5]],
         "no_priority": None if top else t("drivers_no_priority"),
+        "basis": _drivers_basis(frame, len(points), t),
+        "not_ranked": _drivers_not_ranked(frame, t),
     }
     return section
+
+
+def _drivers_basis(frame: pd.DataFrame, ranked: int, t: Translate) -> str | None:
+    """On how many responses the ranked items' importance rests (None for a table without n_fit)."""
+    if "n_fit" not in frame.columns:
+        return None
+    fitted = [n for n in frame.loc[frame["importance"].map(num).notna(), "n_fit"].map(num) if n is not None]
+    return t("drivers_basis", n_fit=fmt_int(max(fitted)), k=fmt_int(ranked)) if fitted else None
+
+
+def _drivers_not_ranked(frame: pd.DataFrame, t: Translate) -> list[str]:
+    """The items without an importance, each with its rating and why it has none, in words.
+
+    The chart shows only ranked items; without this list an item the survey asks would silently
+    be missing from the report (typically one a transactional survey asks on its own).
+    """
+    items = []
+    for r in frame.loc[frame["importance"].map(num).isna()].to_dict("records"):
+        rule = text_value(r.get("excluded_rule"))
+        why = f"why_{rule}" if rule in KEY_DRIVER_EXCLUSIONS else "why_unknown"
+        items.append(t("drivers_not_ranked_item", driver=_driver_label(r["driver"]), score=fmt(r["mean_score"], 2),
+                       n=fmt_int(r["n"]), why=t(why)))
+    return items
 
 
 # ---- (6) NPS and revenue ----

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from analysis.report import ANALYSIS_TABLES, ReportInputs, headline_numbers, render_report, svg, write_report
-from analysis.report.i18n import CATALOG, LANGUAGES
+from analysis.report.i18n import CATALOG, LANGUAGES, translator
 from analysis.report.sections import latest_full_month
 from tests.analysis import report_fixtures as fx
 
@@ -252,6 +252,40 @@ def test_render_report_all_nan_values_do_not_crash() -> None:
 
 
 # ---- section content ----
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_render_report_drivers_list_every_item_not_ranked_with_why_and_the_fit_they_rest_on(lang: str) -> None:
+    # GIVEN key drivers of eight ranked items fitted on 2,950 responses, and two items not ranked
+    html = render_report(fx.make_inputs(), lang=lang)
+    drivers = html[html.index('id="s-drivers"'):html.index('id="s-revenue"')]
+    t = translator(lang)
+    # THEN the section says on how many responses the ranking rests
+    assert t("drivers_basis", n_fit="2,950", k="8") in drivers
+    # AND lists each item without an importance, with its rating and why, in the report's language
+    assert t("drivers_not_ranked") in drivers
+    assert t("drivers_not_ranked_item", driver="billing accuracy", score="7.26", n="734",
+             why=t("why_not_rated_together")) in drivers
+    assert t("drivers_not_ranked_item", driver="website", score="6.10", n="410", why=t("why_unknown")) in drivers
+    # AND the analysis' English detail is not what a reader is shown
+    assert "min_n=50" not in drivers
+
+
+def test_render_report_drivers_of_a_table_from_before_the_exclusion_columns_still_render() -> None:
+    drivers = fx.key_drivers().drop(columns=["n_fit", "excluded_reason", "excluded_rule"])
+    html = render_report(fx.make_inputs(key_drivers=drivers))
+    section = html[html.index('id="s-drivers"'):html.index('id="s-revenue"')]
+    assert 'data-chart="drivers"' in section and "Importance comes from" not in section
+    assert "billing accuracy (mean rating 7.26, n = 734): the reason is in analysis.key_drivers" in section
+
+
+def test_every_key_driver_exclusion_rule_has_words_in_both_languages() -> None:
+    from analysis.tables import KEY_DRIVER_EXCLUSIONS
+
+    for lang in ("en", "ja"):
+        t = translator(lang)
+        for rule in KEY_DRIVER_EXCLUSIONS:
+            assert t(f"why_{rule}") != f"why_{rule}" and t(f"why_{rule}").strip()
 
 
 def test_render_report_small_groups_flagged(html_en: str) -> None:

@@ -211,6 +211,57 @@ def test_key_drivers_duplicated_item_excluded_as_collinear() -> None:
     assert table["rank"].dropna().tolist() == [1, 2, 3]
 
 
+def test_key_drivers_item_on_a_few_responses_does_not_shrink_the_fit_of_the_others() -> None:
+    # GIVEN 2,000 responses rate three items, and a pilot question was asked on only 60 of them
+    scores, responses = _driver_frames(n=2000)
+    pilot = pd.DataFrame({"response_id": [f"r{i}" for i in range(60)], "driver": "pilot_item",
+                          "score": np.arange(60) % 11})
+    # WHEN key drivers are fitted with the default min_n=50 (the pilot item has 60 ratings, enough alone)
+    table = tables.key_drivers(pd.concat([scores, pilot]), responses).set_index("driver")
+    # THEN the three items stay fitted on all 2,000 responses, and the pilot item is left out, saying why
+    assert table["n_fit"].dropna().tolist() == [2000, 2000, 2000]
+    assert table.loc[["responsiveness", "expertise", "billing"], "rank"].tolist() == [1, 2, 3]
+    assert table.at["pilot_item", "excluded_rule"] == "shrinks_fit"
+    assert "only 60 of the 2000 responses" in table.at["pilot_item", "excluded_reason"]
+    assert "leave out the other 1940" in table.at["pilot_item", "excluded_reason"]
+    assert table.at["pilot_item", "n"] == 60 and pd.isna(table.at["pilot_item", "importance"])
+    # AND with min_fit_share=0 the pilot item joins, and every weight then rests on its 60 responses
+    shrunk = tables.key_drivers(pd.concat([scores, pilot]), responses, min_fit_share=0.0)
+    assert shrunk["n_fit"].dropna().tolist() == [60, 60, 60, 60]
+
+
+def test_key_drivers_item_never_asked_with_the_fitted_ones_says_no_response_rates_them_together() -> None:
+    # GIVEN a transactional survey asks 'billing_accuracy' alone, on responses that rate nothing else
+    scores, responses = _driver_frames()
+    billing_ids = [f"b{i}" for i in range(80)]
+    billing = pd.DataFrame({"response_id": billing_ids, "driver": "billing_accuracy", "score": np.arange(80) % 11})
+    more = pd.DataFrame({"response_id": billing_ids, "nps_score": np.arange(80) % 11})
+    table = tables.key_drivers(pd.concat([scores, billing]), pd.concat([responses, more])).set_index("driver")
+    assert table.at["billing_accuracy", "excluded_rule"] == "not_rated_together"
+    assert table.at["billing_accuracy", "excluded_reason"].startswith("no responses rate it together with")
+    assert table.at["billing_accuracy", "n"] == 80
+
+
+def test_key_drivers_every_excluded_item_names_its_rule_and_a_fitted_one_none() -> None:
+    scores, responses = _driver_frames()
+    few = pd.DataFrame({"response_id": [f"r{i}" for i in range(10)], "driver": "onboarding", "score": range(10)})
+    constant = pd.DataFrame({"response_id": responses["response_id"], "driver": "website", "score": 7.0})
+    copy = scores.loc[scores["driver"] == "expertise"].assign(driver="expertise_v2")
+    table = tables.key_drivers(pd.concat([scores, few, constant, copy]), responses).set_index("driver")
+    assert table.loc[["responsiveness", "expertise", "billing"], "excluded_rule"].isna().all()
+    assert table["excluded_rule"].dropna().to_dict() == {
+        "expertise_v2": "collinear", "onboarding": "too_few_ratings", "website": "constant",
+    }
+    assert set(table["excluded_rule"].dropna()) <= set(tables.KEY_DRIVER_EXCLUSIONS)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_key_drivers_min_fit_share_outside_0_1_raises(share: float) -> None:
+    scores, responses = _driver_frames()
+    with pytest.raises(ValueError, match="min_fit_share"):
+        tables.key_drivers(scores, responses, min_fit_share=share)
+
+
 def test_key_drivers_constant_outcome_raises_insufficient_data() -> None:
     scores, responses = _driver_frames()
     with pytest.raises(InsufficientDataError, match="nps_score"):
