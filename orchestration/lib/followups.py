@@ -227,6 +227,10 @@ class FollowupResult:
     deferred: int = 0  # left for the next run by `max_batch`
     stopped_reason: str | None = None  # why the batch ended early, if it did
     warnings: list[str] = field(default_factory=list)  # e.g. a Cc refused while the To was accepted
+    # Of the messages attempted, how many were for an owner whose manager cannot be reached by e-mail
+    # (the fallback copied instead, when set), and one warning per such manager.
+    manager_unreachable: int = 0
+    manager_warnings: list[str] = field(default_factory=list)
     # Seconds per phase of an outbox delivery, for the run log: a slow mailing shows whether the
     # messages, the file system or the ledger took the time. Render and record are this process's;
     # write and sync the writer process's, which works on one batch while the next is rendered.
@@ -234,8 +238,8 @@ class FollowupResult:
 
     @property
     def all_reached(self) -> bool:
-        """Every in-window detractor reached every recipient it was addressed to (or was reached before)."""
-        return not self.failed and not self.warnings
+        """Every in-window detractor reached its rep and the manager (or was reached before)."""
+        return not self.failed and not self.warnings and not self.manager_warnings
 
     @property
     def no_address_count(self) -> int:
@@ -264,8 +268,9 @@ def _clean_address(raw: str | None) -> str | None:
 def rep_emails_from_lake(lake_dir: Path) -> dict[str, str]:
     """Rep id -> e-mail address from `lake/raw/crm_reps`, taking each rep's latest delivered row.
 
-    The latest row wins even when its address is empty (the rep's address was removed), and rows
-    whose address is not a single valid address are left out, so those reps route to the fallback.
+    The latest row wins even when its address is empty (the rep's address was removed). Reps whose
+    latest row is marked inactive (`active = false`: the rep has left) and rows whose address is not
+    a single valid address are left out, so mail for those reps goes to the fallback.
     """
     folder = raw_dir(lake_dir, "crm_reps")
     files = sorted(folder.glob("*.parquet"))
@@ -273,7 +278,7 @@ def rep_emails_from_lake(lake_dir: Path) -> dict[str, str]:
         return {}
     schema = lake_schema("crm_reps")
     table = ds.dataset(files, schema=schema, format="parquet").to_table(
-        columns=["rep_id", "email", "_delivery_seq", "_row_number"]
+        columns=["rep_id", "email", "active", "_delivery_seq", "_row_number"]
     )
     latest: dict[str, tuple[tuple[int, int], str | None]] = {}
     for row in table.to_pylist():
@@ -282,7 +287,8 @@ def rep_emails_from_lake(lake_dir: Path) -> dict[str, str]:
             continue
         order = (row["_delivery_seq"] or 0, row["_row_number"] or 0)
         if rep_id not in latest or order > latest[rep_id][0]:
-            latest[rep_id] = (order, row["email"])
+            # sources.yaml: active defaults to true; only an explicit false means the rep has left.
+            latest[rep_id] = (order, None if row["active"] is False else row["email"])
     emails: dict[str, str] = {}
     for rep_id, (_, raw) in latest.items():
         address = _clean_address(raw)
@@ -319,7 +325,7 @@ def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
                 message_id VARCHAR NOT NULL,
                 sent_at TIMESTAMP NOT NULL,      -- naive UTC: when the server accepted / the file was written
                 recipient VARCHAR NOT NULL,      -- owner rep id, or 'fallback'; never an address
-                cc VARCHAR,                      -- manager rep id when the manager was copied
+                cc VARCHAR,                      -- manager rep id when copied; 'fallback' in an unreachable one's stead
                 transport VARCHAR NOT NULL CHECK (transport IN ('smtp', 'outbox')),
                 run_id VARCHAR NOT NULL,
                 is_fallback BOOLEAN NOT NULL
@@ -403,6 +409,9 @@ class _Outgoing:
     cc_address: str | None
     recipient_ref: str
     is_fallback: bool
+    # The owner has a manager in the CRM who cannot be reached by e-mail (no address, or inactive):
+    # the fallback mailbox, when set, is copied in the manager's stead.
+    manager_unreachable: bool = False
 
     @property
     def response_id(self) -> str:
@@ -414,7 +423,9 @@ class _Outgoing:
 
     @property
     def cc_ref(self) -> str | None:
-        return str(self.detractor.manager_rep_id) if self.cc_address else None
+        if not self.cc_address:
+            return None
+        return FALLBACK_RECIPIENT if self.manager_unreachable else str(self.detractor.manager_rep_id)
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -493,7 +504,9 @@ def _redact(text: str) -> str:
     return _ADDRESS_IN_TEXT.sub("<address>", text)
 
 
-def _compose_body(d: _Detractor, *, reporting_tz: str, is_fallback: bool, manager_copied: bool) -> str:
+def _compose_body(item: _Outgoing, *, reporting_tz: str) -> str:
+    d, is_fallback = item.detractor, item.is_fallback
+    manager_copied = bool(item.cc_address) and not item.manager_unreachable
     tz = ZoneInfo(reporting_tz)
     local = d.responded_at.replace(tzinfo=UTC).astimezone(tz)
     severity = "Strong detractor (0-3)" if d.nps_score <= 3 else "Detractor (4-6)"
@@ -527,7 +540,8 @@ def _compose_body(d: _Detractor, *, reporting_tz: str, is_fallback: bool, manage
         lines.append("  The manager is copied so that an escalation does not wait for a hand-off.")
     if is_fallback:
         reason = (
-            f"the owner rep {d.owner_rep_id} has no e-mail address in the CRM"
+            f"the owner rep {d.owner_rep_id} cannot be reached by e-mail (no address in the CRM, or marked "
+            "inactive)"
             if d.owner_rep_id
             else "the customer has no owner rep in the CRM"
         )
@@ -535,6 +549,14 @@ def _compose_body(d: _Detractor, *, reporting_tz: str, is_fallback: bool, manage
             "",
             f"You receive this as the follow-up fallback because {reason}.",
             "Please assign an owner in the CRM and pass this case on.",
+        ]
+    if item.manager_unreachable:
+        told = ("the follow-up fallback mailbox receives this in the manager's stead"
+                if item.cc_address or is_fallback else "the manager is not told")
+        lines += [
+            "",
+            f"The manager {d.manager_rep_id} cannot be reached by e-mail (no address in the CRM, or marked "
+            f"inactive), so {told}. Please correct the manager's record in the CRM.",
         ]
     lines += ["", f"Response ID: {d.response_id}", "Sent automatically by nps-link."]
     return "\n".join(lines) + "\n"
@@ -568,15 +590,19 @@ def _route(
         return FollowupFailure(
             d.response_id, "no_address", f"{who} and no fallback address is set (NPS_LINK_FOLLOWUP_FALLBACK)"
         )
-    cc_address = (
-        manager_address if manager_address and manager_address.lower() != to_address.lower() else None
-    )
+    # A manager in the CRM without a reachable address is meant to hear of the detractor too: the
+    # fallback mailbox is copied instead (and the run warns), unless the mail already goes there.
+    manager_unreachable = bool(d.manager_rep_id) and manager_address is None and d.manager_rep_id != d.owner_rep_id
+    cc_address = fallback_address if manager_unreachable else manager_address
+    if cc_address is not None and cc_address.lower() == to_address.lower():
+        cc_address = None
     return _Outgoing(
         detractor=d,
         to_address=to_address,
         cc_address=cc_address,
         recipient_ref=recipient_ref,
         is_fallback=is_fallback,
+        manager_unreachable=manager_unreachable,
     )
 
 
@@ -603,9 +629,7 @@ def _build_message(item: _Outgoing, *, from_address: str, reporting_tz: str, dat
     # RFC 3834: an automatic notice; out-of-office replies should not answer it.
     message["Auto-Submitted"] = "auto-generated"
     message["X-NPS-Link-Response-Id"] = _one_line(d.response_id)
-    body = _compose_body(
-        d, reporting_tz=reporting_tz, is_fallback=item.is_fallback, manager_copied=bool(item.cc_address)
-    )
+    body = _compose_body(item, reporting_tz=reporting_tz)
     message.set_content(body, charset="utf-8")
     return message
 
@@ -679,11 +703,7 @@ def _render_fast(item: _Outgoing, *, from_address: str, reporting_tz: str, date:
     headers.append(_plain_header("X-NPS-Link-Response-Id", _one_line(d.response_id)))
     if None in headers:
         return None
-    body = _qp_body(
-        _compose_body(
-            d, reporting_tz=reporting_tz, is_fallback=item.is_fallback, manager_copied=bool(item.cc_address)
-        )
-    )
+    body = _qp_body(_compose_body(item, reporting_tz=reporting_tz))
     if body is None:
         return None
     return "".join(
@@ -986,6 +1006,27 @@ def _deliver_outbox(
             writer.close()
 
 
+def _warn_unreachable_managers(outgoing: Sequence[_Outgoing], result: FollowupResult, *, fallback_set: bool) -> None:
+    """One warning per manager the CRM names who cannot be reached by e-mail, with the messages it concerns.
+
+    DESIGN.md's follow-up tells the rep and the manager; a manager without a usable address (none, not
+    one address, or the rep marked inactive) would otherwise silently miss every detractor of the team.
+    """
+    per_manager: dict[str, int] = {}
+    for item in outgoing:
+        if item.manager_unreachable:
+            manager = str(item.detractor.manager_rep_id)
+            per_manager[manager] = per_manager.get(manager, 0) + 1
+    result.manager_unreachable = sum(per_manager.values())
+    told = ("the fallback mailbox is copied in the manager's stead" if fallback_set
+            else "they go without the manager (NPS_LINK_FOLLOWUP_FALLBACK is not set)")
+    for manager, count in sorted(per_manager.items()):
+        result.manager_warnings.append(
+            f"manager {manager} cannot be reached by e-mail (no address in the CRM, or marked inactive): "
+            f"{count} follow-up{'s' if count != 1 else ''} of the manager's team; {told}"
+        )
+
+
 def send_followups(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -1004,7 +1045,8 @@ def send_followups(
 
     The window is `as_of - window_days < responded_at <= as_of` (naive UTC; an aware `as_of` is
     converted). Each message goes To the owner rep's address (else `fallback_address`), Cc the
-    manager's when known, over `smtp`, or into `outbox_dir` as `.eml` files when `smtp` is None.
+    manager's (else, for a manager the CRM names but who cannot be reached, `fallback_address`, with a
+    warning), over `smtp`, or into `outbox_dir` as `.eml` files when `smtp` is None.
     Over SMTP each accepted message is committed to `ops.followup_ledger` before the next one is
     attempted; in the outbox every `outbox_batch_size` files are synced to disk and then recorded in
     one commit. See the module docstring for the exact guarantee and the SMTP error policy.
@@ -1035,6 +1077,7 @@ def send_followups(
     if max_batch is not None and len(outgoing) > max_batch:
         result.deferred = len(outgoing) - max_batch
         outgoing = outgoing[:max_batch]
+    _warn_unreachable_managers(outgoing, result, fallback_set=fallback is not None)
     if not outgoing:
         return result
     if smtp is None:

@@ -323,6 +323,24 @@ def test_rep_emails_from_lake_latest_delivery_wins_and_bad_addresses_are_left_ou
     }
 
 
+def test_rep_emails_from_lake_leaves_out_a_rep_whose_latest_row_is_inactive(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    folder = lake / "raw" / "crm_reps"
+    folder.mkdir(parents=True)
+    _write_reps(folder, "a", [
+        {"rep_id": "R1", "email": "r1@example.co.jp", "_delivery_seq": 1, "_row_number": 1},
+        {"rep_id": "R2", "email": "r2@example.co.jp", "_delivery_seq": 1, "_row_number": 2, "active": False},
+    ])
+    _write_reps(folder, "b", [
+        # R1 has left the company: mail for R1's customers must go to the fallback, not to a dead desk.
+        {"rep_id": "R1", "email": "r1@example.co.jp", "_delivery_seq": 2, "_row_number": 1, "active": False},
+        # R2 came back; R3's flag is not delivered (the contract's default: active).
+        {"rep_id": "R2", "email": "r2@example.co.jp", "_delivery_seq": 2, "_row_number": 2, "active": True},
+        {"rep_id": "R3", "email": "r3@example.co.jp", "_delivery_seq": 2, "_row_number": 3, "active": None},
+    ])
+    assert rep_emails_from_lake(lake) == {"R2": "r2@example.co.jp", "R3": "r3@example.co.jp"}
+
+
 def test_rep_emails_from_lake_without_deliveries_returns_empty(tmp_path: Path) -> None:
     assert rep_emails_from_lake(tmp_path / "lake") == {}
 
@@ -356,14 +374,53 @@ def test_send_followups_smtp_sends_each_window_detractor_once_with_headers_and_b
     assert "Summary: Strong detractor (0-3)." in body
     assert "What to do:" in body
 
-    # D4: manager M2 has no address, so no Cc; the customer's URL is shown but not as a link.
+    # D4: manager M2 has no address, so the fallback is copied in the manager's stead, and the run
+    # warns about M2; the customer's URL is shown but not as a link.
     d4 = received["D4"]
-    assert d4.rcpt_tos == ["r3@example.co.jp"] and d4.message["Cc"] is None
+    assert d4.rcpt_tos == ["r3@example.co.jp", FALLBACK] and d4.message["Cc"] == FALLBACK
     assert d4.message["Subject"] == "NPS detractor 0/10 - relational - customer C004"
     assert "https[:]//example.com/x" in d4.message.get_content()
+    assert "The manager M2 cannot be reached by e-mail" in d4.message.get_content()
+    assert "The manager is copied" not in d4.message.get_content()
+    assert _ledger(con)["D4"]["cc"] == "fallback"
+    assert result.manager_unreachable == 1 and not result.all_reached
+    assert result.manager_warnings == [
+        "manager M2 cannot be reached by e-mail (no address in the CRM, or marked inactive): "
+        "1 follow-up of the manager's team; the fallback mailbox is copied in the manager's stead"]
     for item in received.values():
         content = item.message.get_content()
         assert "://" not in content and "http" not in content.replace("https[:]//", "")
+
+
+def test_send_followups_manager_without_address_and_no_fallback_warns_and_the_rep_is_still_told(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    # GIVEN no fallback mailbox, and D4's owner R3 has a manager (M2) the CRM gives no address
+    result = _send(con, smtp_server.settings, tmp_path / "outbox", fallback=None)
+
+    # THEN R3 is told, without a Cc, and the run names M2 and fails its check (a CRM record to fix)
+    d4 = smtp_server.handler.by_response()["D4"]
+    assert d4.rcpt_tos == ["r3@example.co.jp"] and d4.message["Cc"] is None
+    assert "cannot be reached by e-mail (no address in the CRM, or marked inactive), so the manager is not told" in (
+        d4.message.get_content())
+    assert _ledger(con)["D4"]["cc"] is None
+    assert result.manager_unreachable == 1 and not result.all_reached
+    assert result.manager_warnings == [
+        "manager M2 cannot be reached by e-mail (no address in the CRM, or marked inactive): "
+        "1 follow-up of the manager's team; they go without the manager (NPS_LINK_FOLLOWUP_FALLBACK is not set)"]
+
+
+def test_send_followups_owner_without_a_manager_in_the_crm_is_not_a_warning(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    # GIVEN M2 gets an address: every manager the CRM names can be reached; D3's customer has no owner
+    # (so no manager) and goes to the fallback
+    result = send_followups(con, rep_emails={**REP_EMAILS, "M2": "m2@example.co.jp"}, as_of=AS_OF,
+                            smtp=smtp_server.settings, outbox_dir=tmp_path / "outbox", fallback_address=FALLBACK,
+                            run_id="run-1")
+    assert (result.sent, result.failed, result.warnings, result.manager_warnings) == (5, [], [], [])
+    assert result.all_reached
+    assert smtp_server.handler.by_response()["D3"].rcpt_tos == [FALLBACK]
 
 
 def test_send_followups_second_call_sends_nothing(
@@ -395,7 +452,7 @@ def test_send_followups_fallback_routing_is_counted_and_no_address_is_retried(
     received = smtp_server.handler.by_response()
     assert received["D2"].rcpt_tos == [FALLBACK, "m1@example.co.jp"]  # manager still copied
     assert received["D3"].rcpt_tos == [FALLBACK]
-    assert "no e-mail address in the CRM" in received["D2"].message.get_content()
+    assert "owner rep R2 cannot be reached by e-mail (no address in the CRM" in received["D2"].message.get_content()
     ledger = _ledger(con)
     assert (ledger["D2"]["recipient"], ledger["D2"]["cc"], ledger["D2"]["is_fallback"]) == (
         "fallback",
@@ -421,7 +478,7 @@ def test_send_followups_ledger_holds_rep_ids_and_never_an_address(
         ("R1", "M1"),
         ("fallback", "M1"),
         ("fallback", None),
-        ("R3", None),
+        ("R3", "fallback"),  # manager M2 has no address: the fallback was copied in M2's stead
     }
     for row in ledger.values():
         outside_message_id = {k: v for k, v in row.items() if k != "message_id"}
@@ -504,7 +561,7 @@ def test_send_followups_owner_deferred_while_the_cc_accepts_stops_and_reaches_th
     smtp_server.handler.rcpt_reply.clear()  # the mailbox has room again
     second = _send(con, smtp_server.settings, tmp_path / "outbox")
 
-    assert (second.sent, second.failed, second.all_reached) == (5, [], True)
+    assert (second.sent, second.failed, second.warnings) == (5, [], [])
     reached_owner = [r for r in smtp_server.handler.received if REP_EMAILS["R1"] in r.rcpt_tos]
     assert {r.message["X-NPS-Link-Response-Id"] for r in reached_owner} == {"D1", "D5"}
     d1 = [r for r in smtp_server.handler.received if r.message["X-NPS-Link-Response-Id"] == "D1"]

@@ -75,21 +75,25 @@ def detractor_followups_sent(
             "already_sent": dg.MetadataValue.int(result.skipped_already_sent),
             "fallback": dg.MetadataValue.int(result.fallback_count),
             "not_delivered": dg.MetadataValue.int(len(result.failed)),
+            "manager_unreachable": dg.MetadataValue.int(result.manager_unreachable),
             "outbox": dg.MetadataValue.path(str(settings.outbox_dir)),
             **{f"outbox_{phase}_seconds": dg.MetadataValue.float(round(seconds, 3))
                for phase, seconds in result.outbox_seconds.items()},
         }
     )
-    # A recipient refused while another took the message: sent and recorded, but someone was not told.
-    for warning in result.warnings[:10]:
+    # A recipient refused while another took the message, or a manager the CRM names without a usable
+    # address: sent and recorded, but someone who should know was not told.
+    for warning in result.warnings[:10] + result.manager_warnings[:10]:
         context.log.warning(f"[followups] {warning}")
-    reasons = sorted({f"{f.reason}: {f.detail}" for f in result.failed})[:10] + result.warnings[:10]
+    reasons = (sorted({f"{f.reason}: {f.detail}" for f in result.failed})[:10] + result.warnings[:10]
+               + result.manager_warnings[:10])
     yield dg.AssetCheckResult(
         passed=result.all_reached,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "not_delivered": len(result.failed),
             "recipients_refused": len(result.warnings),
+            "manager_unreachable": result.manager_unreachable,
             "reasons": "; ".join(reasons) or "none",
         },
     )
