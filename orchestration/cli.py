@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="one full refresh; non-zero exit when a step or blocking check fails")
     run.add_argument("--data-dir", default=None)
     run.add_argument("--as-of", default=None, help="data cut-off date (end of that day, reporting time zone)")
-    run.add_argument("--lang", default=None, choices=["en", "ja"], help="report language")
+    run.add_argument("--lang", default=None, choices=["en", "ja"], help="language of the report and follow-up mails")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--full-refresh", action="store_true",
                      help="rebuild every incremental dbt model from the whole lake instead of the new deliveries")

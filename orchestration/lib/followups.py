@@ -412,6 +412,7 @@ class _Outgoing:
     # The owner has a manager in the CRM who cannot be reached by e-mail (no address, or inactive):
     # the fallback mailbox, when set, is copied in the manager's stead.
     manager_unreachable: bool = False
+    lang: str = "en"  # the language the message is written in (FOLLOWUP_LANGUAGES)
 
     @property
     def response_id(self) -> str:
@@ -504,61 +505,112 @@ def _redact(text: str) -> str:
     return _ADDRESS_IN_TEXT.sub("<address>", text)
 
 
+# The follow-up's words in each language it is written in (NPS_LINK_REPORT_LANG: the report's language).
+# The subject stays ASCII in every language: the fast renderer writes plain headers only, and a
+# first run's backlog (tens of thousands of messages) must not take the email package's slow path.
+FOLLOWUP_LANGUAGES = ("en", "ja")
+_TEXTS: dict[str, dict[str, str]] = {
+    "en": {
+        "strong": "Strong detractor (0-3)",
+        "detractor": "Detractor (4-6)",
+        "after": " after {touchpoint}",
+        "commented": "and left the comment below",
+        "no_comment_said": "without a comment",
+        "summary": "Summary: {severity}. Customer {customer} scored {score}/10 in the {survey} survey{after} on "
+                   "{date} {commented}.",
+        "fields": "Score:         {score} / 10\nSurvey type:   {survey}\nTouchpoint:    {touchpoint}\n"
+                  "Responded:     {responded}\nCustomer:      {customer}\nSegment:       {segment}\n"
+                  "Business unit: {business_unit}\nOwner rep:     {owner}\nManager:       {manager}",
+        "none": "(none)",
+        "comment": "Comment:",
+        "no_comment": "(no comment)",
+        "todo": "What to do:\n"
+                "  1. Contact the customer within 2 business days: listen, acknowledge, and ask what went wrong.\n"
+                "  2. Agree on a concrete fix and a date with the customer; bring in the team that owns the cause.\n"
+                "  3. Log the contact and its outcome in the CRM, quoting response {response_id}.",
+        "manager_copied": "  The manager is copied so that an escalation does not wait for a hand-off.",
+        "owner_unreachable": "the owner rep {owner} cannot be reached by e-mail (no address in the CRM, or marked "
+                             "inactive)",
+        "no_owner": "the customer has no owner rep in the CRM",
+        "fallback": "You receive this as the follow-up fallback because {reason}.\n"
+                    "Please assign an owner in the CRM and pass this case on.",
+        "fallback_told": "the follow-up fallback mailbox receives this in the manager's stead",
+        "manager_not_told": "the manager is not told",
+        "manager_unreachable": "The manager {manager} cannot be reached by e-mail (no address in the CRM, or marked "
+                               "inactive), so {told}. Please correct the manager's record in the CRM.",
+        "footer": "Response ID: {response_id}\nSent automatically by nps-link.",
+    },
+    "ja": {
+        "strong": "強い批判者（0〜3）",
+        "detractor": "批判者（4〜6）",
+        "after": "（{touchpoint}後）",
+        "commented": "以下のコメントを残しました",
+        "no_comment_said": "コメントはありません",
+        "summary": "概要：{severity}。顧客 {customer} が {date} の{survey}調査{after}で {score}/10 と回答し、"
+                   "{commented}。",
+        "survey_relational": "リレーショナル",
+        "survey_transactional": "トランザクショナル",
+        "fields": "スコア：         {score} / 10\n調査の種類：     {survey}\nタッチポイント： {touchpoint}\n"
+                  "回答日時：       {responded}\n顧客：           {customer}\nセグメント：     {segment}\n"
+                  "事業部：         {business_unit}\n担当者：         {owner}\nマネージャー：   {manager}",
+        "none": "（なし）",
+        "comment": "コメント：",
+        "no_comment": "（コメントなし）",
+        "todo": "対応のお願い：\n"
+                "  1. 2営業日以内にお客様へ連絡し、お話を伺って受け止め、何が問題だったかをお尋ねください。\n"
+                "  2. 具体的な改善策と期日をお客様と合意し、原因を担当するチームを巻き込んでください。\n"
+                "  3. 連絡内容と結果を CRM に記録し、回答 {response_id} を記載してください。",
+        "manager_copied": "  エスカレーションが引き継ぎを待たずに進むよう、マネージャーにも写しを送っています。",
+        "owner_unreachable": "担当者 {owner} にメールで連絡できない（CRM にアドレスがない、または無効になっている）",
+        "no_owner": "顧客に CRM 上の担当者がいない",
+        "fallback": "{reason}ため、フォローアップの代替宛先としてこのメールをお送りしています。\n"
+                    "CRM で担当者を割り当て、この件を引き継いでください。",
+        "fallback_told": "マネージャーの代わりにフォローアップの代替宛先へ送っています",
+        "manager_not_told": "マネージャーには届いていません",
+        "manager_unreachable": "マネージャー {manager} にメールで連絡できない（CRM にアドレスがない、または無効に"
+                               "なっている）ため、{told}。CRM のマネージャー情報を修正してください。",
+        "footer": "回答 ID：{response_id}\nnps-link による自動送信です。",
+    },
+}
+
+
 def _compose_body(item: _Outgoing, *, reporting_tz: str) -> str:
     d, is_fallback = item.detractor, item.is_fallback
+    text = _TEXTS[item.lang]
     manager_copied = bool(item.cc_address) and not item.manager_unreachable
     tz = ZoneInfo(reporting_tz)
     local = d.responded_at.replace(tzinfo=UTC).astimezone(tz)
-    severity = "Strong detractor (0-3)" if d.nps_score <= 3 else "Detractor (4-6)"
-    survey = d.survey_type or "NPS"
-    after = f" after {d.touchpoint}" if d.touchpoint else ""
-    commented = "and left the comment below" if d.comment and d.comment.strip() else "without a comment"
+    survey = text.get(f"survey_{d.survey_type}", d.survey_type or "NPS")
+    has_comment = bool(d.comment and d.comment.strip())
     comment = _defang(d.comment.replace("\r\n", "\n").replace("\r", "\n")).strip() if d.comment else ""
     lines = [
-        f"Summary: {severity}. Customer {d.customer_id} scored {d.nps_score}/10 in the {survey} survey"
-        f"{after} on {local:%Y-%m-%d} {commented}.",
+        text["summary"].format(
+            severity=text["strong" if d.nps_score <= 3 else "detractor"], customer=d.customer_id,
+            score=d.nps_score, survey=survey, after=text["after"].format(touchpoint=d.touchpoint) if d.touchpoint
+            else "", date=f"{local:%Y-%m-%d}", commented=text["commented" if has_comment else "no_comment_said"],
+        ),
         "",
-        f"Score:         {d.nps_score} / 10",
-        f"Survey type:   {survey}",
-        f"Touchpoint:    {d.touchpoint or '-'}",
-        f"Responded:     {local:%Y-%m-%d %H:%M} {local.tzname()} ({reporting_tz})",
-        f"Customer:      {d.customer_id}",
-        f"Segment:       {d.segment or '-'}",
-        f"Business unit: {d.business_unit or '-'}",
-        f"Owner rep:     {d.owner_rep_id or '(none)'}",
-        f"Manager:       {d.manager_rep_id or '(none)'}",
+        *text["fields"].format(
+            score=d.nps_score, survey=survey, touchpoint=d.touchpoint or "-",
+            responded=f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({reporting_tz})", customer=d.customer_id,
+            segment=d.segment or "-", business_unit=d.business_unit or "-", owner=d.owner_rep_id or text["none"],
+            manager=d.manager_rep_id or text["none"],
+        ).split("\n"),
         "",
-        "Comment:",
-        *([f"  {line}" for line in comment.split("\n")] if comment else ["  (no comment)"]),
+        text["comment"],
+        *([f"  {line}" for line in comment.split("\n")] if comment else [f"  {text['no_comment']}"]),
         "",
-        "What to do:",
-        "  1. Contact the customer within 2 business days: listen, acknowledge, and ask what went wrong.",
-        "  2. Agree on a concrete fix and a date with the customer; bring in the team that owns the cause.",
-        f"  3. Log the contact and its outcome in the CRM, quoting response {d.response_id}.",
+        *text["todo"].format(response_id=d.response_id).split("\n"),
     ]
     if manager_copied:
-        lines.append("  The manager is copied so that an escalation does not wait for a hand-off.")
+        lines.append(text["manager_copied"])
     if is_fallback:
-        reason = (
-            f"the owner rep {d.owner_rep_id} cannot be reached by e-mail (no address in the CRM, or marked "
-            "inactive)"
-            if d.owner_rep_id
-            else "the customer has no owner rep in the CRM"
-        )
-        lines += [
-            "",
-            f"You receive this as the follow-up fallback because {reason}.",
-            "Please assign an owner in the CRM and pass this case on.",
-        ]
+        reason = text["owner_unreachable"].format(owner=d.owner_rep_id) if d.owner_rep_id else text["no_owner"]
+        lines += ["", *text["fallback"].format(reason=reason).split("\n")]
     if item.manager_unreachable:
-        told = ("the follow-up fallback mailbox receives this in the manager's stead"
-                if item.cc_address or is_fallback else "the manager is not told")
-        lines += [
-            "",
-            f"The manager {d.manager_rep_id} cannot be reached by e-mail (no address in the CRM, or marked "
-            f"inactive), so {told}. Please correct the manager's record in the CRM.",
-        ]
-    lines += ["", f"Response ID: {d.response_id}", "Sent automatically by nps-link."]
+        told = text["fallback_told" if item.cc_address or is_fallback else "manager_not_told"]
+        lines += ["", text["manager_unreachable"].format(manager=d.manager_rep_id, told=told)]
+    lines += ["", *text["footer"].format(response_id=d.response_id).split("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -569,7 +621,7 @@ def _clean_addresses(rep_emails: Mapping[str, str]) -> dict[str, str]:
 
 
 def _route(
-    d: _Detractor, *, addresses: Mapping[str, str], fallback_address: str | None
+    d: _Detractor, *, addresses: Mapping[str, str], fallback_address: str | None, lang: str = "en"
 ) -> _Outgoing | FollowupFailure:
     """Who gets the follow-up: the owner rep (else the fallback), Cc the manager; or why nobody can.
 
@@ -603,6 +655,7 @@ def _route(
         recipient_ref=recipient_ref,
         is_fallback=is_fallback,
         manager_unreachable=manager_unreachable,
+        lang=lang,
     )
 
 
@@ -661,26 +714,30 @@ def _qp_line(line: bytes) -> str:
     return quoprimime.body_encode(line.decode("latin-1"), _MAX_LINE)
 
 
-def _qp_body(body: str) -> str | None:
-    """The body as `set_content(body, charset="utf-8")` writes it, when that is quoted-printable.
+def _encoded_body(body: str) -> tuple[str, str] | None:
+    """The body as `set_content(body, charset="utf-8")` writes it: (Content-Transfer-Encoding, text).
 
     Mirrors email.contentmanager's choice: 7bit/8bit only when every line fits in 78 octets (a
     follow-up always has longer lines), then quoted-printable unless base64 is shorter on the first
-    ten lines. Returns None in the cases we leave to the email package (short lines, base64). The
-    encoding is done line by line (quoprimime.body_encode never carries state across a line break),
-    skipping the lines it would not change; the result is the same text with CRLF line ends.
+    ten lines (a body mostly in Japanese). Returns None in the cases we leave to the email package
+    (short lines, ten lines or fewer). Quoted-printable is encoded line by line
+    (quoprimime.body_encode never carries state across a line break), skipping the lines it would
+    not change; base64 as contentmanager does it, over the CRLF-joined lines, 57 octets a line. The
+    text has CRLF line ends, as the generator writes them.
     """
     lines = body.encode("utf-8").splitlines()
     if len(lines) <= 10 or max(len(line) for line in lines) <= _MAX_LINE:
         return None
-    encoded = [_qp_line(line) for line in lines]
     # contentmanager sniffs the first ten lines joined by CRLF: its quoted-printable form has them
     # joined (and ended) by LF, so it is as long as the encoded lines plus one octet per line.
-    sniff_qp = sum(len(line) for line in encoded[:10]) + 10
+    sniff_qp = sum(len(_qp_line(line)) for line in lines[:10]) + 10
     if sniff_qp > len(binascii.b2a_base64(b"\r\n".join(lines[:10]) + b"\r\n")):
-        return None
+        data = b"\r\n".join(lines) + b"\r\n"
+        step = _MAX_LINE // 4 * 3
+        encoded = "".join(binascii.b2a_base64(data[i:i + step]).decode("ascii") for i in range(0, len(data), step))
+        return "base64", encoded.replace("\n", "\r\n")
     # Soft line breaks inside an encoded line are LF too; the generator writes every line end as CRLF.
-    return ("\n".join(encoded) + "\n").replace("\n", "\r\n")
+    return "quoted-printable", ("\n".join(_qp_line(line) for line in lines) + "\n").replace("\n", "\r\n")
 
 
 def _render_fast(item: _Outgoing, *, from_address: str, reporting_tz: str, date: str) -> bytes | None:
@@ -703,14 +760,15 @@ def _render_fast(item: _Outgoing, *, from_address: str, reporting_tz: str, date:
     headers.append(_plain_header("X-NPS-Link-Response-Id", _one_line(d.response_id)))
     if None in headers:
         return None
-    body = _qp_body(_compose_body(item, reporting_tz=reporting_tz))
-    if body is None:
+    encoded = _encoded_body(_compose_body(item, reporting_tz=reporting_tz))
+    if encoded is None:
         return None
+    transfer_encoding, body = encoded
     return "".join(
         [
             *headers,  # type: ignore[list-item]  # None was ruled out above
             'Content-Type: text/plain; charset="utf-8"\r\n',
-            "Content-Transfer-Encoding: quoted-printable\r\n",
+            f"Content-Transfer-Encoding: {transfer_encoding}\r\n",
             "MIME-Version: 1.0\r\n",
             "\r\n",
             body,
@@ -1038,6 +1096,7 @@ def send_followups(
     fallback_address: str | None,
     run_id: str,
     reporting_tz: str = "Asia/Tokyo",
+    lang: str = "en",
     max_batch: int | None = None,
     outbox_batch_size: int = OUTBOX_BATCH_SIZE,
 ) -> FollowupResult:
@@ -1050,6 +1109,7 @@ def send_followups(
     Over SMTP each accepted message is committed to `ops.followup_ledger` before the next one is
     attempted; in the outbox every `outbox_batch_size` files are synced to disk and then recorded in
     one commit. See the module docstring for the exact guarantee and the SMTP error policy.
+    The body is written in `lang` (FOLLOWUP_LANGUAGES, the report's language); the subject is ASCII.
     `max_batch` caps the messages attempted in this call; the rest are counted as `deferred` and go
     next run.
     """
@@ -1060,6 +1120,8 @@ def send_followups(
     if outbox_batch_size < 1:
         raise ValueError(f"outbox_batch_size must be >= 1, got {outbox_batch_size}")
     ZoneInfo(reporting_tz)  # fail on a bad zone before anything is sent
+    if lang not in FOLLOWUP_LANGUAGES:
+        raise ValueError(f"follow-up language {lang!r} is not one of {', '.join(FOLLOWUP_LANGUAGES)}")
     fallback = _clean_address(fallback_address) if fallback_address else None
     if fallback_address and fallback is None:
         raise ValueError(f"fallback_address is not an e-mail address: {fallback_address!r}")
@@ -1069,7 +1131,7 @@ def send_followups(
     addresses = _clean_addresses(rep_emails)
     outgoing: list[_Outgoing] = []
     for detractor in pending:
-        routed = _route(detractor, addresses=addresses, fallback_address=fallback)
+        routed = _route(detractor, addresses=addresses, fallback_address=fallback, lang=lang)
         if isinstance(routed, FollowupFailure):
             result.failed.append(routed)
         else:

@@ -207,6 +207,7 @@ def _send(
     fallback: str | None = FALLBACK,
     run_id: str = "run-1",
     max_batch: int | None = None,
+    lang: str = "en",
 ) -> FollowupResult:
     return send_followups(
         con,
@@ -217,6 +218,7 @@ def _send(
         fallback_address=fallback,
         run_id=run_id,
         max_batch=max_batch,
+        lang=lang,
     )
 
 
@@ -421,6 +423,39 @@ def test_send_followups_owner_without_a_manager_in_the_crm_is_not_a_warning(
     assert (result.sent, result.failed, result.warnings, result.manager_warnings) == (5, [], [], [])
     assert result.all_reached
     assert smtp_server.handler.by_response()["D3"].rcpt_tos == [FALLBACK]
+
+
+def test_send_followups_in_japanese_writes_the_body_in_japanese_and_keeps_the_subject_plain(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    # GIVEN NPS_LINK_REPORT_LANG=ja (a Japanese company's reps read Japanese)
+    result = _send(con, smtp_server.settings, tmp_path / "outbox", lang="ja")
+    assert (result.sent, result.failed) == (5, [])
+    received = smtp_server.handler.by_response()
+
+    d1 = received["D1"].message
+    body = d1.get_content()
+    assert d1["Subject"] == "NPS detractor 2/10 - support - customer C001"  # ASCII: the fast path's headers
+    assert body.startswith("概要：強い批判者（0〜3）。顧客 C001 が 2025-06-20 のトランザクショナル調査（support後）で "
+                           "2/10 と回答し、以下のコメントを残しました。")
+    assert "調査の種類：     トランザクショナル" in body
+    assert "回答日時：       2025-06-20 10:00 JST (Asia/Tokyo)" in body
+    assert "対応が遅く、担当者から連絡がありませんでした。" in body
+    assert "3. 連絡内容と結果を CRM に記録し、回答 D1 を記載してください。" in body
+    assert "マネージャーにも写しを送っています" in body
+    assert "What to do" not in body and "Summary" not in body
+    # The fallback's and the unreachable manager's notes are in Japanese too.
+    assert "担当者 R2 にメールで連絡できない" in received["D2"].message.get_content()
+    assert "顧客に CRM 上の担当者がいない" in received["D3"].message.get_content()
+    assert "マネージャー M2 にメールで連絡できない" in received["D4"].message.get_content()
+
+
+def test_send_followups_in_a_language_it_cannot_write_refuses_before_sending(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="follow-up language 'fr'"):
+        _send(con, smtp_server.settings, tmp_path / "outbox", lang="fr")
+    assert smtp_server.handler.received == []
 
 
 def test_send_followups_second_call_sends_nothing(
@@ -972,7 +1007,8 @@ def test_render_fast_is_byte_identical_to_email_message_or_declines() -> None:
         cc = ADDRESS_VARIANTS[(i // 5) % len(ADDRESS_VARIANTS)] if i % 5 == 1 else "m1@example.co.jp"
         cc = None if i % 4 == 0 else cc
         item = followups._Outgoing(
-            detractor=detractor, to_address=to, cc_address=cc, recipient_ref="R1", is_fallback=i % 5 == 0
+            detractor=detractor, to_address=to, cc_address=cc, recipient_ref="R1", is_fallback=i % 5 == 0,
+            manager_unreachable=i % 7 == 3, lang=followups.FOLLOWUP_LANGUAGES[(i // 2) % 2],
         )
         kwargs = {"from_address": "nps-link@localhost", "reporting_tz": "Asia/Tokyo", "date": date}
         reference = followups._build_message(item, **kwargs).as_bytes(policy=policy.SMTP)
@@ -1031,10 +1067,14 @@ def test_send_followups_smtp_transmits_the_email_message_bytes(
         assert content == reference
 
 
-def test_qp_body_matches_set_content_on_random_bodies() -> None:
+@pytest.mark.parametrize(("alphabet", "encoding"), [
+    # Mostly ASCII, with the octets quoted-printable must escape or treat specially.
+    (string.ascii_letters * 4 + "    \t\t==.,-対応é", "quoted-printable"),
+    # Mostly Japanese (a follow-up in Japanese): base64 is shorter.
+    ("対応が遅く担当者から連絡ありません。、 " * 3 + string.ascii_letters + "=\t", "base64"),
+])
+def test_encoded_body_matches_set_content_on_random_bodies(alphabet: str, encoding: str) -> None:
     rng = random.Random(11)
-    # Mostly ASCII (else base64 wins), with the octets quoted-printable must escape or treat specially.
-    alphabet = string.ascii_letters * 4 + "    \t\t==.,-対応é"
     checked = 0
     for _ in range(300):
         lines = [_random_text(rng, alphabet, rng.choice([10, 80, 200])) for _ in range(rng.randint(8, 30))]
@@ -1042,11 +1082,12 @@ def test_qp_body_matches_set_content_on_random_bodies() -> None:
         message = EmailMessage(policy=policy.SMTP)
         message.set_content(body, charset="utf-8")
         reference = message.as_bytes(policy=policy.SMTP).split(b"\r\n\r\n", 1)[1]
-        fast = followups._qp_body(body)
-        is_qp = message["Content-Transfer-Encoding"] == "quoted-printable"
-        # Declined exactly when the email package picks another encoding or sees ten lines or fewer.
-        assert (fast is not None) == (is_qp and len(body.encode().splitlines()) > 10)
+        fast = followups._encoded_body(body)
+        chosen = message["Content-Transfer-Encoding"]
+        # Declined exactly when the email package sees ten lines or fewer, or lines short enough for 7/8 bit.
+        assert (fast is not None) == (chosen in ("quoted-printable", "base64") and len(body.encode().splitlines()) > 10)
         if fast is not None:
-            checked += 1
-            assert fast.encode("ascii") == reference
+            assert fast[0] == chosen
+            checked += fast[0] == encoding
+            assert fast[1].encode("ascii") == reference
     assert checked >= 100

@@ -36,6 +36,8 @@ def detractor_followups_sent(
 
     None from a run that looks back at a past date (orchestration.lib.warehouse.look_back_reason).
 
+    Written in the report's language (NPS_LINK_REPORT_LANG, `nps-link run --lang`).
+
     Grain of the ledger `ops.followup_ledger`: one row per response delivered (SMTP accepted, or .eml
     written to <data_dir>/outbox when no SMTP host is set). Reruns and crashes never resend a
     recorded response; see orchestration/lib/followups.py for the exact guarantee.
@@ -61,6 +63,7 @@ def detractor_followups_sent(
             fallback_address=fallback_address_from_env(os.environ),
             run_id=context.run_id,
             reporting_tz=settings.reporting_tz,
+            lang=settings.report_lang,
         )
     phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in result.outbox_seconds.items())
     context.log.info(
