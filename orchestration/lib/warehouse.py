@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,24 @@ def look_back_reason(con: duckdb.DuckDBPyConnection, published_db: Path) -> str 
         return None
     return (f"a look back: as_of {as_of:%Y-%m-%d %H:%M:%S} UTC is before the newest published cut-off, "
             f"{newest:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def stale_followup_window_reason(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why the follow-up window before this run's as_of is past, or None when its detractors are recent.
+
+    Follow-ups are for detractors of the last `followup_window_days`. A run set to a date at least
+    that long before the newest event it loaded (a first deployment's `--as-of` in last year, which
+    no published cut-off marks as a look back yet) would mail detractors that are, by the data's own
+    clock, already past the window. The data's newest event stands for "now", not the wall clock,
+    so a run on demo or replayed data judges by the data it has.
+    """
+    as_of, latest_event, window_days = con.execute(
+        "select as_of_at, latest_event_at, followup_window_days from intermediate.int_run_parameters"
+    ).fetchall()[0]
+    if latest_event is None or latest_event - as_of < timedelta(days=window_days):
+        return None
+    return (f"the follow-up window ends at as_of {as_of:%Y-%m-%d %H:%M:%S} UTC, {window_days} days or more before "
+            f"the newest event loaded ({latest_event:%Y-%m-%d %H:%M:%S} UTC): its detractors are past the window")
 
 
 def _newest_published_as_of(con: duckdb.DuckDBPyConnection, published_db: Path) -> datetime | None:

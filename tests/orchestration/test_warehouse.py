@@ -85,6 +85,22 @@ def test_a_release_that_adds_or_drops_an_analysis_column_keeps_every_earlier_run
     ]
 
 
+def test_the_follow_up_window_is_past_once_it_ends_its_length_before_the_newest_event() -> None:
+    from datetime import timedelta
+
+    from orchestration.lib.warehouse import stale_followup_window_reason
+
+    con = duckdb.connect()
+    as_of = datetime(2025, 6, 30, 14, 59, 59)
+    _set_run_parameters(con, as_of, as_of)  # the cut-off the data gives: the newest event
+    assert stale_followup_window_reason(con) is None
+    _set_run_parameters(con, as_of, as_of + timedelta(days=14) - timedelta(seconds=1))  # 14-day window
+    assert stale_followup_window_reason(con) is None
+    _set_run_parameters(con, as_of, as_of + timedelta(days=14))
+    reason = stale_followup_window_reason(con)
+    assert reason is not None and "2025-06-30 14:59:59" in reason and "2025-07-14 14:59:59" in reason
+
+
 def _with_run_parameters(path: str, as_of: datetime, latest_event: datetime) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(path)
     _set_run_parameters(con, as_of, latest_event)

@@ -11,7 +11,7 @@ from orchestration.lib.followups import (
     send_followups,
 )
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
-from orchestration.lib.warehouse import look_back_reason, run_as_of
+from orchestration.lib.warehouse import look_back_reason, run_as_of, stale_followup_window_reason
 
 
 @dg.asset(
@@ -34,7 +34,9 @@ def detractor_followups_sent(
 ):
     """Follow-up mails for the detractors of the last `followup_window_days` before as_of.
 
-    None from a run that looks back at a past date (orchestration.lib.warehouse.look_back_reason).
+    None from a run that looks back at a past date (orchestration.lib.warehouse.look_back_reason), or
+    whose window ends `followup_window_days` or more before the newest event it loaded
+    (`stale_followup_window_reason`): its detractors are no longer today's.
 
     Written in the report's language (NPS_LINK_REPORT_LANG, `nps-link run --lang`).
 
@@ -45,13 +47,13 @@ def detractor_followups_sent(
     settings = nps_link.settings()
     smtp = SmtpSettings.from_env(os.environ)
     with nps_link.build_connection() as con:
-        look_back = look_back_reason(con, settings.published_db_path)
-        if look_back:
+        not_today = look_back_reason(con, settings.published_db_path) or stale_followup_window_reason(con)
+        if not_today:
             # The detractors of the window before a past as_of are months old: nobody is mailed.
-            context.log.warning(f"[followups] {look_back}: no follow-ups are sent")
-            yield dg.MaterializeResult(metadata={"look_back": look_back, "sent": dg.MetadataValue.int(0)})
+            context.log.warning(f"[followups] {not_today}: no follow-ups are sent")
+            yield dg.MaterializeResult(metadata={"not_sent_because": not_today, "sent": dg.MetadataValue.int(0)})
             yield dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN,
-                                      metadata={"look_back": look_back})
+                                      metadata={"not_sent_because": not_today})
             return
         result = send_followups(
             con,
