@@ -231,6 +231,10 @@ class FollowupResult:
     # (the fallback copied instead, when set), and one warning per such manager.
     manager_unreachable: int = 0
     manager_warnings: list[str] = field(default_factory=list)
+    # Detractors first delivered (or corrected into detractors) since the last publish whose response
+    # is older than the window: never mailed, by the window's rule, but counted so none goes unseen.
+    arrived_after_window: int = 0
+    arrived_after_window_ids: list[str] = field(default_factory=list)  # the newest few, as examples
     # Seconds per phase of an outbox delivery, for the run log: a slow mailing shows whether the
     # messages, the file system or the ledger took the time. Render and record are this process's;
     # write and sync the writer process's, which works on one batch while the next is rendered.
@@ -442,6 +446,35 @@ def _naive_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _count_arrived_after_window(con: duckdb.DuckDBPyConnection, result: FollowupResult, *, as_of: datetime,
+                                window_days: int, delivered_since_seq: int | None) -> None:
+    """Fill `result.arrived_after_window`: late detractors of the deliveries after `delivered_since_seq`.
+
+    A survey vendor's late file, or a response corrected into a detractor, can bring a detractor whose
+    window has already closed. Without a watermark (a first run, whose whole history is new) nothing
+    is counted: the history before the window is not mailed by design.
+    """
+    if delivered_since_seq is None:
+        return
+    schema, table = FOLLOWUPS_TABLE.split(".")
+    has_seq = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "AND column_name = '_delivery_seq'", [schema, table],
+    ).fetchall()[0][0]
+    if not has_seq:
+        return
+    count, newest = con.execute(
+        f"""
+        SELECT count(*), coalesce(list(f.response_id ORDER BY f.responded_at DESC, f.response_id)[1:5], [])
+        FROM {FOLLOWUPS_TABLE} AS f
+        LEFT JOIN {LEDGER_TABLE} AS l ON l.response_id = f.response_id
+        WHERE f._delivery_seq > ? AND f.responded_at <= ? AND f.nps_score <= ? AND l.response_id IS NULL
+        """,
+        [delivered_since_seq, as_of - timedelta(days=window_days), DETRACTOR_MAX_SCORE],
+    ).fetchall()[0]
+    result.arrived_after_window, result.arrived_after_window_ids = int(count), list(newest)
 
 
 def _select_window(
@@ -1097,6 +1130,7 @@ def send_followups(
     run_id: str,
     reporting_tz: str = "Asia/Tokyo",
     lang: str = "en",
+    delivered_since_seq: int | None = None,
     max_batch: int | None = None,
     outbox_batch_size: int = OUTBOX_BATCH_SIZE,
 ) -> FollowupResult:
@@ -1110,6 +1144,8 @@ def send_followups(
     attempted; in the outbox every `outbox_batch_size` files are synced to disk and then recorded in
     one commit. See the module docstring for the exact guarantee and the SMTP error policy.
     The body is written in `lang` (FOLLOWUP_LANGUAGES, the report's language); the subject is ASCII.
+    Detractors delivered after `delivered_since_seq` (the last publish's watermark) that responded
+    before the window are counted in `arrived_after_window`, not sent.
     `max_batch` caps the messages attempted in this call; the rest are counted as `deferred` and go
     next run.
     """
@@ -1128,6 +1164,8 @@ def send_followups(
     ensure_ledger(con)
     pending, already_sent = _select_window(con, as_of=_naive_utc(as_of), window_days=window_days)
     result = FollowupResult(transport="smtp" if smtp else "outbox", skipped_already_sent=already_sent)
+    _count_arrived_after_window(con, result, as_of=_naive_utc(as_of), window_days=window_days,
+                                delivered_since_seq=delivered_since_seq)
     addresses = _clean_addresses(rep_emails)
     outgoing: list[_Outgoing] = []
     for detractor in pending:

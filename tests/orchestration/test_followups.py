@@ -458,6 +458,26 @@ def test_send_followups_in_a_language_it_cannot_write_refuses_before_sending(
     assert smtp_server.handler.received == []
 
 
+def test_send_followups_counts_detractors_that_arrived_after_their_window_and_sends_them_nothing(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    # GIVEN the last publish took deliveries up to 3; delivery 4 brought X2 (responded 20 days before
+    # as_of: its window closed) and D5; X1 (exactly at the window's start) came in delivery 5
+    con.execute("ALTER TABLE marts.detractor_followups ADD COLUMN _delivery_seq BIGINT DEFAULT 1")
+    con.execute("UPDATE marts.detractor_followups SET _delivery_seq = 4 WHERE response_id IN ('X2', 'D5')")
+    con.execute("UPDATE marts.detractor_followups SET _delivery_seq = 5 WHERE response_id = 'X1'")
+    result = send_followups(con, rep_emails=REP_EMAILS, as_of=AS_OF, smtp=smtp_server.settings,
+                            outbox_dir=tmp_path / "outbox", fallback_address=FALLBACK, run_id="run-1",
+                            delivered_since_seq=3)
+    # THEN the window's five are sent as ever; X1 and X2 are counted, newest first, and not sent
+    assert (result.sent, result.arrived_after_window, result.arrived_after_window_ids) == (5, 2, ["X1", "X2"])
+    assert sorted(smtp_server.handler.by_response()) == IN_WINDOW_IDS
+    # AND a first run (no watermark: all its history is new) counts nothing
+    first = send_followups(con, rep_emails=REP_EMAILS, as_of=AS_OF, smtp=smtp_server.settings,
+                           outbox_dir=tmp_path / "outbox", fallback_address=FALLBACK, run_id="run-2")
+    assert (first.sent, first.arrived_after_window) == (0, 0)
+
+
 def test_send_followups_second_call_sends_nothing(
     con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:

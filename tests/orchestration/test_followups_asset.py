@@ -32,7 +32,10 @@ def _prepare(data_dir: Path, *, as_of: datetime, latest_event: datetime) -> None
     con.execute("create table marts.detractor_followups as select 'D1' as response_id, 'C001' as customer_id, "
                 "?::timestamp as responded_at, 2 as nps_score, '遅い' as comment, 'R1' as owner_rep_id, "
                 "'M1' as manager_rep_id, 'support' as touchpoint, 'transactional' as survey_type, "
-                "'smb' as segment, 'staffing' as business_unit", [as_of - timedelta(days=2)])
+                "'smb' as segment, 'staffing' as business_unit, 4 as _delivery_seq", [as_of - timedelta(days=2)])
+    # A detractor of 20 days before as_of, first delivered in this run's delivery 4: its window closed.
+    con.execute("insert into marts.detractor_followups select 'LATE', 'C002', ?::timestamp, 3, null, 'R1', 'M1', "
+                "'billing', 'transactional', 'smb', 'staffing', 4", [as_of - timedelta(days=20)])
     con.close()
     reps = data_dir / "lake" / "raw" / "crm_reps"
     reps.mkdir(parents=True)
@@ -70,6 +73,33 @@ def test_a_first_run_set_weeks_before_its_data_ends_mails_nobody(tmp_path: Path,
     metadata = _materialization(result)
     assert metadata["sent"] == 0 and "its detractors are past the window" in str(metadata["not_sent_because"])
     assert not (tmp_path / "outbox").exists() or list((tmp_path / "outbox").glob("*.eml")) == []
+
+
+def test_the_step_counts_a_detractor_delivered_after_the_last_publish_but_past_its_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_of = datetime(2025, 6, 30, 14, 59, 59)
+    _prepare(tmp_path, as_of=as_of, latest_event=as_of)
+    # The last publish had taken deliveries up to 3.
+    published = duckdb.connect(str(tmp_path / "warehouse" / "nps_link.duckdb"))
+    published.execute("create schema intermediate")
+    published.execute("create table intermediate.int_run_parameters as select * replace (3 as input_seq) "
+                      "from read_parquet(?)", [str(_run_parameters_parquet(tmp_path))])
+    published.close()
+    result = _run_step(tmp_path, monkeypatch)
+    metadata = _materialization(result)
+    assert (metadata["sent"], metadata["arrived_after_window"]) == (1, 1)
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["arrived_after_window"].value == 1
+
+
+def _run_parameters_parquet(data_dir: Path) -> Path:
+    """The build's run parameters as a Parquet file, to copy into another warehouse file."""
+    path = data_dir / "run_parameters.parquet"
+    con = duckdb.connect(str(data_dir / "warehouse" / "build.duckdb"), read_only=True)
+    con.execute(f"copy intermediate.int_run_parameters to '{path}' (format parquet)")
+    con.close()
+    return path
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])

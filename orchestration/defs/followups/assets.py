@@ -11,7 +11,12 @@ from orchestration.lib.followups import (
     send_followups,
 )
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
-from orchestration.lib.warehouse import look_back_reason, run_as_of, stale_followup_window_reason
+from orchestration.lib.warehouse import (
+    look_back_reason,
+    run_as_of,
+    stale_followup_window_reason,
+    stored_run_parameters,
+)
 
 
 @dg.asset(
@@ -66,6 +71,7 @@ def detractor_followups_sent(
             run_id=context.run_id,
             reporting_tz=settings.reporting_tz,
             lang=settings.report_lang,
+            delivered_since_seq=(stored_run_parameters(settings.published_db_path) or {}).get("input_seq"),
         )
     phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in result.outbox_seconds.items())
     context.log.info(
@@ -81,6 +87,7 @@ def detractor_followups_sent(
             "fallback": dg.MetadataValue.int(result.fallback_count),
             "not_delivered": dg.MetadataValue.int(len(result.failed)),
             "manager_unreachable": dg.MetadataValue.int(result.manager_unreachable),
+            "arrived_after_window": dg.MetadataValue.int(result.arrived_after_window),
             "outbox": dg.MetadataValue.path(str(settings.outbox_dir)),
             **{f"outbox_{phase}_seconds": dg.MetadataValue.float(round(seconds, 3))
                for phase, seconds in result.outbox_seconds.items()},
@@ -90,6 +97,12 @@ def detractor_followups_sent(
     # address: sent and recorded, but someone who should know was not told.
     for warning in result.warnings[:10] + result.manager_warnings[:10]:
         context.log.warning(f"[followups] {warning}")
+    if result.arrived_after_window:
+        context.log.warning(
+            f"[followups] {result.arrived_after_window} detractor response(s) arrived after their "
+            f"{settings.followup_window_days}-day follow-up window and are not mailed (newest: "
+            f"{', '.join(result.arrived_after_window_ids)}); see marts.detractor_followups"
+        )
     reasons = (sorted({f"{f.reason}: {f.detail}" for f in result.failed})[:10] + result.warnings[:10]
                + result.manager_warnings[:10])
     yield dg.AssetCheckResult(
@@ -99,6 +112,7 @@ def detractor_followups_sent(
             "not_delivered": len(result.failed),
             "recipients_refused": len(result.warnings),
             "manager_unreachable": result.manager_unreachable,
+            "arrived_after_window": result.arrived_after_window,
             "reasons": "; ".join(reasons) or "none",
         },
     )
