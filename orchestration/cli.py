@@ -26,6 +26,15 @@ if TYPE_CHECKING:
     import dagster as dg
 
 
+def _iso_date(text: str) -> str:
+    """An argparse type: a YYYY-MM-DD date, kept as text; argparse words the error when it is not one."""
+    try:
+        date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD): {exc}") from None
+    return text
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     as_of = date.fromisoformat(args.as_of) if getattr(args, "as_of", None) else None
     return Settings.from_env(data_dir=args.data_dir, as_of=as_of, report_lang=getattr(args, "lang", None))
@@ -53,7 +62,13 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
         summary = append_day(data_dir, seed=args.seed)
     else:
         end = date.fromisoformat(args.end_date) if args.end_date else DEFAULT_END_DATE
-        summary = generate_demo_data(data_dir, customers=args.customers, seed=args.seed, end_date=end)
+        try:
+            summary = generate_demo_data(data_dir, customers=args.customers, seed=args.seed, end_date=end)
+        except FileExistsError as exc:
+            # The generator replaces only its own files; it never overwrites someone's deliveries.
+            print(f"nps-link demo-data: {exc}.\nThe demo data is written only into a data dir whose landing "
+                  "files it wrote itself: choose another --data-dir (NPS_LINK_DATA_DIR).", file=sys.stderr)
+            return 2
     print(f"demo sources written under {data_dir / 'landing'} in {time.perf_counter() - started:.1f} s")
     for source, rows in sorted(summary.rows.items()):
         print(f"  {source:<18} {rows:>12,} rows")
@@ -122,9 +137,37 @@ def write_step_timings(instance: dg.DagsterInstance, run_id: str, path: Path) ->
 RUN_GC_YOUNG_THRESHOLD = 50_000
 
 
+def nothing_to_run_reason(settings: Settings) -> str | None:
+    """Why a run of this data dir would have nothing to build, or None.
+
+    A data dir with no landing file and nothing loaded before is almost always a mistyped
+    `--data-dir` (or a first run before any delivery); a run would create the folders, build empty
+    marts and fail in the analyses with errors about missing values, far from the cause.
+    """
+    from orchestration.lib.lake import load_manifest_path
+
+    if load_manifest_path(settings.lake_dir).exists():
+        return None  # loaded before: a day without new files is a normal run
+    landing = settings.landing_dir
+    if landing.is_dir() and any(p.is_file() and not p.name.startswith(".") for p in landing.glob("*/*")):
+        return None
+    where = f"{landing} has no delivery" if landing.is_dir() else f"there is no {landing}"
+    return (f"nothing to run: {where}, and nothing was loaded into {settings.data_dir} before. Is the data dir "
+            "right (--data-dir, NPS_LINK_DATA_DIR)? Deliveries go to landing/<source>/; "
+            "`nps-link demo-data --data-dir DIR` writes demo sources.")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """One full refresh: ingest -> dbt -> checks -> analysis -> report -> publish."""
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except ValueError as exc:  # a malformed NPS_LINK_* setting, named by Settings
+        print(f"nps-link run: {exc}", file=sys.stderr)
+        return 2
+    reason = nothing_to_run_reason(settings)
+    if reason:
+        print(f"nps-link run: {reason}", file=sys.stderr)
+        return 2
     _export(settings)
     with contextlib.ExitStack() as held:
         # Held for the whole run, and not waited for: a person who started a second run hears so at
@@ -200,7 +243,9 @@ def _run_job(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name}{note}")
     elapsed = time.perf_counter() - started
     if not result.success:
-        print(f"\nRUN FAILED after {elapsed:.0f} s; the published warehouse was left as it was.", file=sys.stderr)
+        left = ("the published warehouse was left as it was" if settings.published_db_path.exists()
+                else "nothing was published (there is no published warehouse yet)")
+        print(f"\nRUN FAILED after {elapsed:.0f} s; {left}.", file=sys.stderr)
         for event in failed_steps:
             error = event.step_failure_data.error
             while error is not None and error.cause is not None:  # the root cause, not Dagster's wrapper
@@ -260,13 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", required=True)
     demo.add_argument("--customers", type=int, default=3000)
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--end-date", default=None, help="last day of history (default: a fixed date)")
+    demo.add_argument("--end-date", default=None, type=_iso_date, help="last day of history (default: a fixed date)")
     demo.add_argument("--append-day", action="store_true", help="add one more day of deliveries")
     demo.set_defaults(func=cmd_demo_data)
 
     run = sub.add_parser("run", help="one full refresh; non-zero exit when a step or blocking check fails")
     run.add_argument("--data-dir", default=None)
-    run.add_argument("--as-of", default=None, help="data cut-off date (end of that day, reporting time zone)")
+    run.add_argument("--as-of", default=None, type=_iso_date,
+                     help="data cut-off date (end of that day, reporting time zone)")
     run.add_argument("--lang", default=None, choices=["en", "ja"], help="language of the report and follow-up mails")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--full-refresh", action="store_true",

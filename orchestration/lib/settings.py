@@ -8,20 +8,32 @@ Every variable is listed in `.env.example` and the README.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T, what: str) -> T:
+    """`parse` of the variable `name`, or `default` when unset; a bad value fails naming the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not {what}: {exc}") from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    return int(raw) if raw else default
+    return _parsed(env, name, int, default, "a whole number")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    return float(raw) if raw else default
+    return _parsed(env, name, float, default, "a number")
 
 
 DEFAULT_REPORTING_TZ = "Asia/Tokyo"
@@ -100,10 +112,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from `env` (default: the process environment), then apply overrides."""
         env = os.environ if env is None else env
-        as_of_raw = env.get("NPS_LINK_AS_OF", "").strip()
         settings = cls(
             data_dir=Path(env.get("NPS_LINK_DATA_DIR", "").strip() or "data").resolve(),
-            as_of=date.fromisoformat(as_of_raw) if as_of_raw else None,
+            as_of=_parsed(env, "NPS_LINK_AS_OF", date.fromisoformat, None, "a date (YYYY-MM-DD)"),
             reporting_tz=reporting_tz_from_env(env),
             source_tz=env.get("NPS_LINK_SOURCE_TZ", "").strip() or "Asia/Tokyo",
             reporting_currency=env.get("NPS_LINK_REPORTING_CURRENCY", "").strip() or "JPY",
