@@ -566,3 +566,36 @@ def test_on_written_raising_fails_the_run_and_the_file_stays_pending(settings: S
     assert [(f.file, f.status) for f in rerun.files] == [("survey_responses/b.csv", "loaded")]
     assert handed == ["survey_responses", "survey_driver_scores"]
     assert [r["response_id"] for r in raw_rows(settings)] in (["s1", "s2"], ["s2", "s1"])
+
+
+def test_a_file_outside_the_sources_folders_is_named_by_the_load_manifests_check(tmp_path: Path) -> None:
+    """sources.yaml: landing/<source>/; a mistyped folder must not be ignored without a word."""
+    import dagster as dg
+
+    from orchestration.definitions import defs
+    from orchestration.lib.ingest import unknown_landing_entries
+    from orchestration.lib.lake import LOAD_MANIFEST_KEY
+
+    landing = tmp_path / "landing"
+    (landing / "orders").mkdir(parents=True)
+    (landing / "ordres").mkdir()
+    (landing / "ordres" / "orders_2025-06-30.csv").write_text("order_id\n1\n")
+    (landing / "ordres" / ".uploading.csv").write_text("x")
+    (landing / "notes.txt").write_text("x")
+    (landing / ".DS_Store").write_text("x")
+    settings = Settings(data_dir=tmp_path)
+    assert unknown_landing_entries(settings) == {"notes.txt": 1, "ordres/": 1}
+
+    key = dg.AssetKey(list(LOAD_MANIFEST_KEY))
+    job = defs().resolve_implicit_global_asset_job_def().get_subset(asset_selection={key})
+    result = job.execute_in_process(run_config={"resources": {"nps_link": {"config": {"data_dir": str(tmp_path)}}}},
+                                    instance=dg.DagsterInstance.ephemeral())
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "landing_layout" and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    assert "landing/notes.txt (1 file), landing/ordres/ (1 file)" in (check.description or "")
+
+    # Moved where it belongs: the folder holds nothing left unread (only an upload in progress).
+    (landing / "ordres" / "orders_2025-06-30.csv").rename(landing / "orders" / "orders_2025-06-30.csv")
+    (landing / "notes.txt").unlink()
+    assert unknown_landing_entries(settings) == {}

@@ -3,7 +3,13 @@
 Plain Python over DuckDB and Arrow (no Dagster); the Dagster assets and the sensor call these.
 """
 
-from orchestration.lib.ingest.engine import ingest_all, ingest_source, pending_files, write_load_manifest
+from orchestration.lib.ingest.engine import (
+    ingest_all,
+    ingest_source,
+    pending_files,
+    unknown_landing_entries,
+    write_load_manifest,
+)
 from orchestration.lib.ingest.results import FileLoadResult, SourceLoadResult
 
 __all__ = [
@@ -12,5 +18,6 @@ __all__ = [
     "ingest_all",
     "ingest_source",
     "pending_files",
+    "unknown_landing_entries",
     "write_load_manifest",
 ]

@@ -148,6 +148,30 @@ def pending_files(settings: Settings) -> dict[str, list[Path]]:
     }
 
 
+def unknown_landing_entries(settings: Settings) -> dict[str, int]:
+    """Folders and files directly under landing/ that are not a source's folder, with the files each holds.
+
+    sources.yaml: files go to landing/<source>/ with <source> one of the contract's keys. A file put
+    in `landing/ordres/` (a typo) or straight into landing/ would otherwise be ignored without a
+    word. Dot-names are skipped, as everywhere in the landing zone (uploads in progress).
+    """
+    landing = settings.landing_dir
+    if not landing.is_dir():
+        return {}
+    sources = set(load_contract().sources)
+    unknown: dict[str, int] = {}
+    for entry in sorted(landing.iterdir()):
+        if entry.name.startswith(".") or (entry.is_dir() and entry.name in sources):
+            continue
+        if entry.is_dir():
+            files = sum(1 for p in entry.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if files:  # an empty folder (an archive made ready) leaves nothing unread
+                unknown[f"{entry.name}/"] = files
+        else:
+            unknown[entry.name] = 1
+    return unknown
+
+
 # ---------------------------------------------------------------------------------------------
 # Writing outputs
 
