@@ -164,17 +164,43 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, path: Path, gzipped: bool, fmt: s
     return [name or "" for name in header[0]] if header else []
 
 
+def first_malformed_json_line(path: Path, gzipped: bool) -> tuple[int, str] | None:
+    """(line number, the parser's complaint) of the first non-blank line that is not valid JSON, or None.
+
+    Asked only after DuckDB refused the file: its error counts lines differently (it named line 3
+    for a broken line 2), and a person fixing a delivery needs the line itself.
+    """
+    with _open_bytes(path, gzipped) as raw:
+        for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace"), start=1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line.strip())
+            except json.JSONDecodeError as exc:
+                return number, f"{exc.msg} at column {exc.colno}"
+    return None
+
+
 def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, gzipped: bool) -> list[str]:
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE jraw AS
-        SELECT json FROM read_json_objects(
-            $path, format = 'newline_delimited', compression = $compression,
-            maximum_object_size = {MAX_RECORD_BYTES}
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE jraw AS
+            SELECT json FROM read_json_objects(
+                $path, format = 'newline_delimited', compression = $compression,
+                maximum_object_size = {MAX_RECORD_BYTES}
+            )
+            """,
+            {"path": str(path), "compression": "gzip" if gzipped else "none"},
         )
-        """,
-        {"path": str(path), "compression": "gzip" if gzipped else "none"},
-    )
+    except duckdb.InvalidInputException:
+        malformed = first_malformed_json_line(path, gzipped)
+        if malformed is None:
+            raise
+        line, complaint = malformed
+        # One broken line is a broken file (truncated, or written by hand): loading the rest would
+        # publish a delivery whose sender does not know what was kept.
+        raise RejectFile("not_json_objects", f"has line {line} that is not valid JSON ({complaint})") from None
     not_object = con.execute(
         "SELECT rowid + 1, json_type(json) FROM jraw WHERE json_type(json) <> 'OBJECT' ORDER BY rowid LIMIT 1"
     ).fetchall()
