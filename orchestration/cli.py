@@ -296,6 +296,46 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return completed.returncode
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Run SQL on the published warehouse, read-only, and print the result (a table, or CSV with --csv).
+
+    The shell of analysts without a DuckDB command line of their own: the published file is in the
+    storage format of the DuckDB that built it (2.0), which the 1.x command line (PyPI's duckdb-cli)
+    cannot read. Read-only, so it never blocks a publish and cannot change the file.
+    """
+    import csv as csv_module
+
+    import duckdb
+
+    settings = _settings(args)
+    query = args.query if args.query is not None else sys.stdin.read()
+    if not query.strip():
+        print("nps-link sql: no query (give it as an argument or on standard input)", file=sys.stderr)
+        return 2
+    if not settings.published_db_path.exists():
+        print(f"nps-link sql: there is no published warehouse at {settings.published_db_path} (run "
+              "`nps-link run` first, or check --data-dir)", file=sys.stderr)
+        return 2
+    con = duckdb.connect(str(settings.published_db_path), read_only=True)
+    try:
+        if args.csv:
+            # A result streamed in chunks: every row, however many, without holding them all.
+            result = con.execute(query)
+            if result.description is not None:
+                writer = csv_module.writer(sys.stdout, lineterminator="\n")
+                writer.writerow([column[0] for column in result.description])
+                while rows := result.fetchmany(10_000):
+                    writer.writerows(rows)
+        elif (relation := con.sql(query)) is not None:  # None: a statement without a result (SET, ...)
+            relation.show(max_width=args.width, max_rows=args.max_rows)
+    except duckdb.Error as exc:
+        print(f"nps-link sql: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        con.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `nps-link` command."""
     parser = argparse.ArgumentParser(prog="nps-link", description=__doc__)
@@ -319,6 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rebuild every incremental dbt model from the whole lake instead of the new deliveries")
     run.add_argument("--timings", default=None, help="write each step's start and end (JSON) to this file")
     run.set_defaults(func=cmd_run)
+
+    sql = sub.add_parser("sql", help="run SQL on the published warehouse (read-only) and print the result")
+    sql.add_argument("query", nargs="?", default=None, help="the SQL (default: read from standard input)")
+    sql.add_argument("--data-dir", default=None)
+    sql.add_argument("--csv", action="store_true", help="print every row as CSV instead of a table")
+    sql.add_argument("--max-rows", type=int, default=40, help="rows the table shows (default 40)")
+    sql.add_argument("--width", type=int, default=200, help="characters the table may be wide (default 200)")
+    sql.set_defaults(func=cmd_sql, as_of=None)
 
     docs = sub.add_parser("docs", help="build the dbt docs site as static files")
     docs.add_argument("--data-dir", default=None)
