@@ -325,7 +325,7 @@ def dose_response(
 KEY_DRIVER_EXCLUSIONS = (
     "too_few_ratings",  # rated on fewer than min_n responses at all
     "not_rated_together",  # fewer than min_n responses rate it and every item already fitted
-    "shrinks_fit",  # fitting it would leave out more than 1 - min_fit_share of the responses fitted so far
+    "shrinks_fit",  # fitting it would leave fewer than min_fit_share of the responses the first item is rated on
     "constant",  # every rating the same (or the score constant) on the responses it would be fitted on
     "collinear",  # a linear combination of fitted items, e.g. the same question under a second name
     "too_few_rows",  # fewer complete rows than the relative weights need for that many items
@@ -349,9 +349,11 @@ def _select_drivers(moments: RatingMoments, coverage: pd.Series, min_n: int, min
     the complete cases of all items can be tiny. Drivers enter in decreasing coverage; a driver
     joins only if
     - the responses that rate it and every driver already in still number at least `min_n`,
-    - they are at least `min_fit_share` of the responses the drivers already in are fitted on: an
-      item asked on a few responses (a pilot question) would otherwise shrink every weight's fit to
-      those few and reorder the ranking by chance,
+    - they are at least `min_fit_share` of the responses that rate the first (most rated) driver:
+      an item asked on a few responses (a pilot question) would otherwise shrink every weight's
+      fit to those few and reorder the ranking by chance. The share is of the first driver's
+      responses, not of the fit so far, so that items joining one after another cannot halve the
+      fit again and again,
     - and the relative-weights fit on them succeeds (it refuses a constant item or outcome and
       perfectly collinear items, e.g. the same question delivered under two names).
     """
@@ -369,10 +371,12 @@ def _select_drivers(moments: RatingMoments, coverage: pd.Series, min_n: int, min
                 f"fitted ({fitted}); min_n={min_n}"
             ))
             continue
-        if selected and n_rows < min_fit_share * n_fit:
+        base = int(coverage.iloc[0])  # the responses rating the first driver: the largest fit there can be
+        if selected and n_rows < min_fit_share * base:
             excluded[driver] = ("shrinks_fit", (
-                f"only {n_rows} of the {n_fit} responses the drivers already fitted ({fitted}) are fitted on "
-                f"rate it too; fitting it would leave out the other {n_fit - n_rows} (min_fit_share={min_fit_share:g})"
+                f"only {n_rows} responses rate it together with the drivers already fitted ({fitted}), fewer than "
+                f"min_fit_share={min_fit_share:g} of the {base} responses that rate {selected[0]}; fitting it "
+                f"would rest every weight on those {n_rows}"
             ))
             continue
         try:
@@ -399,7 +403,7 @@ def key_drivers(
     as ``marts.fct_survey_driver_scores``) and `responses` (``response_id, nps_score``). A driver
     needs at least `min_n` rating responses. The drivers are fitted together on the responses that
     rate all of them (chosen greedily by coverage, see ``_select_drivers``: an item joins only while
-    at least `min_fit_share` of the responses fitted so far rate it too) with Johnson's relative
+    they stay at least `min_fit_share` of the responses rating the most rated item) with Johnson's relative
     weights (:func:`analysis.drivers.relative_weights`) of ``nps_score`` on the items.
 
     Returns one row per driver: fitted drivers first by ``rank`` (1 = most important), then the

@@ -230,16 +230,16 @@ CATALOG: dict[str, dict[str, str]] = {
         "ja": "評価件数が少なく、重要度を推定できません",
     },
     "why_not_rated_together": {
-        "en": "asked on other surveys than the ranked items: too few responses rate it together with them, "
-        "so its importance cannot be compared with theirs",
-        "ja": "順位を付けた項目とは別の調査で尋ねられており、同じ回答で一緒に評価された件数が少ないため、"
-        "重要度を比較できません",
+        "en": "too few responses rate it together with the ranked items (it is asked on other surveys, or mostly "
+        "skipped), so its importance cannot be compared with theirs",
+        "ja": "順位を付けた項目と同じ回答で一緒に評価された件数が少ない（別の調査で尋ねている、または多くの回答で"
+        "未回答）ため、重要度を比較できません",
     },
     "why_shrinks_fit": {
-        "en": "rated on only a small part of the responses the ranked items come from; including it would rest "
-        "every importance on that part alone",
-        "ja": "順位を付けた項目の回答のうちごく一部でしか評価されておらず、含めるとすべての重要度がその一部だけに"
-        "基づくことになります",
+        "en": "rated together with the ranked items on only a small part of their responses; including it would "
+        "rest every importance on that part alone",
+        "ja": "順位を付けた項目の回答のうちごく一部でしか一緒に評価されておらず、含めるとすべての重要度がその一部"
+        "だけに基づくことになります",
     },
     "why_constant": {
         "en": "every rating is the same, so it cannot explain differences in the score",

@@ -222,12 +222,28 @@ def test_key_drivers_item_on_a_few_responses_does_not_shrink_the_fit_of_the_othe
     assert table["n_fit"].dropna().tolist() == [2000, 2000, 2000]
     assert table.loc[["responsiveness", "expertise", "billing"], "rank"].tolist() == [1, 2, 3]
     assert table.at["pilot_item", "excluded_rule"] == "shrinks_fit"
-    assert "only 60 of the 2000 responses" in table.at["pilot_item", "excluded_reason"]
-    assert "leave out the other 1940" in table.at["pilot_item", "excluded_reason"]
+    assert table.at["pilot_item", "excluded_reason"] == (
+        "only 60 responses rate it together with the drivers already fitted (billing, expertise, responsiveness), "
+        "fewer than min_fit_share=0.5 of the 2000 responses that rate billing; fitting it would rest every weight "
+        "on those 60")
     assert table.at["pilot_item", "n"] == 60 and pd.isna(table.at["pilot_item", "importance"])
     # AND with min_fit_share=0 the pilot item joins, and every weight then rests on its 60 responses
     shrunk = tables.key_drivers(pd.concat([scores, pilot]), responses, min_fit_share=0.0)
     assert shrunk["n_fit"].dropna().tolist() == [60, 60, 60, 60]
+
+
+def test_key_drivers_items_joining_one_after_another_cannot_halve_the_fit_again_and_again() -> None:
+    # GIVEN 1,000 responses: three items rated on all, 'c' on 600 of them, 'd' on 320 of those 600
+    scores, responses = _driver_frames(n=1000)
+    rng = np.random.default_rng(5)
+    extra = pd.concat([
+        pd.DataFrame({"response_id": [f"r{i}" for i in range(600)], "driver": "c", "score": rng.integers(0, 11, 600)}),
+        pd.DataFrame({"response_id": [f"r{i}" for i in range(320)], "driver": "d", "score": rng.integers(0, 11, 320)}),
+    ])
+    table = tables.key_drivers(pd.concat([scores, extra]), responses).set_index("driver")
+    # THEN 'c' joins (600 >= half of 1,000) and 'd' does not (320 < 500), though 320 is over half of 600
+    assert table["n_fit"].dropna().unique().tolist() == [600]
+    assert pd.notna(table.at["c", "rank"]) and table.at["d", "excluded_rule"] == "shrinks_fit"
 
 
 def test_key_drivers_item_never_asked_with_the_fitted_ones_says_no_response_rates_them_together() -> None:
