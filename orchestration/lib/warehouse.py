@@ -139,15 +139,15 @@ def write_run_table(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFr
 # difference (an integer column whose run had a NULL and came as a float) is cast on insert as before:
 # narrowing a stored type could lose the earlier runs' values.
 _TYPE_UPGRADES = {("TIMESTAMP", "DATE")}
-# A frame column with nothing but None (an object column) has DuckDB's NULL type; a column added for
-# it must still take the later runs' text, and a stored one takes the type of the first run with values.
-_TYPE_OF_ALL_NULL = {'"NULL"': "VARCHAR"}
+# A frame column with nothing but None (an object column) has DuckDB's NULL type: stored so, it takes
+# the type of the first run with values (text or numbers alike).
+_NULL_TYPE = '"NULL"'
 
 
 def _converted_in_place(stored: str, incoming: str) -> bool:
     """Whether a stored column takes this run's type, keeping the earlier runs' values."""
     # A column of the NULL type holds nothing but NULLs: any type keeps them.
-    return (stored, incoming) in _TYPE_UPGRADES or (stored in _TYPE_OF_ALL_NULL and incoming not in _TYPE_OF_ALL_NULL)
+    return (stored, incoming) in _TYPE_UPGRADES or (stored == _NULL_TYPE and incoming != _NULL_TYPE)
 
 
 def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, out: pd.DataFrame, run_id: str) -> int:
@@ -167,7 +167,7 @@ def _replace_run_rows(con: duckdb.DuckDBPyConnection, table: str, out: pd.DataFr
         incoming = {name: kind for name, kind, *_ in con.execute("describe run_rows").fetchall()}
         for column, kind in incoming.items():
             if column not in stored:
-                con.execute(f'alter table {target} add column "{column}" {_TYPE_OF_ALL_NULL.get(kind, kind)}')
+                con.execute(f'alter table {target} add column "{column}" {kind}')
             elif _converted_in_place(stored[column], kind):
                 con.execute(f'alter table {target} alter column "{column}" type {kind}')
         con.execute(f"delete from {target} where run_id = ?", [run_id])

@@ -76,6 +76,12 @@ def test_a_release_that_adds_or_drops_an_analysis_column_keeps_every_earlier_run
     for _ in range(2):
         write_run_table(con, "key_drivers", this.drop(columns="excluded_reason"), run_id="later", as_of=as_of)
 
+    # A column new in a run where it is empty takes the type of the first run with values: numbers here.
+    write_run_table(con, "key_drivers", this.assign(weight=None), run_id="weights-empty", as_of=as_of)
+    write_run_table(con, "key_drivers", this.assign(weight=[0.5, None]), run_id="weights-set", as_of=as_of)
+    assert con.execute("select weight from analysis.key_drivers where run_id = 'weights-set' and driver = 'expertise'"
+                       ).fetchall() == [(0.5,)]
+    con.execute("delete from analysis.key_drivers where run_id like 'weights-%'")
     rows = con.execute("select run_id, driver, importance, excluded_reason, excluded_rule from analysis.key_drivers "
                        "order by run_id, driver").fetchall()
     assert rows == [
