@@ -35,9 +35,16 @@ def _iso_date(text: str) -> str:
     return text
 
 
+class SettingError(ValueError):
+    """A malformed NPS_LINK_* setting (Settings names the variable): the command says so in one line."""
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     as_of = date.fromisoformat(args.as_of) if getattr(args, "as_of", None) else None
-    return Settings.from_env(data_dir=args.data_dir, as_of=as_of, report_lang=getattr(args, "lang", None))
+    try:
+        return Settings.from_env(data_dir=args.data_dir, as_of=as_of, report_lang=getattr(args, "lang", None))
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
 
 
 def _export(settings: Settings) -> None:
@@ -148,10 +155,14 @@ def nothing_to_run_reason(settings: Settings) -> str | None:
 
     if load_manifest_path(settings.lake_dir).exists():
         return None  # loaded before: a day without new files is a normal run
+    from quality.contract import load_contract
+
     landing = settings.landing_dir
-    if landing.is_dir() and any(p.is_file() and not p.name.startswith(".") for p in landing.glob("*/*")):
-        return None
-    where = f"{landing} has no delivery" if landing.is_dir() else f"there is no {landing}"
+    # Ingestion reads a source's folder all the way down; dot-names are uploads still in progress.
+    for source in load_contract().sources:
+        if any(p.is_file() and not p.name.startswith(".") for p in (landing / source).rglob("*")):
+            return None
+    where = f"{landing} has no delivery in a source's folder" if landing.is_dir() else f"there is no {landing}"
     return (f"nothing to run: {where}, and nothing was loaded into {settings.data_dir} before. Is the data dir "
             "right (--data-dir, NPS_LINK_DATA_DIR)? Deliveries go to landing/<source>/; "
             "`nps-link demo-data --data-dir DIR` writes demo sources.")
@@ -159,11 +170,7 @@ def nothing_to_run_reason(settings: Settings) -> str | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """One full refresh: ingest -> dbt -> checks -> analysis -> report -> publish."""
-    try:
-        settings = _settings(args)
-    except ValueError as exc:  # a malformed NPS_LINK_* setting, named by Settings
-        print(f"nps-link run: {exc}", file=sys.stderr)
-        return 2
+    settings = _settings(args)
     reason = nothing_to_run_reason(settings)
     if reason:
         print(f"nps-link run: {reason}", file=sys.stderr)
@@ -377,7 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nps-link` console script."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SettingError as exc:
+        print(f"nps-link {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 # The exit status of a `main` that returned; None while it runs or when it raised.

@@ -91,8 +91,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from analysis.report.i18n import label_for
 from orchestration.lib import outbox_writer
 from orchestration.lib.lake import lake_schema, raw_dir
+from orchestration.lib.warehouse import has_column
 
 LEDGER_TABLE = "ops.followup_ledger"
 FOLLOWUPS_TABLE = "marts.detractor_followups"
@@ -227,8 +229,8 @@ class FollowupResult:
     deferred: int = 0  # left for the next run by `max_batch`
     stopped_reason: str | None = None  # why the batch ended early, if it did
     warnings: list[str] = field(default_factory=list)  # e.g. a Cc refused while the To was accepted
-    # Of the messages attempted, how many were for an owner whose manager cannot be reached by e-mail
-    # (the fallback copied instead, when set), and one warning per such manager.
+    # Of the messages this run addressed (delivered or not), how many were for an owner whose manager
+    # cannot be reached by e-mail (the fallback copied instead, when set); one warning per such manager.
     manager_unreachable: int = 0
     manager_warnings: list[str] = field(default_factory=list)
     # Detractors first delivered (or corrected into detractors) since the last publish whose response
@@ -448,32 +450,45 @@ def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
+_PREVIOUS = "_previous_publish"  # the alias the last published warehouse is attached under
+
+
 def _count_arrived_after_window(con: duckdb.DuckDBPyConnection, result: FollowupResult, *, as_of: datetime,
-                                window_days: int, delivered_since_seq: int | None) -> None:
-    """Fill `result.arrived_after_window`: late detractors of the deliveries after `delivered_since_seq`.
+                                window_days: int, delivered_since_seq: int | None, previous_db: Path | None) -> None:
+    """Fill `result.arrived_after_window`: detractors new since the last publish whose window had closed.
 
     A survey vendor's late file, or a response corrected into a detractor, can bring a detractor whose
-    window has already closed. Without a watermark (a first run, whose whole history is new) nothing
-    is counted: the history before the window is not mailed by design.
+    window has already closed. Candidates are the detractors delivered after `delivered_since_seq`
+    (the last publish's watermark) that responded before the window and were never mailed; those the
+    last published warehouse `previous_db` already held as detractors are not new (an overlapping
+    re-export, a corrected comment, or one that could not be routed while in its window, reported
+    then). Without a watermark (a first run, whose whole history is new) nothing is counted: the
+    history before the window is not mailed by design.
     """
-    if delivered_since_seq is None:
+    if delivered_since_seq is None or not has_column(con, FOLLOWUPS_TABLE, "_delivery_seq"):
         return
-    schema, table = FOLLOWUPS_TABLE.split(".")
-    has_seq = con.execute(
-        "SELECT count(*) FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-        "AND column_name = '_delivery_seq'", [schema, table],
-    ).fetchall()[0][0]
-    if not has_seq:
-        return
-    count, newest = con.execute(
-        f"""
-        SELECT count(*), coalesce(list(f.response_id ORDER BY f.responded_at DESC, f.response_id)[1:5], [])
-        FROM {FOLLOWUPS_TABLE} AS f
-        LEFT JOIN {LEDGER_TABLE} AS l ON l.response_id = f.response_id
-        WHERE f._delivery_seq > ? AND f.responded_at <= ? AND f.nps_score <= ? AND l.response_id IS NULL
-        """,
-        [delivered_since_seq, as_of - timedelta(days=window_days), DETRACTOR_MAX_SCORE],
-    ).fetchall()[0]
+    attached = previous_db is not None and previous_db.exists()
+    if attached:
+        con.execute(f"ATTACH '{str(previous_db).replace(chr(39), chr(39) * 2)}' AS {_PREVIOUS} (READ_ONLY)")
+    try:
+        known = attached and has_column(con, "marts.fct_survey_responses", "nps_score", catalog=_PREVIOUS)
+        not_known = (
+            f"AND NOT EXISTS (SELECT 1 FROM {_PREVIOUS}.marts.fct_survey_responses AS p "
+            f"WHERE p.response_id = f.response_id AND p.nps_score <= {DETRACTOR_MAX_SCORE})"
+        ) if known else ""
+        count, newest = con.execute(
+            f"""
+            SELECT count(*), coalesce(list(f.response_id ORDER BY f.responded_at DESC, f.response_id)[1:5], [])
+            FROM {FOLLOWUPS_TABLE} AS f
+            LEFT JOIN {LEDGER_TABLE} AS l ON l.response_id = f.response_id
+            WHERE f._delivery_seq > ? AND f.responded_at <= ? AND f.nps_score <= ? AND l.response_id IS NULL
+                {not_known}
+            """,
+            [delivered_since_seq, as_of - timedelta(days=window_days), DETRACTOR_MAX_SCORE],
+        ).fetchall()[0]
+    finally:
+        if attached:
+            con.execute(f"DETACH {_PREVIOUS}")
     result.arrived_after_window, result.arrived_after_window_ids = int(count), list(newest)
 
 
@@ -538,10 +553,10 @@ def _redact(text: str) -> str:
     return _ADDRESS_IN_TEXT.sub("<address>", text)
 
 
-# The follow-up's words in each language it is written in (NPS_LINK_REPORT_LANG: the report's language).
+# The follow-up's words in each language it is written in (NPS_LINK_REPORT_LANG: the report's language;
+# a test keeps the two lists the same). Survey types are worded by the report's catalogue.
 # The subject stays ASCII in every language: the fast renderer writes plain headers only, and a
 # first run's backlog (tens of thousands of messages) must not take the email package's slow path.
-FOLLOWUP_LANGUAGES = ("en", "ja")
 _TEXTS: dict[str, dict[str, str]] = {
     "en": {
         "strong": "Strong detractor (0-3)",
@@ -576,13 +591,11 @@ _TEXTS: dict[str, dict[str, str]] = {
     "ja": {
         "strong": "強い批判者（0〜3）",
         "detractor": "批判者（4〜6）",
-        "after": "（{touchpoint}後）",
+        "after": "（タッチポイント：{touchpoint}）",
         "commented": "以下のコメントを残しました",
-        "no_comment_said": "コメントはありません",
+        "no_comment_said": "コメントは残していません",
         "summary": "概要：{severity}。顧客 {customer} が {date} の{survey}調査{after}で {score}/10 と回答し、"
                    "{commented}。",
-        "survey_relational": "リレーショナル",
-        "survey_transactional": "トランザクショナル",
         "fields": "スコア：         {score} / 10\n調査の種類：     {survey}\nタッチポイント： {touchpoint}\n"
                   "回答日時：       {responded}\n顧客：           {customer}\nセグメント：     {segment}\n"
                   "事業部：         {business_unit}\n担当者：         {owner}\nマネージャー：   {manager}",
@@ -607,13 +620,20 @@ _TEXTS: dict[str, dict[str, str]] = {
 }
 
 
+FOLLOWUP_LANGUAGES = tuple(_TEXTS)
+
+
 def _compose_body(item: _Outgoing, *, reporting_tz: str) -> str:
     d, is_fallback = item.detractor, item.is_fallback
     text = _TEXTS[item.lang]
     manager_copied = bool(item.cc_address) and not item.manager_unreachable
     tz = ZoneInfo(reporting_tz)
     local = d.responded_at.replace(tzinfo=UTC).astimezone(tz)
-    survey = text.get(f"survey_{d.survey_type}", d.survey_type or "NPS")
+    # English keeps the source's own word (it reads as plain English in the sentence); other languages
+    # take the report's label of a known survey type.
+    survey = d.survey_type or "NPS"
+    if item.lang != "en" and d.survey_type:
+        survey = label_for(item.lang, "survey", d.survey_type)
     has_comment = bool(d.comment and d.comment.strip())
     comment = _defang(d.comment.replace("\r\n", "\n").replace("\r", "\n")).strip() if d.comment else ""
     lines = [
@@ -1131,6 +1151,7 @@ def send_followups(
     reporting_tz: str = "Asia/Tokyo",
     lang: str = "en",
     delivered_since_seq: int | None = None,
+    previous_db: Path | None = None,
     max_batch: int | None = None,
     outbox_batch_size: int = OUTBOX_BATCH_SIZE,
 ) -> FollowupResult:
@@ -1145,7 +1166,8 @@ def send_followups(
     one commit. See the module docstring for the exact guarantee and the SMTP error policy.
     The body is written in `lang` (FOLLOWUP_LANGUAGES, the report's language); the subject is ASCII.
     Detractors delivered after `delivered_since_seq` (the last publish's watermark) that responded
-    before the window are counted in `arrived_after_window`, not sent.
+    before the window, and were no detractors in `previous_db` (the last published warehouse), are
+    counted in `arrived_after_window`, not sent.
     `max_batch` caps the messages attempted in this call; the rest are counted as `deferred` and go
     next run.
     """
@@ -1165,7 +1187,7 @@ def send_followups(
     pending, already_sent = _select_window(con, as_of=_naive_utc(as_of), window_days=window_days)
     result = FollowupResult(transport="smtp" if smtp else "outbox", skipped_already_sent=already_sent)
     _count_arrived_after_window(con, result, as_of=_naive_utc(as_of), window_days=window_days,
-                                delivered_since_seq=delivered_since_seq)
+                                delivered_since_seq=delivered_since_seq, previous_db=previous_db)
     addresses = _clean_addresses(rep_emails)
     outgoing: list[_Outgoing] = []
     for detractor in pending:

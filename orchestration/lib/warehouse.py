@@ -101,7 +101,7 @@ def stale_followup_window_reason(con: duckdb.DuckDBPyConnection) -> str | None:
 def _newest_published_as_of(con: duckdb.DuckDBPyConnection, published_db: Path) -> datetime | None:
     """The newest cut-off ever published: the build's publish ledger's, or the published file's if later."""
     cut_offs = []
-    if _has_column(con, PUBLISHED_RUNS, "as_of"):
+    if has_column(con, PUBLISHED_RUNS, "as_of"):
         cut_offs.append(con.execute(f"select max(as_of) from {PUBLISHED_RUNS}").fetchall()[0][0])
     published = stored_run_parameters(published_db)
     if published is not None:
@@ -109,12 +109,13 @@ def _newest_published_as_of(con: duckdb.DuckDBPyConnection, published_db: Path) 
     return max((c for c in cut_offs if c is not None), default=None)
 
 
-def _has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
-    """Whether `schema.table` exists with `column`."""
+def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str, *, catalog: str | None = None) -> bool:
+    """Whether `schema.table` (of the attached database `catalog`, else any) exists with `column`."""
     schema, name = table.split(".")
     return con.execute(
-        "select count(*) from information_schema.columns where table_schema = ? and table_name = ? and column_name = ?",
-        [schema, name, column],
+        "select count(*) from information_schema.columns where table_schema = ? and table_name = ? "
+        "and column_name = ? and (? is null or table_catalog = ?)",
+        [schema, name, column, catalog, catalog],
     ).fetchall()[0][0] > 0
 
 
@@ -297,10 +298,10 @@ def keep_published_runs_only(
                 if newest is not None and (run not in cut_off_of or newest > cut_off_of[run]):
                     cut_off_of[run] = newest
         holders = {table: set(runs) for table, runs in runs_of.items()}
-        ledger_exists = _has_column(con, PUBLISHED_RUNS, "run_id")
+        ledger_exists = has_column(con, PUBLISHED_RUNS, "run_id")
         if ledger_exists:
             published_before = {run for (run,) in con.execute(f"select run_id from {PUBLISHED_RUNS}").fetchall()}
-            if not _has_column(con, PUBLISHED_RUNS, "as_of"):
+            if not has_column(con, PUBLISHED_RUNS, "as_of"):
                 # A ledger from before the cut-off was recorded (look_back_reason reads it): each run's
                 # cut-off from its analysis rows, NULL for a run that has none left.
                 con.execute(f"alter table {PUBLISHED_RUNS} add column as_of timestamp")

@@ -24,10 +24,13 @@ def test_nothing_to_run_only_without_a_delivery_and_without_an_earlier_load(tmp_
     settings = Settings(data_dir=tmp_path)
     (tmp_path / "landing" / "orders").mkdir(parents=True)
     (tmp_path / "landing" / "orders" / ".being_uploaded.csv").write_text("x")  # not a delivery yet
-    assert "has no delivery" in (nothing_to_run_reason(settings) or "")
-    (tmp_path / "landing" / "orders" / "orders_2025-06-30.csv").write_text("x")
+    (tmp_path / "landing" / "ordres").mkdir()
+    (tmp_path / "landing" / "ordres" / "orders_2025-06-30.csv").write_text("x")  # not a source's folder
+    assert "has no delivery in a source's folder" in (nothing_to_run_reason(settings) or "")
+    (tmp_path / "landing" / "orders" / "2025-06").mkdir()
+    (tmp_path / "landing" / "orders" / "2025-06" / "orders_2025-06-30.csv").write_text("x")  # read, however deep
     assert nothing_to_run_reason(settings) is None
-    (tmp_path / "landing" / "orders" / "orders_2025-06-30.csv").unlink()
+    (tmp_path / "landing" / "orders" / "2025-06" / "orders_2025-06-30.csv").unlink()
     (tmp_path / "lake").mkdir()
     (tmp_path / "lake" / "load_manifest.parquet").write_bytes(b"")  # loaded before: a day with no new file
     assert nothing_to_run_reason(settings) is None
@@ -44,8 +47,10 @@ def test_a_date_that_is_not_one_is_refused_by_name(capsys: pytest.CaptureFixture
     assert "NPS_LINK_AS_OF='2026-13-01' is not a date (YYYY-MM-DD)" in capsys.readouterr().err
     monkeypatch.delenv("NPS_LINK_AS_OF")
     monkeypatch.setenv("NPS_LINK_REPEAT_WINDOW_DAYS", "ninety")
-    assert main(["run", "--data-dir", str(tmp_path)]) == 2
-    assert "NPS_LINK_REPEAT_WINDOW_DAYS='ninety' is not a whole number" in capsys.readouterr().err
+    for command in (["run"], ["sql", "select 1"], ["docs"]):
+        assert main([*command, "--data-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"nps-link {command[0]}: NPS_LINK_REPEAT_WINDOW_DAYS='ninety' is not a whole number" in err
 
 
 def test_demo_data_into_a_dir_with_someone_elses_deliveries_refuses_in_words(

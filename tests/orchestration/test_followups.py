@@ -436,8 +436,8 @@ def test_send_followups_in_japanese_writes_the_body_in_japanese_and_keeps_the_su
     d1 = received["D1"].message
     body = d1.get_content()
     assert d1["Subject"] == "NPS detractor 2/10 - support - customer C001"  # ASCII: the fast path's headers
-    assert body.startswith("概要：強い批判者（0〜3）。顧客 C001 が 2025-06-20 のトランザクショナル調査（support後）で "
-                           "2/10 と回答し、以下のコメントを残しました。")
+    assert body.startswith("概要：強い批判者（0〜3）。顧客 C001 が 2025-06-20 のトランザクショナル調査"
+                           "（タッチポイント：support）で 2/10 と回答し、以下のコメントを残しました。")
     assert "調査の種類：     トランザクショナル" in body
     assert "回答日時：       2025-06-20 10:00 JST (Asia/Tokyo)" in body
     assert "対応が遅く、担当者から連絡がありませんでした。" in body
@@ -448,6 +448,14 @@ def test_send_followups_in_japanese_writes_the_body_in_japanese_and_keeps_the_su
     assert "担当者 R2 にメールで連絡できない" in received["D2"].message.get_content()
     assert "顧客に CRM 上の担当者がいない" in received["D3"].message.get_content()
     assert "マネージャー M2 にメールで連絡できない" in received["D4"].message.get_content()
+
+
+def test_follow_ups_are_written_in_every_language_the_report_is() -> None:
+    """README: NPS_LINK_REPORT_LANG sets the language of both; a report language without mail texts would fail runs."""
+    from analysis.report.i18n import LANGUAGES
+
+    assert set(followups.FOLLOWUP_LANGUAGES) == set(LANGUAGES)
+    assert all(followups._TEXTS[lang].keys() == followups._TEXTS["en"].keys() for lang in followups.FOLLOWUP_LANGUAGES)
 
 
 def test_send_followups_in_a_language_it_cannot_write_refuses_before_sending(
@@ -476,6 +484,20 @@ def test_send_followups_counts_detractors_that_arrived_after_their_window_and_se
     first = send_followups(con, rep_emails=REP_EMAILS, as_of=AS_OF, smtp=smtp_server.settings,
                            outbox_dir=tmp_path / "outbox", fallback_address=FALLBACK, run_id="run-2")
     assert (first.sent, first.arrived_after_window) == (0, 0)
+    # AND what the last published warehouse already held as a detractor is no news: X1 was a detractor
+    # there (delivery 5 re-exported it unchanged); X2 was a 9 then (delivery 4 corrected it to a 3)
+    previous = tmp_path / "nps_link.duckdb"
+    published = duckdb.connect(str(previous))
+    published.execute("create schema marts")
+    published.execute("create table marts.fct_survey_responses as "
+                      "select * from (values ('X1', 1), ('X2', 9), ('D1', 2)) as t(response_id, nps_score)")
+    published.close()
+    again = send_followups(con, rep_emails=REP_EMAILS, as_of=AS_OF, smtp=smtp_server.settings,
+                           outbox_dir=tmp_path / "outbox", fallback_address=FALLBACK, run_id="run-3",
+                           delivered_since_seq=3, previous_db=previous)
+    assert (again.arrived_after_window, again.arrived_after_window_ids) == (1, ["X2"])
+    assert con.execute("select count(*) from duckdb_databases() where database_name = '_previous_publish'"
+                       ).fetchall() == [(0,)]  # detached again
 
 
 def test_send_followups_second_call_sends_nothing(

@@ -72,6 +72,7 @@ def detractor_followups_sent(
             reporting_tz=settings.reporting_tz,
             lang=settings.report_lang,
             delivered_since_seq=(stored_run_parameters(settings.published_db_path) or {}).get("input_seq"),
+            previous_db=settings.published_db_path,
         )
     phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in result.outbox_seconds.items())
     context.log.info(

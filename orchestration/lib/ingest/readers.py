@@ -175,7 +175,7 @@ def first_malformed_json_line(path: Path, gzipped: bool) -> tuple[int, str] | No
             if not line.strip():
                 continue
             try:
-                json.loads(line.strip())
+                json.loads(line.rstrip("\r\n"))  # columns count from the line's start, indentation included
             except json.JSONDecodeError as exc:
                 return number, f"{exc.msg} at column {exc.colno}"
     return None
