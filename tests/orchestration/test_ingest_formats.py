@@ -130,13 +130,15 @@ def test_ingest_jsonl_with_a_broken_line_rejects_the_file_naming_that_line(setti
     # GIVEN a hand-edited export whose second record lost its closing brace (a blank line before it)
     data = (b'{"rep_id": "r1", "team": "support"}\n\n{"rep_id": "r2", "team": "support"\n'
             b'{"rep_id": "r3", "team": "other"}\n')
-    land(settings, "crm_reps", "reps.jsonl.gz" if gzipped else "reps.jsonl", gzip.compress(data) if gzipped else data)
+    name = "reps.jsonl.gz" if gzipped else "reps.jsonl"
+    land(settings, "crm_reps", name, gzip.compress(data) if gzipped else data)
 
     loaded = only_file(settings, "crm_reps")
 
     # THEN the file is rejected, and the reason names the broken line as an editor counts it
     assert loaded.status == "rejected"
-    assert "has line 3 that is not valid JSON (Expecting ',' delimiter at column 35)" in (loaded.reason or "")
+    assert loaded.reason == f"unreadable: crm_reps/{name} has line 3 that is not valid JSON (Expecting ',' " \
+                            "delimiter: column 35)"
 
 
 def test_ingest_parquet_with_native_types_loads_with_exact_utc(settings: Settings) -> None:

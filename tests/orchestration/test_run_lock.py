@@ -125,6 +125,9 @@ def test_a_dagster_run_beside_a_cli_run_fails_before_any_step(tmp_path: Path) ->
 
 
 def test_nps_link_run_beside_another_run_exits_at_once(tmp_path: Path) -> None:
+    delivery = tmp_path / "landing" / "crm_reps" / "reps.csv"  # something to run, so the lock is what stops it
+    delivery.parent.mkdir(parents=True)
+    delivery.write_text("rep_id,team\nr1,support\n")
     with held_elsewhere(tmp_path / "warehouse"):
         result = run_cli(tmp_path, "run", "--data-dir", str(tmp_path), timeout=120)
     assert result.returncode == 2

@@ -177,7 +177,7 @@ def first_malformed_json_line(path: Path, gzipped: bool) -> tuple[int, str] | No
             try:
                 json.loads(line.rstrip("\r\n"))  # columns count from the line's start, indentation included
             except json.JSONDecodeError as exc:
-                return number, f"{exc.msg} at column {exc.colno}"
+                return number, f"{exc.msg}: column {exc.colno}"
     return None
 
 
@@ -200,7 +200,7 @@ def _stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, gzipped: bool) -> l
         line, complaint = malformed
         # One broken line is a broken file (truncated, or written by hand): loading the rest would
         # publish a delivery whose sender does not know what was kept.
-        raise RejectFile("not_json_objects", f"has line {line} that is not valid JSON ({complaint})") from None
+        raise RejectFile("unreadable", f"has line {line} that is not valid JSON ({complaint})") from None
     not_object = con.execute(
         "SELECT rowid + 1, json_type(json) FROM jraw WHERE json_type(json) <> 'OBJECT' ORDER BY rowid LIMIT 1"
     ).fetchall()
