@@ -456,6 +456,7 @@ CATALOG: dict[str, dict[str, str]] = {
     "rule_not_in_future": {"en": "in the future", "ja": "未来の日時"},
     "rule_iso4217": {"en": "not an ISO 4217 currency code", "ja": "ISO 4217 の通貨コードではない"},
     "rule_max_length": {"en": "value too long", "ja": "値が長すぎる"},
+    "rule_unique_in_file": {"en": "key repeated within the file", "ja": "同じファイル内でキーが重複"},
     "redacted": {"en": "[redacted]", "ja": "[削除済み]"},
 }
 

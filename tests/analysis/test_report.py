@@ -365,6 +365,16 @@ def test_render_report_data_quality_rule_of_an_unknown_kind_or_a_column_with_a_c
     ]
 
 
+@pytest.mark.parametrize(("lang", "words"),
+                         [("en", "key repeated within the file"), ("ja", "同じファイル内でキーが重複")])
+def test_render_report_data_quality_words_a_key_repeated_within_a_file(inputs: ReportInputs, lang: str,
+                                                                       words: str) -> None:
+    audit = inputs.load_audit.copy()
+    audit["rule_counts"] = ['{"response_id:unique_in_file": 3}', "{}", "{}", "{}", "{}", "{}"]
+    html = render_report(dataclasses.replace(inputs, load_audit=audit), lang=lang)
+    assert _quarantine_rows(html) == [["crm_accounts", "response_id", words, "3"]]
+
+
 def test_render_report_data_quality_without_quarantined_rows_says_so(inputs: ReportInputs) -> None:
     audit = inputs.load_audit.assign(rule_counts="{}", rows_quarantined=0)
     html = render_report(dataclasses.replace(inputs, load_audit=audit))

@@ -302,3 +302,54 @@ def test_timestamps_become_naive_utc_exactly_as_at_time_zone_utc() -> None:
         ).fetchall()
     assert [(v, new) for v, new, _ in rows if new is not None] == [(v, old) for v, _, old in rows if old is not None]
     assert sum(new is not None for _, new, _ in rows) == 7
+
+
+def test_ingest_key_repeated_within_a_file_quarantines_the_conflicting_rows_and_all_but_one_exact_copy(
+    settings: Settings,
+) -> None:
+    """sources.yaml: the key is unique within a file. Before, both rows loaded and staging kept the
+    later one, so the earlier one vanished on the next run without a reason (the GE check blocked one run)."""
+    source = "survey_responses"
+    good = VALID[source]
+    key = load_contract().sources[source].key
+    score = "nps_score"
+    rows = [
+        {**good, key: "SRX1"},
+        {**good, key: "SRX105", score: "10"},  # row 2: two versions of SRX105 (rows 2 and 3)
+        {**good, key: "SRX105", score: "3"},
+        {**good, key: "SRX7"},  # row 4, then an exact copy of it in row 5
+        {**good, key: "SRX7"},
+        {**good, key: "SRX9"},
+    ]
+    write_csv(settings, source, "bad_rows.csv", rows)
+
+    loaded = only_file(settings, source)
+
+    # THEN every row is counted: 3 load (SRX1, SRX7 once, SRX9), 3 are quarantined with their reason
+    assert (loaded.rows_read, loaded.rows_loaded, loaded.rows_quarantined) == (6, 3, 3)
+    assert loaded.rule_counts == {f"{key}:unique_in_file": 3}
+    raw = pq.read_table(raw_dir(settings.lake_dir, source) / f"{loaded.sha256}.parquet")
+    assert raw.column("_row_number").to_pylist() == [1, 4, 6]
+    quarantined = pq.read_table(quarantine_dir(settings.lake_dir, source) / f"{loaded.sha256}.parquet")
+    reasons = dict(zip(quarantined.column("_row_number").to_pylist(), quarantined.column("_reason").to_pylist(),
+                       strict=True))
+    file = f"{source}/bad_rows.csv"
+    assert reasons == {
+        2: f"{file} row 2: {key}=SRX105 breaks rule {key} is unique within a file: rows 2, 3 carry it with "
+           "different values",
+        3: f"{file} row 3: {key}=SRX105 breaks rule {key} is unique within a file: rows 2, 3 carry it with "
+           "different values",
+        5: f"{file} row 5: a copy of row 4 ({key}=SRX7), which loads",
+    }
+    # AND the delivered values are kept as delivered (the score of 10 is not lost)
+    assert quarantined.column(score).to_pylist() == ["10", "3", good[score]]
+
+
+def test_ingest_keys_that_repeat_only_in_rows_broken_otherwise_are_not_repeats(settings: Settings) -> None:
+    source = "survey_responses"
+    good = VALID[source]
+    key = load_contract().sources[source].key
+    rows = [{**good, key: "SRX1"}, {**good, key: "SRX1", "nps_score": "11"}]  # row 2 breaks the range rule
+    write_csv(settings, source, "one_bad.csv", rows)
+    loaded = only_file(settings, source)
+    assert (loaded.rows_loaded, loaded.rule_counts) == (1, {"nps_score:range": 1})
