@@ -41,6 +41,8 @@ def pattern_regex(pattern: str) -> str:
 # column: the warehouse keeps the hash, so e.g. a respondent can be matched to the account contact,
 # and never the address itself.
 PII_KEY_SUFFIX = "_key"
+# The contract's name for the column that orders versions of a key (see SourceSpec.version_column).
+VERSION_COLUMN = "updated_at"
 
 # Contract type -> Arrow type of the typed lake column. Timestamps are stored as naive UTC.
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -88,6 +90,12 @@ class SourceSpec:
     @property
     def pii_columns(self) -> list[str]:
         return [c.name for c in self.columns.values() if c.pii]
+
+    @property
+    def version_column(self) -> str | None:
+        """The column that orders versions of one key, or None (sources.yaml: crm_accounts.updated_at
+        "orders versions of the same customer"; staging keeps the newest, so one file may hold several)."""
+        return VERSION_COLUMN if VERSION_COLUMN in self.columns else None
 
     @property
     def pii_key_columns(self) -> list[str]:

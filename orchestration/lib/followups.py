@@ -467,9 +467,15 @@ def _count_arrived_after_window(con: duckdb.DuckDBPyConnection, result: Followup
     """
     if delivered_since_seq is None or not has_column(con, FOLLOWUPS_TABLE, "_delivery_seq"):
         return
-    attached = previous_db is not None and previous_db.exists()
-    if attached:
-        con.execute(f"ATTACH '{str(previous_db).replace(chr(39), chr(39) * 2)}' AS {_PREVIOUS} (READ_ONLY)")
+    attached = False
+    if previous_db is not None and previous_db.exists():
+        try:
+            con.execute(f"ATTACH '{str(previous_db).replace(chr(39), chr(39) * 2)}' AS {_PREVIOUS} (READ_ONLY)")
+            attached = True
+        except duckdb.Error:
+            # Held read-write by someone, or from another DuckDB: an informational count must never stop
+            # the mail-out; it then counts re-deliveries of known detractors too.
+            pass
     try:
         known = attached and has_column(con, "marts.fct_survey_responses", "nps_score", catalog=_PREVIOUS)
         not_known = (

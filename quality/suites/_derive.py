@@ -160,7 +160,13 @@ def contract_plan(
     planned = [plan(E.ExpectTableColumnsToMatchSet, column_set=lake_columns, exact_match=True)]
     for column in spec.columns.values():
         planned += column_expectations(column)
-    planned.append(plan(E.ExpectColumnValuesToBeUnique, column=spec.key, notes="contract key, unique within one file"))
+    if spec.version_column:
+        # Several versions of a key in one file load, each with its own version (ingestion quarantines the rest).
+        planned.append(plan(E.ExpectCompoundColumnsToBeUnique, column_list=[spec.key, spec.version_column],
+                            notes="contract key and its version, unique within one file"))
+    else:
+        planned.append(plan(E.ExpectColumnValuesToBeUnique, column=spec.key,
+                            notes="contract key, unique within one file"))
     planned += load_metadata_expectations(row_number_unique=True)
     planned += null_rate_expectations(dict(min_non_null_share))
     planned += extra

@@ -498,6 +498,14 @@ def test_send_followups_counts_detractors_that_arrived_after_their_window_and_se
     assert (again.arrived_after_window, again.arrived_after_window_ids) == (1, ["X2"])
     assert con.execute("select count(*) from duckdb_databases() where database_name = '_previous_publish'"
                        ).fetchall() == [(0,)]  # detached again
+    # AND a published file it cannot open (not a DuckDB file here; held read-write elsewhere alike)
+    # never stops the mail-out: the count then includes what it could not rule out
+    unreadable = tmp_path / "garbled.duckdb"
+    unreadable.write_bytes(b"not a database")
+    blind = send_followups(con, rep_emails=REP_EMAILS, as_of=AS_OF, smtp=smtp_server.settings,
+                           outbox_dir=tmp_path / "outbox", fallback_address=FALLBACK, run_id="run-4",
+                           delivered_since_seq=3, previous_db=unreadable)
+    assert (blind.arrived_after_window, blind.failed) == (2, [])
 
 
 def test_send_followups_second_call_sends_nothing(

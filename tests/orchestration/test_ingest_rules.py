@@ -353,3 +353,43 @@ def test_ingest_keys_that_repeat_only_in_rows_broken_otherwise_are_not_repeats(s
     write_csv(settings, source, "one_bad.csv", rows)
     loaded = only_file(settings, source)
     assert (loaded.rows_loaded, loaded.rule_counts) == (1, {"nps_score:range": 1})
+
+
+def test_ingest_versions_of_an_account_in_one_file_load_when_updated_at_orders_them(settings: Settings) -> None:
+    """sources.yaml: crm_accounts.updated_at "orders versions of the same customer" (a change-history export)."""
+    good = VALID["crm_accounts"]
+    rows = [
+        {**good, "customer_id": "C1", "segment": "smb", "updated_at": "2025-01-02T00:00:00+09:00"},
+        {**good, "customer_id": "C1", "segment": "enterprise", "updated_at": "2025-03-02T00:00:00+09:00"},
+        {**good, "customer_id": "C2", "segment": "smb", "updated_at": "2025-01-05T00:00:00+09:00"},
+        {**good, "customer_id": "C2", "segment": "enterprise", "updated_at": "2025-01-05T00:00:00+09:00"},
+        {**good, "customer_id": "C3", "segment": "smb", "updated_at": ""},
+        {**good, "customer_id": "C3", "segment": "enterprise", "updated_at": "2025-01-07T00:00:00+09:00"},
+        {**good, "customer_id": "C1", "segment": "enterprise", "updated_at": "2025-03-02T00:00:00+09:00"},
+    ]
+    write_csv(settings, "crm_accounts", "history.csv", rows)
+    loaded = only_file(settings, "crm_accounts")
+    # THEN C1's two versions load (and its exact copy in row 7 is quarantined as a copy); C2's two rows
+    # share one updated_at and C3's one has none: no order tells their versions apart, so they are quarantined.
+    raw = pq.read_table(raw_dir(settings.lake_dir, "crm_accounts") / f"{loaded.sha256}.parquet")
+    assert raw.column("_row_number").to_pylist() == [1, 2]
+    quarantined = pq.read_table(quarantine_dir(settings.lake_dir, "crm_accounts") / f"{loaded.sha256}.parquet")
+    reasons = dict(zip(quarantined.column("_row_number").to_pylist(), quarantined.column("_reason").to_pylist(),
+                       strict=True))
+    assert sorted(reasons) == [3, 4, 5, 6, 7]
+    assert reasons[7].endswith("a copy of row 2 (customer_id=C1), which loads")
+    assert "customer_id=C2 breaks rule customer_id is unique within a file: rows 3, 4 carry it" in reasons[3]
+
+
+def test_ingest_a_key_repeated_on_fifty_thousand_rows_is_quarantined_in_one_reason_each(settings: Settings) -> None:
+    """An export with a placeholder id on every row: linear work, and each reason names five rows, not all."""
+    good = VALID["crm_activities"]
+    rows = [{**good, "activity_id": "PLACEHOLDER", "duration_minutes": str(i % 100)} for i in range(50_000)]
+    rows.append({**good, "activity_id": "a-unique"})
+    write_csv(settings, "crm_activities", "placeholder.csv", rows)
+    loaded = only_file(settings, "crm_activities")
+    assert (loaded.rows_read, loaded.rows_loaded, loaded.rows_quarantined) == (50_001, 1, 50_000)
+    quarantined = pq.read_table(quarantine_dir(settings.lake_dir, "crm_activities") / f"{loaded.sha256}.parquet",
+                                columns=["_reason"]).column("_reason").to_pylist()
+    assert quarantined[0].endswith("activity_id=PLACEHOLDER breaks rule activity_id is unique within a file: "
+                                   "rows 1, 2, 3, 4, 5 and 49995 more carry it with different values")

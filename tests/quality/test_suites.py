@@ -114,7 +114,6 @@ def test_suite_lowercase_currency_fails_iso_code_rule(good_batch):
 @pytest.mark.parametrize(
     ("table", "key"),
     [
-        ("crm_accounts", "customer_id"),
         ("crm_reps", "rep_id"),
         ("crm_activities", "activity_id"),
         ("survey_responses", "response_id"),
@@ -127,6 +126,19 @@ def test_suite_duplicate_key_in_batch_fails_unique(table, key, good_batch):
     outcome = validate(duplicated, suite_for(table, now=LOADED_AT))
     assert not outcome.success
     assert key in failed_on(outcome, "expect_column_values_to_be_unique")
+
+
+def test_suite_accounts_key_unique_with_its_version_so_a_change_history_file_passes(good_batch):
+    """sources.yaml: updated_at orders versions of the same customer; one file may carry several."""
+    frame = good_batch("crm_accounts")
+    later = frame["updated_at"].iloc[1] + timedelta(days=1)
+    customer = frame["customer_id"].iloc[1]
+    versions = good_batch("crm_accounts", changes={4: {"customer_id": customer, "updated_at": later}})
+    assert validate(versions, suite_for("crm_accounts", now=LOADED_AT)).success
+    same_version = good_batch("crm_accounts", changes={4: {"customer_id": frame["customer_id"].iloc[1],
+                                                           "updated_at": frame["updated_at"].iloc[1]}})
+    outcome = validate(same_version, suite_for("crm_accounts", now=LOADED_AT))
+    assert "customer_id, updated_at" in failed_on(outcome, "expect_compound_columns_to_be_unique")
 
 
 def test_driver_scores_same_item_twice_for_a_response_fails_compound_unique(good_batch):

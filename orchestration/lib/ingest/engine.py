@@ -500,7 +500,7 @@ def _load_file(
                 raise
             reason = f"cannot be read: {_error_text(damage)}"
             return _reject(settings, entry, spec.name, base, "unreadable", reason), []
-        checked = _quarantine_repeated_keys(con, checked, spec.key, plan, entry.relpath)
+        checked = _quarantine_repeated_keys(con, checked, spec, plan, entry.relpath)
         con.register("checked", checked)
         counts = dict(con.execute("SELECT _rule, count(*) FROM checked GROUP BY _rule").fetchall())
         pii_key = load_or_create_pii_key(settings.data_dir, os.environ) if spec.pii_columns else b""
@@ -533,18 +533,20 @@ _REPEATED_ROWS_SHOWN = 5
 
 
 def _quarantine_repeated_keys(
-    con: duckdb.DuckDBPyConnection, checked: pa.Table, key: str, plan: CheckPlan, file: str
+    con: duckdb.DuckDBPyConnection, checked: pa.Table, spec: SourceSpec, plan: CheckPlan, file: str
 ) -> pa.Table:
     """The checked rows with every row whose key repeats within the file quarantined, with its reason.
 
     The contract's key is unique within one file (a later file replaces a row; within one file which
-    row is the record is unknowable). Rows that repeat a key with different values are all
-    quarantined, naming each other's rows; an exact copy of an earlier row (an export glitch) is
-    quarantined as a copy and the first loads. Either way every row is counted, none is lost in a
-    later deduplication. Costs one distinct count of the key per file (about 0.15 s per million
-    rows) and nothing more when no key repeats.
+    row is the record is unknowable), except where a version column orders versions of a key
+    (`SourceSpec.version_column`: crm_accounts' updated_at), whose versions all load for staging to
+    rank. Rows that repeat a key with different values and no such order are all quarantined,
+    naming the key's rows; an exact copy of an earlier row (an export glitch) is quarantined as a
+    copy and the first loads. Either way every row is counted and none is lost in a later
+    deduplication. Costs one distinct count of the key per file (about 0.15 s per million rows);
+    only a file whose keys repeat is looked at further, and then by grouping, linear in its rows.
     """
-    k = plan.contract_columns.index(key)
+    k = plan.contract_columns.index(spec.key)
     con.register("_checked_keys", checked)
     try:
         (repeats,) = con.execute(
@@ -554,31 +556,44 @@ def _quarantine_repeated_keys(
             return checked
         content = ", ".join([f"t{i}" for i in range(len(plan.contract_columns))]
                             + [f"p{j}" for j in range(len(plan.pattern_columns))])
+        version = f"t{plan.contract_columns.index(spec.version_column)}" if spec.version_column else "NULL"
+        # Versions are ordered when every distinct content of the key has its own, non-empty version.
+        ordered = "count(v) = count(*) AND count(DISTINCT v) = count(*)" if spec.version_column else "false"
         shown = _REPEATED_ROWS_SHOWN
         return con.sql(
             f"""
             WITH loaded AS (
-                SELECT _rn, t{k} AS k, hash({content}) AS h FROM _checked_keys WHERE _rule IS NULL AND t{k} IS NOT NULL
+                SELECT _rn, t{k} AS k, hash({content}) AS h, {version} AS v
+                FROM _checked_keys
+                WHERE _rule IS NULL AND t{k} IS NOT NULL
             ),
-            keyed AS (
-                SELECT _rn, k,
-                    count(*) OVER (PARTITION BY k) AS n_key,
-                    count(DISTINCT h) OVER (PARTITION BY k) AS n_versions,
-                    min(_rn) OVER (PARTITION BY k, h) AS first_same,
-                    list(_rn ORDER BY _rn) OVER (PARTITION BY k) AS rows_of_key
-                FROM loaded
+            repeated_keys AS (
+                SELECT k, count(*) AS n_rows, list(_rn ORDER BY _rn)[1:{shown}] AS first_rows
+                FROM loaded GROUP BY k HAVING count(*) > 1
+            ),
+            key_rows AS (
+                SELECT loaded.* FROM loaded JOIN repeated_keys USING (k)
+            ),
+            contents AS (
+                SELECT k, h, min(_rn) AS first_rn, any_value(v) AS v FROM key_rows GROUP BY k, h
+            ),
+            per_key AS (
+                SELECT k, count(*) > 1 AND NOT ({ordered}) AS conflicting FROM contents GROUP BY k
             ),
             repeated AS (
-                SELECT _rn, CASE
-                    WHEN n_versions > 1 THEN concat(
-                        $key, '=', k, ' breaks rule ', $key, ' is unique within a file: rows ',
-                        array_to_string(rows_of_key[1:{shown}], ', '),
-                        CASE WHEN n_key > {shown} THEN concat(' and ', n_key - {shown}, ' more') ELSE '' END,
+                SELECT r._rn, CASE
+                    WHEN p.conflicting THEN concat(
+                        $key, '=', r.k, ' breaks rule ', $key, ' is unique within a file: rows ',
+                        array_to_string(rk.first_rows, ', '),
+                        CASE WHEN rk.n_rows > {shown} THEN concat(' and ', rk.n_rows - {shown}, ' more') ELSE '' END,
                         ' carry it with different values')
-                    ELSE concat('a copy of row ', first_same, ' (', $key, '=', k, '), which loads')
+                    ELSE concat('a copy of row ', c.first_rn, ' (', $key, '=', r.k, '), which loads')
                 END AS reason
-                FROM keyed
-                WHERE n_key > 1 AND (n_versions > 1 OR _rn <> first_same)
+                FROM key_rows AS r
+                JOIN repeated_keys AS rk USING (k)
+                JOIN per_key AS p USING (k)
+                JOIN contents AS c ON c.k = r.k AND c.h = r.h
+                WHERE p.conflicting OR r._rn <> c.first_rn
             )
             SELECT c.* REPLACE (
                 CASE WHEN r._rn IS NULL THEN c._rule ELSE concat($key, ':unique_in_file') END AS _rule,
@@ -589,7 +604,7 @@ def _quarantine_repeated_keys(
             LEFT JOIN repeated AS r ON r._rn = c._rn
             ORDER BY c._rn
             """,
-            params={"key": key, "file": file},
+            params={"key": spec.key, "file": file},
         ).to_arrow_table()
     finally:
         con.unregister("_checked_keys")
