@@ -361,6 +361,7 @@ def _select_drivers(moments: RatingMoments, coverage: pd.Series, min_n: int, min
     n_fit = 0
     weights: pd.DataFrame | None = None
     excluded: dict[str, tuple[str, str]] = {}
+    base = int(coverage.iloc[0]) if len(coverage) else 0  # the first driver's responses: the largest fit there can be
     for driver in coverage.index:
         candidate = [*selected, driver]
         n_rows = moments.rows_rating(candidate)
@@ -371,7 +372,6 @@ def _select_drivers(moments: RatingMoments, coverage: pd.Series, min_n: int, min
                 f"fitted ({fitted}); min_n={min_n}"
             ))
             continue
-        base = int(coverage.iloc[0])  # the responses rating the first driver: the largest fit there can be
         if selected and n_rows < min_fit_share * base:
             excluded[driver] = ("shrinks_fit", (
                 f"only {n_rows} responses rate it together with the drivers already fitted ({fitted}), fewer than "
