@@ -321,6 +321,12 @@ def dose_response(
 # ---- key_drivers ----------------------------------------------------------------------------------
 
 
+# The least share of the most rated item's responses that the items fitted together may rest on. A
+# quarter admits a relational survey that asks every item on a third of the responses (transactional
+# forms asking a few each: the demo's design, and a common one) and keeps out an item asked on a few
+# (a pilot question, a rarely answered optional one), which would rest every weight on those few.
+MIN_FIT_SHARE = 0.25
+
 # Why a driver item gets no importance (analysis.key_drivers.excluded_rule); the report words each.
 KEY_DRIVER_EXCLUSIONS = (
     "too_few_ratings",  # rated on fewer than min_n responses at all
@@ -349,11 +355,11 @@ def _select_drivers(moments: RatingMoments, coverage: pd.Series, min_n: int, min
     the complete cases of all items can be tiny. Drivers enter in decreasing coverage; a driver
     joins only if
     - the responses that rate it and every driver already in still number at least `min_n`,
-    - they are at least `min_fit_share` of the responses that rate the first (most rated) driver:
-      an item asked on a few responses (a pilot question) would otherwise shrink every weight's
-      fit to those few and reorder the ranking by chance. The share is of the first driver's
-      responses, not of the fit so far, so that items joining one after another cannot halve the
-      fit again and again,
+    - they are at least `min_fit_share` (MIN_FIT_SHARE, a quarter) of the responses that rate the
+      first (most rated) driver: an item asked on a few responses (a pilot question) would
+      otherwise shrink every weight's fit to those few and reorder the ranking by chance. The share
+      is of the first driver's responses, not of the fit so far, so that items joining one after
+      another cannot shrink the fit again and again,
     - and the relative-weights fit on them succeeds (it refuses a constant item or outcome and
       perfectly collinear items, e.g. the same question delivered under two names).
     """
@@ -395,7 +401,7 @@ def key_drivers(
     min_n: int = 50,
     top: int = 5,
     scale_max: float = 10.0,
-    min_fit_share: float = 0.5,
+    min_fit_share: float = MIN_FIT_SHARE,
 ) -> pd.DataFrame:
     """Relative importance of each CX driver item for NPS, with the items to improve first.
 
@@ -449,7 +455,7 @@ def key_drivers_wide(
     min_n: int = 50,
     top: int = 5,
     scale_max: float = 10.0,
-    min_fit_share: float = 0.5,
+    min_fit_share: float = MIN_FIT_SHARE,
 ) -> pd.DataFrame:
     """:func:`key_drivers` on ratings already one row per response.
 

@@ -224,7 +224,7 @@ def test_key_drivers_item_on_a_few_responses_does_not_shrink_the_fit_of_the_othe
     assert table.at["pilot_item", "excluded_rule"] == "shrinks_fit"
     assert table.at["pilot_item", "excluded_reason"] == (
         "only 60 responses rate it together with the drivers already fitted (billing, expertise, responsiveness), "
-        "fewer than min_fit_share=0.5 of the 2000 responses that rate billing; fitting it would rest every weight "
+        "fewer than min_fit_share=0.25 of the 2000 responses that rate billing; fitting it would rest every weight "
         "on those 60")
     assert table.at["pilot_item", "n"] == 60 and pd.isna(table.at["pilot_item", "importance"])
     # AND with min_fit_share=0 the pilot item joins, and every weight then rests on its 60 responses
@@ -232,18 +232,29 @@ def test_key_drivers_item_on_a_few_responses_does_not_shrink_the_fit_of_the_othe
     assert shrunk["n_fit"].dropna().tolist() == [60, 60, 60, 60]
 
 
-def test_key_drivers_items_joining_one_after_another_cannot_halve_the_fit_again_and_again() -> None:
-    # GIVEN 1,000 responses: three items rated on all, 'c' on 600 of them, 'd' on 320 of those 600
+def test_key_drivers_items_joining_one_after_another_cannot_shrink_the_fit_again_and_again() -> None:
+    # GIVEN 1,000 responses: three items rated on all, 'c' on 400 of them, 'd' on 200 of those 400
     scores, responses = _driver_frames(n=1000)
     rng = np.random.default_rng(5)
     extra = pd.concat([
-        pd.DataFrame({"response_id": [f"r{i}" for i in range(600)], "driver": "c", "score": rng.integers(0, 11, 600)}),
-        pd.DataFrame({"response_id": [f"r{i}" for i in range(320)], "driver": "d", "score": rng.integers(0, 11, 320)}),
+        pd.DataFrame({"response_id": [f"r{i}" for i in range(400)], "driver": "c", "score": rng.integers(0, 11, 400)}),
+        pd.DataFrame({"response_id": [f"r{i}" for i in range(200)], "driver": "d", "score": rng.integers(0, 11, 200)}),
     ])
     table = tables.key_drivers(pd.concat([scores, extra]), responses).set_index("driver")
-    # THEN 'c' joins (600 >= half of 1,000) and 'd' does not (320 < 500), though 320 is over half of 600
-    assert table["n_fit"].dropna().unique().tolist() == [600]
+    # THEN 'c' joins (400 >= a quarter of 1,000) and 'd' does not (200 < 250), though 200 is half of 400
+    assert table["n_fit"].dropna().unique().tolist() == [400]
     assert pd.notna(table.at["c", "rank"]) and table.at["d", "excluded_rule"] == "shrinks_fit"
+
+
+def test_key_drivers_items_one_survey_form_asks_are_ranked_on_its_responses() -> None:
+    # GIVEN 6,000 responses rate three items and 2,000 of them (a relational form) also rate 'value'
+    # THEN 'value' joins though the fit falls to a third of the responses (the demo's survey design)
+    scores, responses = _driver_frames(n=6000)
+    rng = np.random.default_rng(9)
+    value = pd.DataFrame({"response_id": [f"r{i}" for i in range(2000)], "driver": "value",
+                          "score": rng.integers(0, 11, 2000)})
+    table = tables.key_drivers(pd.concat([scores, value]), responses).set_index("driver")
+    assert table["n_fit"].dropna().unique().tolist() == [2000] and pd.notna(table.at["value", "rank"])
 
 
 def test_key_drivers_item_never_asked_with_the_fitted_ones_says_no_response_rates_them_together() -> None:
