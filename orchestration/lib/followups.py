@@ -93,6 +93,7 @@ import pyarrow.dataset as ds
 
 from analysis.report.i18n import label_for
 from orchestration.lib import outbox_writer
+from orchestration.lib.ingest.readers import quote_literal
 from orchestration.lib.lake import lake_schema, raw_dir
 from orchestration.lib.warehouse import has_column
 
@@ -470,7 +471,7 @@ def _count_arrived_after_window(con: duckdb.DuckDBPyConnection, result: Followup
     attached = False
     if previous_db is not None and previous_db.exists():
         try:
-            con.execute(f"ATTACH '{str(previous_db).replace(chr(39), chr(39) * 2)}' AS {_PREVIOUS} (READ_ONLY)")
+            con.execute(f"ATTACH {quote_literal(str(previous_db))} AS {_PREVIOUS} (READ_ONLY)")
             attached = True
         except duckdb.Error:
             # Held read-write by someone, or from another DuckDB: an informational count must never stop
