@@ -65,6 +65,10 @@ from orchestration.lib.demo.write import JST_OFFSET, Sink, csv_bytes, to_text, u
 DEFAULT_END_DATE = date(2026, 9, 30)
 HISTORY_DAYS = 730
 APPEND_HORIZON_DAYS = 30
+# Below this the planted faults (a fixed few per kind, so that every rule is exercised) would be over
+# the 5% quarantine threshold of the few files they go to, and the demo's run would be refused.
+MIN_CUSTOMERS = 100
+MIN_CUSTOMERS_WHY = "the demo plants a few faulty rows of every kind, which smaller files cannot absorb"
 TEXT_MAX_CUSTOMERS = 50_000  # fmt="auto": CSV/JSONL up to this many customers, Parquet facts above
 CHUNK_CUSTOMERS = 100_000  # customers simulated at once: bounds memory at ~1.5 GB
 TRUTH_FILE = "demo_truth.json"
@@ -79,9 +83,18 @@ FORMATS: tuple[str, ...] = ("auto", "text", "parquet")
 _LATE_ACTIVITY_SHARE = 0.005
 _PAPER_SURVEY_SHARE = 0.05
 _ORDER_CORRECTION_SHARE = 0.02
+# Fewest rows a side file gets, whatever the demo's size: the planted faults have a floor (at least
+# 5 activities, 6 responses and 3 orders), so at a few hundred customers the shares above left them
+# at 7-10% of their files, over the threshold, and the demo's first run failed. These keep the floor's
+# faults at 2.5% of a file; from about 3,000 customers up the shares give more rows anyway.
+_SIDE_MIN_ROWS = {"crm_activities": 200, "survey_responses": 240, "orders": 120}
 _FUTURE_TS = "2099-12-31T09:00:00+09:00"  # a placeholder date some exports use for "unknown"
 _BAD_TS = ("2026-02-30T10:00:00", "不明", "2026/13/45 25:61:00", "yesterday")
 _TIME_COLUMN = {"crm_activities": "occurred_at", "survey_responses": "responded_at", "orders": "ordered_at"}
+
+
+class DemoDataError(ValueError):
+    """A request the generator cannot serve (too few customers, a date in the future, no demo to extend)."""
 
 
 @dataclass(frozen=True)
@@ -159,15 +172,15 @@ class _Landing:
 
 
 def _validate(customers: int, end_date: date, fmt: str) -> None:
-    if customers < 20:
-        raise ValueError(f"customers must be at least 20, got {customers}")
+    if customers < MIN_CUSTOMERS:
+        raise DemoDataError(f"customers must be at least {MIN_CUSTOMERS:,}, got {customers:,}: {MIN_CUSTOMERS_WHY}")
     if customers >= 80_000_000:
-        raise ValueError("customers must stay below 80,000,000 (8-digit ids, orphan ids above them)")
+        raise DemoDataError("customers must stay below 80,000,000 (8-digit ids, orphan ids above them)")
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise DemoDataError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     today = datetime.now(UTC).date()
     if end_date > today:
-        raise ValueError(f"end_date {end_date} is in the future (today is {today}): events would be too")
+        raise DemoDataError(f"end_date {end_date} is in the future (today is {today}): events would be too")
 
 
 def _clear_previous(data_dir: Path) -> None:
@@ -269,6 +282,9 @@ def generate_demo_data(
             ("orders", orders, chunk.orders["ordered_at"], _ORDER_CORRECTION_SHARE),
         ):
             now = t < end
+            # The chunk's rows per customer, times every customer: the whole demo's rows of this source.
+            expected_rows = max(1.0, now.sum() / n * customers)
+            side_share = min(1.0, max(side_share, _SIDE_MIN_ROWS[source] / expected_rows))
             side = now & (split.random(len(t)) < side_share)
             bulk = now & ~side
             if now.any():
@@ -838,16 +854,18 @@ def append_day(data_dir: Path, *, seed: int = 7) -> DemoSummary:
     an account delta together with a few owner reassignments chosen with `seed`.
     """
     data_dir = Path(data_dir)
+    if not (data_dir / TRUTH_FILE).exists():
+        raise DemoDataError(f"{data_dir} holds no generated demo ({TRUTH_FILE}): generate one first, then append days")
     doc = read_truth(data_dir)
     state = doc["state"]
     day = date.fromisoformat(state["next_day"])
     if day >= date.fromisoformat(state["horizon_end_date"]):
-        raise ValueError(
+        raise DemoDataError(
             f"the simulated horizon ends at {state['horizon_end_date']}; generate again to go further"
         )
     lo, hi = _epoch(day), _epoch(day + timedelta(days=1))
     if hi > datetime.now(UTC).timestamp():
-        raise ValueError(f"{day} has not ended yet in Asia/Tokyo: its events would be in the future")
+        raise DemoDataError(f"{day} has not ended yet in Asia/Tokyo: its events would be in the future")
     text = state["format"] == "text"
     gen = doc["generator"]
     key = (seed, gen["customers"], day.toordinal(), int(text))

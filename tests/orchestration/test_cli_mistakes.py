@@ -59,7 +59,7 @@ def test_demo_data_into_a_dir_with_someone_elses_deliveries_refuses_in_words(
     theirs = tmp_path / "landing" / "crm_activities" / "bad.jsonl"
     theirs.parent.mkdir(parents=True)
     theirs.write_text("{}\n")
-    assert main(["demo-data", "--data-dir", str(tmp_path), "--customers", "50"]) == 2
+    assert main(["demo-data", "--data-dir", str(tmp_path), "--customers", "300"]) == 2
     err = capsys.readouterr().err
     assert "holds files this generator did not write" in err and "choose another --data-dir" in err
     assert theirs.read_text() == "{}\n"

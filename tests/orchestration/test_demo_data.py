@@ -24,6 +24,7 @@ import pytest
 
 from orchestration.lib.demo_data import (
     DEFAULT_END_DATE,
+    MIN_CUSTOMERS,
     SOURCES,
     STATE_DIR,
     TRUTH_FILE,
@@ -290,6 +291,26 @@ def test_generate_refuses_landing_files_it_did_not_write(tmp_path: Path) -> None
     with pytest.raises(FileExistsError):
         generate_demo_data(tmp_path, customers=300)
     assert foreign.exists()
+
+
+@pytest.mark.parametrize("customers", [MIN_CUSTOMERS, 500])
+def test_a_small_demo_keeps_every_file_under_the_default_quarantine_threshold(tmp_path: Path, customers: int) -> None:
+    """The demo's first run must publish: no file may hold more faulty rows than the 5% a run refuses.
+
+    The faults have a floor per kind (every rule is exercised); at 500 customers they used to be 7-10%
+    of the side files they go to, and `nps-link run` refused the demo's own data.
+    """
+    generate_demo_data(tmp_path, customers=customers, seed=3)
+    for source in SOURCES:
+        for path in sorted((tmp_path / "landing" / source).iterdir()):
+            rows = _read_rows(path)
+            faulty = sum(1 for row in rows if _violations(source, row))
+            assert faulty <= 0.04 * len(rows), f"{path.name}: {faulty} of {len(rows)} rows break a rule"
+
+
+def test_generate_below_the_smallest_demo_says_why(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=f"at least {MIN_CUSTOMERS}.*faulty rows"):
+        generate_demo_data(tmp_path, customers=MIN_CUSTOMERS - 1)
 
 
 def test_generate_end_date_in_future_is_rejected(tmp_path: Path) -> None:
