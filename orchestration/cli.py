@@ -61,21 +61,24 @@ def _export(settings: Settings) -> None:
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
     """Write realistic landing files with a planted, documented structure."""
-    from orchestration.lib.demo_data import DEFAULT_END_DATE, append_day, generate_demo_data
+    from orchestration.lib.demo_data import DEFAULT_END_DATE, DemoDataError, append_day, generate_demo_data
 
     data_dir = Path(args.data_dir).resolve()
     started = time.perf_counter()
-    if args.append_day:
-        summary = append_day(data_dir, seed=args.seed)
-    else:
-        end = date.fromisoformat(args.end_date) if args.end_date else DEFAULT_END_DATE
-        try:
+    try:
+        if args.append_day:
+            summary = append_day(data_dir, seed=args.seed)
+        else:
+            end = date.fromisoformat(args.end_date) if args.end_date else DEFAULT_END_DATE
             summary = generate_demo_data(data_dir, customers=args.customers, seed=args.seed, end_date=end)
-        except FileExistsError as exc:
-            # The generator replaces only its own files; it never overwrites someone's deliveries.
-            print(f"nps-link demo-data: {exc}.\nThe demo data is written only into a data dir whose landing "
-                  "files it wrote itself: choose another --data-dir (NPS_LINK_DATA_DIR).", file=sys.stderr)
-            return 2
+    except FileExistsError as exc:
+        # The generator replaces only its own files; it never overwrites someone's deliveries.
+        print(f"nps-link demo-data: {exc}.\nThe demo data is written only into a data dir whose landing "
+              "files it wrote itself: choose another --data-dir (NPS_LINK_DATA_DIR).", file=sys.stderr)
+        return 2
+    except DemoDataError as exc:
+        print(f"nps-link demo-data: {exc}", file=sys.stderr)
+        return 2
     print(f"demo sources written under {data_dir / 'landing'} in {time.perf_counter() - started:.1f} s")
     for source, rows in sorted(summary.rows.items()):
         print(f"  {source:<18} {rows:>12,} rows")
@@ -245,8 +248,8 @@ def _run_job(args: argparse.Namespace, settings: Settings) -> int:
         if listed:
             print(f"\n{title}")
         for check in listed:
-            description = (check.description or "").strip().splitlines()
-            note = f": {description[0][:140]}" if description else ""
+            why = check_failure_note(check)
+            note = f": {why}" if why else ""
             print(f"  {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name}{note}")
     elapsed = time.perf_counter() - started
     if not result.success:
@@ -257,7 +260,8 @@ def _run_job(args: argparse.Namespace, settings: Settings) -> int:
             error = event.step_failure_data.error
             while error is not None and error.cause is not None:  # the root cause, not Dagster's wrapper
                 error = error.cause
-            message = error.message.strip().splitlines()[0] if error else "unknown error"
+            # A blocking check's error names the checks on the lines after its first.
+            message = " ".join(error.message.strip().splitlines()[:4]) if error else "unknown error"
             print(f"  step {event.step_key}: {message}", file=sys.stderr)
         return 1
     print(f"\nDone in {elapsed:.0f} s.")
@@ -273,6 +277,29 @@ def _run_job(args: argparse.Namespace, settings: Settings) -> int:
     cut_off = " (as of this run's past date, until a run at the newest date)" if look_back else ""
     print(f"Published warehouse: {settings.published_db_path}{cut_off}")
     return 0
+
+
+# Metadata entries that say why a check failed, in the order the summary prefers them (the checks'
+# own results put their verdict in one of these when they give no description).
+CHECK_NOTE_METADATA = ("message", "reason", "failures", "not_sent_because")
+CHECK_NOTE_CHARS = 300
+
+
+def check_failure_note(evaluation: dg.AssetCheckEvaluation) -> str:
+    """One line saying why a check failed: its description, else its first explaining metadata entry."""
+    text = evaluation.description or ""
+    if not text.strip():
+        for key in CHECK_NOTE_METADATA:
+            value = evaluation.metadata.get(key)
+            if value is not None and str(value.value).strip() not in ("", "none"):
+                text = str(value.value)
+                break
+        else:
+            failing_rows = evaluation.metadata.get("dagster_dbt/failed_row_count")  # a dbt data test's
+            if failing_rows is not None:
+                text = f"{int(failing_rows.value):,} row(s) fail the test"
+    line = " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+    return line if len(line) <= CHECK_NOTE_CHARS else line[: CHECK_NOTE_CHARS - 3] + "..."
 
 
 def _look_back(events: list) -> tuple[str, str] | None:

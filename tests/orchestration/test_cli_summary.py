@@ -1,4 +1,4 @@
-"""`nps-link run`'s data-quality summary: the files of this run only, whatever the machine's time zone."""
+"""`nps-link run`'s summary: the files of this run only, whatever the machine's time zone; why each check failed."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from orchestration.cli import CHECK_NOTE_CHARS, check_failure_note
 from orchestration.lib.lake import LOAD_MANIFEST_SCHEMA
 
 # The summary as the CLI prints it, in a fresh interpreter: DuckDB takes its session zone from the
@@ -56,3 +58,19 @@ def test_quality_summary_lists_the_files_loaded_since_the_run_started_in_any_zon
     summary = result.stdout.split("Data quality (files delivered in this run):", 1)[1]
     assert "orders" in summary and "11" in summary
     assert "crm_reps" not in summary
+
+
+def _evaluation(description: str | None = None, **metadata: object) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(asset_key=dg.AssetKey(["survey", "responses"]), check_name="a_check", passed=False,
+                                   metadata=metadata, description=description)
+
+
+def test_a_failed_checks_note_is_its_description_else_the_metadata_that_says_why() -> None:
+    assert check_failure_note(_evaluation("the reason\nin two lines", message="not this")) == "the reason in two lines"
+    assert check_failure_note(_evaluation(message="a.csv: 25.0% of rows quarantined")) == (
+        "a.csv: 25.0% of rows quarantined")
+    assert check_failure_note(_evaluation(failures="none", reason="not enough data")) == "not enough data"
+    assert check_failure_note(_evaluation(**{"dagster_dbt/failed_row_count": 1234})) == "1,234 row(s) fail the test"
+    assert check_failure_note(_evaluation(rows=3)) == ""
+    long = check_failure_note(_evaluation(message="x" * 1000))
+    assert len(long) == CHECK_NOTE_CHARS and long.endswith("...")

@@ -341,6 +341,10 @@ def test_file_over_quarantine_threshold_blocks_publish_and_exits_non_zero(publis
     result = run_cli(data_dir, "run", "--data-dir", str(data_dir))
     assert result.returncode != 0
     assert "quarantine_share" in result.stdout + result.stderr
+    # The summary says which file and by how much, not only the check's name.
+    assert re.search(r"survey/responses:quarantine_share: .*survey_responses/bad_batch\.csv: 25\.0% of rows "
+                     r"quarantined \(10 of 40\)", result.stdout), result.stdout[-3000:]
+    assert "blocking asset check failed with ERROR severity: survey/responses: quarantine_share" in result.stderr
     assert "RUN FAILED" in result.stderr
     assert _sha(published) == before
 
