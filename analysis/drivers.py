@@ -75,10 +75,11 @@ def relative_weights(frame: pd.DataFrame, *, outcome: str, drivers: Sequence[str
             f"need at least {max(MIN_ROWS, len(drivers) + 2)}",
             rule="too_few_rows",
         )
-    sd = data.std(axis=0)
-    if sd[0] == 0:
+    # The range, not the standard deviation: the std of a constant 0.1 is about 1e-17, not 0.
+    spread = np.ptp(data, axis=0)
+    if spread[0] == 0:
         raise InsufficientDataError(f"the outcome {outcome!r} is constant among the {n} complete rows", rule="constant")
-    constant = [d for d, s in zip(drivers, sd[1:], strict=True) if s == 0]
+    constant = [d for d, s in zip(drivers, spread[1:], strict=True) if s == 0]
     if constant:
         raise InsufficientDataError(f"driver(s) {constant} are constant among the {n} complete rows; "
                                     "a constant item explains nothing and has no correlation", rule="constant")

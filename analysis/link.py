@@ -322,11 +322,12 @@ def _prepare(
     for c in covariates:
         if c in numeric_covs:
             v = numeric_covs[c][ok]
-            sd = v.std()
-            if sd == 0:
+            # ptp, not std: the std of a constant 0.1 is about 1e-17, and scaling by it would turn the
+            # column into a second intercept and refuse the fit as collinear.
+            if np.ptp(v) == 0:
                 warnings.append(f"covariate {c!r} is constant among the used rows and was left out")
                 continue
-            blocks.append(((v - v.mean()) / sd)[:, None])
+            blocks.append(((v - v.mean()) / v.std())[:, None])
             names.append(c)
             continue
         # Factorize on the Series (fast for Arrow strings; keeps a categorical's own level order), then

@@ -78,15 +78,18 @@ def test_relative_weights_missing_rows_left_out_and_counted(mtcars: pd.DataFrame
     assert (got.attrs["n_used"], got.attrs["n_dropped"]) == (30, 2)
 
 
-def test_relative_weights_constant_driver_raises_insufficient_data(mtcars: pd.DataFrame) -> None:
-    frame = mtcars.assign(flat=7.0)
+# 0.1 and 0.7: constants whose computed standard deviation is about 1e-17, not 0.
+@pytest.mark.parametrize("value", [7.0, 0.1, 0.7])
+def test_relative_weights_constant_driver_raises_insufficient_data(mtcars: pd.DataFrame, value: float) -> None:
+    frame = mtcars.assign(flat=value)
     with pytest.raises(InsufficientDataError, match="'flat'"):
         relative_weights(frame, outcome="mpg", drivers=["cyl", "flat"])
 
 
-def test_relative_weights_constant_outcome_raises_insufficient_data(mtcars: pd.DataFrame) -> None:
+@pytest.mark.parametrize("value", [1.0, 0.1, 0.7])
+def test_relative_weights_constant_outcome_raises_insufficient_data(mtcars: pd.DataFrame, value: float) -> None:
     with pytest.raises(InsufficientDataError, match="outcome 'flat' is constant"):
-        relative_weights(mtcars.assign(flat=1.0), outcome="flat", drivers=["cyl", "hp"])
+        relative_weights(mtcars.assign(flat=value), outcome="flat", drivers=["cyl", "hp"])
 
 
 def test_relative_weights_collinear_drivers_raise_insufficient_data(mtcars: pd.DataFrame) -> None:

@@ -341,9 +341,11 @@ def test_fit_link_missing_values_left_out_and_counted(framing: pd.DataFrame) -> 
     pd.testing.assert_frame_equal(res.effects, fit_link(framing.drop(index=range(5)), **kwargs).effects)
 
 
-def test_fit_link_constant_covariate_left_out_with_warning(framing: pd.DataFrame) -> None:
+# A string, a whole number, and constants whose computed standard deviation is about 1e-17, not 0.
+@pytest.mark.parametrize("value", ["US", 1.0, 0.1, 0.7])
+def test_fit_link_constant_covariate_left_out_with_warning(framing: pd.DataFrame, value: object) -> None:
     kwargs = dict(exposure="treat", mediator="emo", outcome="cong_mesg", n_boot=100)
-    res = fit_link(framing.assign(country="US"), covariates=(*FRAMING_COVS, "country"), **kwargs)
+    res = fit_link(framing.assign(country=value), covariates=(*FRAMING_COVS, "country"), **kwargs)
     assert any("'country'" in w for w in res.warnings)
     pd.testing.assert_frame_equal(res.effects, fit_link(framing, covariates=FRAMING_COVS, **kwargs).effects)
 
