@@ -88,6 +88,10 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "{pm}% of it through the score.",
         "ja": "そのうち{pm}%がスコアの向上を経由しています。",
     },
+    "headline_share_ci": {
+        "en": "{pm}% of it (95% CI {pm_lo}% to {pm_hi}%) through the score.",
+        "ja": "そのうち{pm}%（95%信頼区間 {pm_lo}〜{pm_hi}%）がスコアの向上を経由しています。",
+    },
     "headline_share_unclear": {
         "en": "and the share that runs through the score cannot be pinned down because the total effect "
         "is not distinguishable from zero.",

@@ -195,8 +195,16 @@ def _headline_span(key: str, numbers: dict[str, float | int], *, signed: bool = 
     return Markup('<span class="num" data-headline="{}">{}</span>').format(key, text)
 
 
-def _excludes_zero(numbers: dict[str, float | int], effect: str) -> bool:
-    low, high = numbers.get(f"{effect}_ci_low"), numbers.get(f"{effect}_ci_high")
+def interval_excludes_zero(link_effects: pd.DataFrame, effect: str) -> bool:
+    """Whether `effect`'s 95% interval in analysis.link_effects lies wholly above or below zero.
+
+    Judged on the stored figures, not the rounded ones the sentence shows: an interval of 0.00004 to
+    0.00088 prints as "0.00 to 0.09" and still excludes zero.
+    """
+    rows = link_effects[link_effects["effect"] == effect]
+    if rows.empty:
+        return False
+    low, high = num(rows["ci_low"].iloc[0]), num(rows["ci_high"].iloc[0])
     return low is not None and high is not None and (low > 0 or high < 0)
 
 
@@ -215,7 +223,15 @@ def build_headline(inputs: ReportInputs, t: Translate) -> Section:
         return section
     numbers = headline_numbers(frame)
     spans = {key: _headline_span(key, numbers) for key in numbers}
-    if _excludes_zero(numbers, "total"):
+    if interval_excludes_zero(frame, "total") and {"proportion_mediated_ci_low", "proportion_mediated_ci_high"} <= (
+            numbers.keys()):
+        # The share's own interval is often wide (a small total in the denominator): it is stated with it.
+        share = Markup(escape(t("headline_share_ci", pm="{pm}", pm_lo="{pm_lo}", pm_hi="{pm_hi}"))).format(
+            pm=_headline_span("proportion_mediated", numbers),
+            pm_lo=_headline_span("proportion_mediated_ci_low", numbers),
+            pm_hi=_headline_span("proportion_mediated_ci_high", numbers),
+        )
+    elif interval_excludes_zero(frame, "total"):
         share = Markup(escape(t("headline_share", pm="{pm}"))).format(
             pm=_headline_span("proportion_mediated", numbers)
         )
@@ -237,7 +253,8 @@ def build_headline(inputs: ReportInputs, t: Translate) -> Section:
     )
     n_responses = inputs.n_responses if inputs.n_responses is not None else numbers.get("n_responses")
     n_customers = inputs.n_customers if inputs.n_customers is not None else numbers.get("n_customers")
-    uncertain = [t(f"effect_{e}") for e in ("a_path", "b_path", "total", "indirect") if not _excludes_zero(numbers, e)]
+    uncertain = [t(f"effect_{e}") for e in ("a_path", "b_path", "total", "indirect")
+                 if not interval_excludes_zero(frame, e)]
     section.data = {
         "sentence": sentence,
         "basis": t("headline_basis", n_responses=fmt_int(n_responses), n_customers=fmt_int(n_customers),

@@ -143,6 +143,25 @@ def test_render_report_total_interval_spans_zero_no_share_claimed() -> None:
     assert "contacts → repeat rate (total)" in html  # listed among the effects not distinguishable from zero
 
 
+def test_render_report_states_the_share_through_the_score_with_its_interval(html_en: str, html_ja: str) -> None:
+    for html in (html_en, html_ja):
+        shown = parse(html).headline
+        assert (shown["proportion_mediated"], shown["proportion_mediated_ci_low"],
+                shown["proportion_mediated_ci_high"]) == ("66", "58", "73")
+    assert re.search(r">66</span>% of it \(95% CI <span[^>]*>58</span>% to <span[^>]*>73</span>%\) through",
+                     html_en)
+
+
+def test_render_report_interval_that_rounds_to_zero_but_excludes_it_is_not_called_uncertain() -> None:
+    # 0.00004 to 0.00088 prints as "0.00 to 0.09" (percentage points); it still lies above zero.
+    effects = fx.link_effects()
+    effects.loc[effects["effect"] == "total", ["estimate", "ci_low", "ci_high"]] = [0.0005, 0.00004, 0.00088]
+    effects.loc[effects["effect"] == "a_path", ["ci_low"]] = [0.004]
+    html = render_report(fx.make_inputs(link_effects=effects))
+    assert "cannot be pinned down" not in html
+    assert "whose 95% interval includes zero" not in html
+
+
 # ---- languages ----
 
 
