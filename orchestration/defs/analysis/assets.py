@@ -25,11 +25,15 @@ from orchestration.lib.warehouse import run_as_of, write_run_table
 # The link model's covariates: what confounds contact frequency, NPS and repeat purchase. Segment and
 # business unit drive contact policy and loyalty; survey type changes who answers; tenure and prior-year
 # revenue (log, per million) capture relationship depth; first-week contacts and the hand-off delay
-# are the onboarding experience, which moves NPS on its own. Customers never handed off get the
-# window's length as delay and a flag, so they are kept rather than dropped.
+# are the onboarding experience, which moves NPS on its own.
+# Every one of them is as known at the response, never after it: a score given on day 5 after the
+# first order cannot depend on a hand-off on day 40, and adjusting for what happened later would bias
+# every effect. So the onboarding stage at the response is a factor (before the first order, in its
+# first week, after it); the first week's contacts count once that week is over; and a customer not
+# handed off by the response gets the window's length as delay and a flag, so it is kept, not dropped.
 LINK_COVARIATES = (
     "segment", "business_unit", "survey_type", "tenure_years", "log_revenue_prior_365d",
-    "first_week_contacts", "handoff_days_filled", "never_handed_off",
+    "onboarding_stage", "first_week_contacts", "handoff_days_filled", "not_handed_off_yet",
 )
 LINK_BOOTSTRAP_REPLICATES = 1000
 
@@ -88,9 +92,20 @@ LINK_FRAME_SQL = """
         r.segment, r.business_unit, r.survey_type,
         r.tenure_days / 365.25 as tenure_years,
         ln(1 + greatest(coalesce(r.revenue_prior_365d, 0), 0) / 1e6) as log_revenue_prior_365d,
-        coalesce(c.outbound_contacts_first_7d, 0) as first_week_contacts,
-        coalesce(c.handoff_days, p.contact_window_days) as handoff_days_filled,
-        case when c.handoff_days is null then 1 else 0 end as never_handed_off
+        case
+            when c.first_order_at is null or c.first_order_at >= r.responded_at then 'before_first_order'
+            when r.responded_at < c.first_order_at + interval 7 day then 'first_week'
+            else 'after_first_week'
+        end as onboarding_stage,
+        case
+            when c.first_order_at + interval 7 day <= r.responded_at then coalesce(c.outbound_contacts_first_7d, 0)
+            else 0
+        end as first_week_contacts,
+        case
+            when c.first_account_management_contact_at < r.responded_at then c.handoff_days
+            else p.contact_window_days
+        end as handoff_days_filled,
+        case when c.first_account_management_contact_at < r.responded_at then 0 else 1 end as not_handed_off_yet
     from marts.fct_survey_responses as r
     left join marts.dim_customers as c on r.customer_id = c.customer_id
     cross join intermediate.int_run_parameters as p
