@@ -120,6 +120,8 @@ LINK_EFFECTS_COLUMNS = [
     "exposure",
     "mediator",
     "outcome",
+    "n_left_out",
+    "n_window_open",
 ]
 
 
@@ -1011,7 +1013,9 @@ def handoff(customers: pd.DataFrame, responses: pd.DataFrame | None = None) -> p
 # ---- link_effects ---------------------------------------------------------------------------------
 
 
-def link_effects_table(result: Any, *, exposure: str, mediator: str, outcome: str) -> pd.DataFrame:
+def link_effects_table(
+    result: Any, *, exposure: str, mediator: str, outcome: str, n_window_open: int | None = None
+) -> pd.DataFrame:
     """The fitted contacts -> NPS -> repeat chain as rows of ``analysis.link_effects``.
 
     `result` is what :func:`analysis.link.fit_link` returns: ``.effects`` indexed by effect
@@ -1022,7 +1026,10 @@ def link_effects_table(result: Any, *, exposure: str, mediator: str, outcome: st
 
     Returns one row per effect, in the result's order: ``effect, estimate, ci_low, ci_high,
     p_value, n_responses`` (= n_used), ``n_customers`` (= n_clusters; NULL when not clustered),
-    ``exposure, mediator, outcome``.
+    ``exposure, mediator, outcome``, ``n_left_out`` (= the result's n_dropped: rows the fit left out
+    for a missing value) and ``n_window_open`` (responses not in the frame because their outcome
+    window was still open, as the caller counted them; NULL when not given). The last two let the
+    report say what the estimate does not rest on.
     """
     for role, given in (("exposure", exposure), ("mediator", mediator), ("outcome", outcome)):
         fitted_on = getattr(result, role, given)
@@ -1045,7 +1052,10 @@ def link_effects_table(result: Any, *, exposure: str, mediator: str, outcome: st
             "exposure": exposure,
             "mediator": mediator,
             "outcome": outcome,
+            "n_left_out": int(getattr(result, "n_dropped", 0)),
+            "n_window_open": pd.NA if n_window_open is None else int(n_window_open),
         },
         columns=LINK_EFFECTS_COLUMNS,
     )
-    return table.astype({"n_responses": "int64", "n_customers": "Int64", "effect": "str"})
+    return table.astype({"n_responses": "int64", "n_customers": "Int64", "effect": "str", "n_left_out": "int64",
+                         "n_window_open": "Int64"})

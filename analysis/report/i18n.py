@@ -108,6 +108,14 @@ CATALOG: dict[str, dict[str, str]] = {
             "実験ではなく観察データによる推定値です。末尾の留意点をご覧ください。"
         ),
     },
+    "headline_window_open": {
+        "en": "Not in it: {n} later responses whose {rw}-day window is still open.",
+        "ja": "{rw}日間の追跡期間がまだ終わっていない回答{n}件は含みません。",
+    },
+    "headline_left_out": {
+        "en": "Left out for a missing value (such as a customer the CRM does not know): {n} responses.",
+        "ja": "値の欠けている回答{n}件（CRMに登録のない顧客など）は除外しました。",
+    },
     "headline_uncertain": {
         "en": "Effects whose 95% interval includes zero: {effects}. Read them as not distinguishable from zero.",
         "ja": "95%信頼区間がゼロを含む効果：{effects}。ゼロと区別できない結果としてお読みください。",

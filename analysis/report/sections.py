@@ -179,7 +179,7 @@ def headline_numbers(link_effects: pd.DataFrame) -> dict[str, float | int]:
                 continue
             rounded = round(value * scale, decimals) + 0.0
             numbers[effect + suffix] = int(rounded) if decimals == 0 else rounded
-    for count in ("n_responses", "n_customers"):
+    for count in ("n_responses", "n_customers", "n_left_out", "n_window_open"):
         if count in link_effects.columns:
             value = num(link_effects[count].max())
             if value is not None:
@@ -255,10 +255,18 @@ def build_headline(inputs: ReportInputs, t: Translate) -> Section:
     n_customers = inputs.n_customers if inputs.n_customers is not None else numbers.get("n_customers")
     uncertain = [t(f"effect_{e}") for e in ("a_path", "b_path", "total", "indirect")
                  if not interval_excludes_zero(frame, e)]
+    basis = None
+    if n_responses is not None:
+        basis = t("headline_basis", n_responses=fmt_int(n_responses), n_customers=fmt_int(n_customers),
+                  rw=inputs.repeat_window_days)
+        # What the estimate does not rest on, so a reader can judge how far it carries.
+        if numbers.get("n_window_open"):
+            basis += " " + t("headline_window_open", n=fmt_int(numbers["n_window_open"]), rw=inputs.repeat_window_days)
+        if numbers.get("n_left_out"):
+            basis += " " + t("headline_left_out", n=fmt_int(numbers["n_left_out"]))
     section.data = {
         "sentence": sentence,
-        "basis": t("headline_basis", n_responses=fmt_int(n_responses), n_customers=fmt_int(n_customers),
-                   rw=inputs.repeat_window_days) if n_responses is not None else None,
+        "basis": basis,
         "uncertain": t("headline_uncertain", effects=t("list_sep").join(uncertain)) if uncertain else None,
         "numbers": numbers,
     }

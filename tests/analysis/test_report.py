@@ -152,6 +152,16 @@ def test_render_report_states_the_share_through_the_score_with_its_interval(html
                      html_en)
 
 
+def test_render_report_headline_says_what_the_estimate_does_not_rest_on(html_en: str) -> None:
+    effects = fx.link_effects().assign(n_left_out=17, n_window_open=1230)
+    for lang, texts in (("en", ("1,230 later responses whose 90-day window is still open", ": 17 responses")),
+                        ("ja", ("回答1,230件は含みません", "回答17件"))):
+        html = render_report(fx.make_inputs(link_effects=effects), lang=lang)
+        assert all(text in html for text in texts), lang
+    # A table from before the counts were stored (and a fit that left nothing out) says nothing of them.
+    assert "window is still open" not in html_en and "Left out for a missing value" not in html_en
+
+
 def test_render_report_interval_that_rounds_to_zero_but_excludes_it_is_not_called_uncertain() -> None:
     # 0.00004 to 0.00088 prints as "0.00 to 0.09" (percentage points); it still lies above zero.
     effects = fx.link_effects()

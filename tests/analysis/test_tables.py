@@ -714,6 +714,7 @@ def _fake_link_result(n_clusters: int | None) -> SimpleNamespace:
     return SimpleNamespace(
         effects=effects,
         n_used=812,
+        n_dropped=17,
         n_clusters=n_clusters,
         exposure="contacts_per_month",
         mediator="nps_score",
@@ -731,11 +732,18 @@ def test_link_effects_table_one_row_per_effect_with_counts_and_names() -> None:
     assert table["estimate"].tolist() == result.effects["estimate"].tolist()
     assert table["n_responses"].unique().tolist() == [812]
     assert table["n_customers"].unique().tolist() == [301]
+    assert table["n_left_out"].unique().tolist() == [17] and table["n_window_open"].isna().all()
     assert table.iloc[0][["exposure", "mediator", "outcome"]].tolist() == [
         "contacts_per_month",
         "nps_score",
         "repeat_after",
     ]
+
+
+def test_link_effects_table_counts_the_open_windows_it_is_given() -> None:
+    table = tables.link_effects_table(_fake_link_result(301), exposure="contacts_per_month", mediator="nps_score",
+                                      outcome="repeat_after", n_window_open=1230)
+    assert table["n_window_open"].unique().tolist() == [1230]
 
 
 def test_link_effects_table_unclustered_fit_has_null_customers() -> None:

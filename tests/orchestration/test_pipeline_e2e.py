@@ -379,6 +379,13 @@ def test_analysis_tables_agree_with_the_planted_structure(published_demo: Path) 
         estimate, low, high = effects[effect]
         assert 0 < low < estimate < high, effect
         assert abs(estimate - truth["link"]["effects"][effect]) < 0.3 * truth["link"]["effects"][effect], effect
+    # What the fit does not rest on is counted: the open windows, and the orphans' rows (no segment).
+    counted = con.execute("select distinct n_responses, n_left_out, n_window_open from analysis.link_effects"
+                          ).fetchall()
+    open_windows, closed = con.execute("select count(*) filter (where repeat_after is null), "
+                                       "count(repeat_after) from marts.fct_survey_responses").fetchall()[0]
+    assert len(counted) == 1 and counted[0][2] == open_windows > 0
+    assert counted[0][1] > 0 and counted[0][0] + counted[0][1] == closed
     con.close()
 
 

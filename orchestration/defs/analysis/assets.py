@@ -74,9 +74,14 @@ def _run(
         rows = write_run_table(con, table, frame, run_id=context.run_id, as_of=as_of)
     ok, reason = _check_frame(frame)
     context.log.info(f"[analysis] {table}: {rows} rows for as_of {as_of}")
+    fit_warnings = [str(w) for w in frame.attrs.get("warnings", ())]
+    for warning in fit_warnings:
+        context.log.warning(f"[analysis] {table}: {warning}")
     yield dg.MaterializeResult(
         asset_key=key,
-        metadata={"rows": dg.MetadataValue.int(rows), "preview": dg.MetadataValue.md(frame.head(12).to_markdown())},
+        metadata={"rows": dg.MetadataValue.int(rows), "preview": dg.MetadataValue.md(frame.head(12).to_markdown()),
+                  **({"warnings": dg.MetadataValue.md("\n".join(f"- {w}" for w in fit_warnings))}
+                     if fit_warnings else {})},
     )
     yield dg.AssetCheckResult(asset_key=key, check_name="usable_output", passed=ok, metadata={"reason": reason})
 
@@ -134,9 +139,14 @@ def build_link_effects(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     )
     if not result.converged:
         raise RuntimeError("the link model did not converge")
-    return tables.link_effects_table(
-        result, exposure="contacts_per_month", mediator="nps_score", outcome="repeat_after"
+    # The responses the frame leaves out because their repeat window is still open (censored).
+    window_open = con.execute("select count(*) from marts.fct_survey_responses where repeat_after is null").fetchall()
+    table = tables.link_effects_table(
+        result, exposure="contacts_per_month", mediator="nps_score", outcome="repeat_after",
+        n_window_open=int(window_open[0][0]),
     )
+    table.attrs["warnings"] = list(result.warnings)  # covariates left out, rows dropped: _run logs them
+    return table
 
 
 def build_dose_response(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
