@@ -281,6 +281,14 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "col_category": {"en": "Category", "ja": "区分"},
     "col_customers": {"en": "Customers", "ja": "顧客数"},
+    "col_revenue_responses": {"en": "With the window closed", "ja": "追跡期間終了済み"},
+    "revenue_observed_note": {
+        "en": "Revenue after a response is counted once its {days} days have passed: the sum and the mean rest "
+        "on the responses with the window closed, not on the later ones. † fewer than {min_n} such responses: "
+        "read the mean with caution.",
+        "ja": "回答後の売上は{days}日間が経過した回答についてのみ集計します。合計と平均は追跡期間が終了した回答に基づき、"
+        "それ以降の回答は含みません。†：該当する回答が{min_n}件未満のため、平均値は参考程度にご覧ください。",
+    },
     "col_revenue_after": {"en": "Revenue after ({currency})", "ja": "回答後売上（{currency}）"},
     "col_revenue_mean": {"en": "Mean per response ({currency})", "ja": "回答1件あたり平均（{currency}）"},
     "revenue_corr": {

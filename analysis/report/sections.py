@@ -619,13 +619,18 @@ def build_revenue(inputs: ReportInputs, t: Translate, lang: str) -> Section:
     if any(m is not None for m in means):
         chart = svg.bar_chart(chart_id="revenue", title=t("h_revenue"), labels=labels, values=means,
                               x_label=t("axis_revenue_mean", currency=currency), value_format=fmt_compact)
+    # The mean rests on the responses whose revenue window has closed, not on every response: the table
+    # shows that n beside the mean and flags a small one (a table from before the column shows "–").
+    observed = {c: num(by_category[c].get("revenue_responses")) for c in present}
     rows = [
         {
             "category": label,
             "customers": fmt_int(by_category[c]["customers"]),
             "responses": fmt_int(by_category[c]["responses"]),
+            "revenue_responses": fmt_int(observed[c]) if observed[c] is not None else "–",
             "revenue_after": fmt_money(by_category[c]["revenue_after"], currency),
             "revenue_mean": fmt_money(by_category[c]["revenue_after_mean"], currency),
+            "flag": " †" if observed[c] is not None and observed[c] < SMALL_N else "",
         }
         for c, label in zip(present, labels, strict=True)
     ]
@@ -646,6 +651,7 @@ def build_revenue(inputs: ReportInputs, t: Translate, lang: str) -> Section:
         "intro": t("revenue_intro", days=inputs.revenue_window_days, currency=currency),
         "chart": chart,
         "rows": rows,
+        "observed_note": t("revenue_observed_note", days=inputs.revenue_window_days, min_n=SMALL_N),
         "correlation": correlation,
         "currency": currency,
     }

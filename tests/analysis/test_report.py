@@ -416,6 +416,20 @@ def test_render_report_revenue_and_correlation(html_en: str) -> None:
     assert "r = 0.41 (95% CI 0.19 to 0.60)" in html_en
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_render_report_revenue_mean_shows_the_responses_it_rests_on_and_flags_a_few(lang: str) -> None:
+    # 1,650 promoter responses, but only 12 whose 365-day window has closed: the mean rests on those 12.
+    frame = fx.nps_revenue()
+    frame["revenue_responses"] = frame["category"].map({"promoter": 12, "passive": 900, "detractor": 700})
+    html = render_report(fx.make_inputs(nps_revenue=frame), lang=lang)
+    revenue = html.split('data-section="revenue"')[1].split("</section>")[0]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr><td>.*?</tr>", revenue, re.S)]
+    assert [c[3] for c in cells] == ["12", "900", "700"]
+    assert cells[0][5].endswith(" †") and not cells[1][5].endswith("†") and not cells[2][5].endswith("†")
+    assert CATALOG["col_revenue_responses"][lang] in revenue
+    assert translator(lang)("revenue_observed_note", days=365, min_n=30) in revenue
+
+
 def test_render_report_methods_name_the_covariates(html_en: str) -> None:
     # Names the catalog does not know are shown with spaces for underscores.
     assert "Adjusted for: segment, business unit, tenure days, revenue prior 365d, inbound before." in html_en
