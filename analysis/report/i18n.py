@@ -127,6 +127,11 @@ CATALOG: dict[str, dict[str, str]] = {
     "effect_indirect": {"en": "through the score", "ja": "スコア経由"},
     "list_sep": {"en": ", ", "ja": "、"},
     # ---- (2) trend ----
+    "legend_small_n": {"en": "fewer than {min_n} responses", "ja": "回答{min_n}件未満"},
+    "trend_partial_month": {
+        "en": "* {month} is still in progress: its figures cover responses up to the cut-off, {day}.",
+        "ja": "* {month}は集計途中です。データ基準日（{day}）までの回答に基づきます。",
+    },
     "trend_intro": {
         "en": (
             "Monthly NPS (−100 to +100) with its 95% margin of error as a shaded band. A triangle marks a "
@@ -286,8 +291,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Revenue after a response is counted once its {days} days have passed: the sum and the mean rest "
         "on the responses with the window closed, not on the later ones. † fewer than {min_n} such responses: "
         "read the mean with caution.",
-        "ja": "回答後の売上は{days}日間が経過した回答についてのみ集計します。合計と平均は追跡期間が終了した回答に基づき、"
-        "それ以降の回答は含みません。†：該当する回答が{min_n}件未満のため、平均値は参考程度にご覧ください。",
+        "ja": "回答後の売上は{days}日間が経過した回答についてのみ集計します。"
+        "合計と平均は追跡期間が終了した回答に基づき、それ以降の回答は含みません。†：該当する回答が{min_n}件未満のため、平均値は参考程度にご覧ください。",
     },
     "col_revenue_after": {"en": "Revenue after ({currency})", "ja": "回答後売上（{currency}）"},
     "col_revenue_mean": {"en": "Mean per response ({currency})", "ja": "回答1件あたり平均（{currency}）"},

@@ -334,29 +334,44 @@ def build_trend(inputs: ReportInputs, t: Translate, lang: str) -> Section:
             rows = rows[~rows.index.duplicated(keep="last")]
             series.append(_line_series(label_for(lang, "survey", survey_type), rows, months))
     marks, changes = _significant_changes(inputs.nps_changes, months, survey_types, t, lang)
+    # A month the cut-off falls in is not over: its label says so, and a note says to what day.
+    full = latest_full_month(inputs)
+    labels = [f"{m}*" if m > full else m for m in months]
+    partial = None
+    if months and months[-1] > full:
+        partial = t("trend_partial_month", month=months[-1], day=as_of_local(inputs).strftime("%Y-%m-%d"))
     section.data = {
         "intro": t("trend_intro"),
-        "chart": svg.line_chart(chart_id="nps-trend", title=t("h_trend"), x_labels=months, series=series,
+        "chart": svg.line_chart(chart_id="nps-trend", title=t("h_trend"), x_labels=labels, series=series,
                                 x_label=t("axis_month"), y_label=t("axis_nps"), marks=marks,
-                                mark_label=t("legend_significant"), y_clamp=(-100, 100)),
+                                mark_label=t("legend_significant"),
+                                flag_label=t("legend_small_n", min_n=SMALL_N), y_clamp=(-100, 100)),
+        "partial": partial,
         "changes": changes,
     }
     return section
 
 
 def _line_series(name: str, rows: pd.DataFrame, months: Sequence[str]) -> svg.LineSeries:
-    values, lows, highs = [], [], []
+    """One trend line; a month with fewer than SMALL_N responses is flagged (drawn hollow).
+
+    Without the flag a month of one response, whose margin is NULL (n < 2) and so has no band, would
+    look the most certain point of the chart.
+    """
+    values, lows, highs, flagged = [], [], [], []
     for month in months:
         if month in rows.index:
             nps, moe = rows.at[month, "nps"], rows.at[month, "nps_moe95"]
             low, high = _band(nps, moe)
             values.append(num(nps))
+            flagged.append((num(rows.at[month, "responses"]) or 0) < SMALL_N)
         else:
             low = high = None
             values.append(None)
+            flagged.append(False)
         lows.append(low)
         highs.append(high)
-    return svg.LineSeries(name=name, values=values, low=lows, high=highs)
+    return svg.LineSeries(name=name, values=values, low=lows, high=highs, flagged=flagged)
 
 
 def _significant_changes(changes: pd.DataFrame | None, months: Sequence[str], survey_types: Sequence[str],

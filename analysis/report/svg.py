@@ -37,6 +37,8 @@ class LineSeries:
     values: Sequence[float | None]
     low: Sequence[float | None] | None = None
     high: Sequence[float | None] | None = None
+    # Per x position: draw the point hollow (a small sample, whose band may be missing or wide).
+    flagged: Sequence[bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -265,10 +267,14 @@ def line_chart(
     y_label: str,
     marks: Sequence[PointMark] = (),
     mark_label: str = "",
+    flag_label: str = "",
     y_clamp: tuple[float, float] | None = None,
     height: float = 320,
 ) -> Markup:
-    """A line chart over categorical x positions, with shaded interval bands and triangle marks."""
+    """A line chart over categorical x positions, with shaded interval bands and triangle marks.
+
+    A series' flagged points are drawn hollow; when any is, the legend explains them with `flag_label`.
+    """
     if not x_labels or not series:
         raise ValueError("line_chart needs at least one x position and one series")
     for s in series:
@@ -277,7 +283,8 @@ def line_chart(
     numbers = _all_numbers(*[seq for s in series for seq in (s.values, s.low, s.high)])
     if not numbers:
         raise ValueError("line_chart needs at least one finite value")
-    legend_rows = math.ceil((len(series) + (1 if marks else 0)) / 3)
+    any_flagged = any(s.flagged and any(s.flagged) for s in series)
+    legend_rows = math.ceil((len(series) + (1 if marks else 0) + (1 if any_flagged else 0)) / 3)
     plot_bottom_pad = 44 + 20 * legend_rows
     ticks, y_min, y_max = _y_domain(numbers, y_clamp)
     frame = _Frame(left=56, top=14, width=WIDTH - 56 - 16, height=height - 14 - plot_bottom_pad,
@@ -328,7 +335,9 @@ def line_chart(
             )
         for j, value in enumerate(values):
             if value is not None:
-                parts.append(_marker(MARKERS[i % len(MARKERS)], xs[j], frame.y(clamp(value)), colour, size=3))
+                hollow = bool(s.flagged and s.flagged[j])
+                parts.append(_marker(MARKERS[i % len(MARKERS)], xs[j], frame.y(clamp(value)), colour, size=3,
+                                     hollow=hollow))
     for mark in marks:
         if not 0 <= mark.series < len(series) or not 0 <= mark.x_index < len(x_labels):
             continue
@@ -348,6 +357,8 @@ def line_chart(
                         + _marker(MARKERS[i % len(MARKERS)], 12, 0, colour, size=3)))
     if marks:
         entries.append((mark_label, _triangle(12, 0, True, "#c62828", size=6)))
+    if any_flagged:
+        entries.append((flag_label, _marker("circle", 12, 0, AXIS_COLOUR, size=3, hollow=True)))
     column_width = frame.width / 3
     for n, (name, sample) in enumerate(entries):
         x = frame.left + column_width * (n % 3)

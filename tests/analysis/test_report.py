@@ -172,6 +172,35 @@ def test_render_report_interval_that_rounds_to_zero_but_excludes_it_is_not_calle
     assert "whose 95% interval includes zero" not in html
 
 
+def _trend_svg(html: str) -> str:
+    return html.split('data-chart="nps-trend"')[1].split("</svg>")[0]
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_render_report_trend_draws_a_month_of_few_responses_hollow_and_says_why(lang: str) -> None:
+    # The last month's relational responses: one promoter, whose margin is NULL (n < 2), so no band.
+    period = fx.nps_by_period()
+    last = (period["period_month"] == fx.MONTHS[-1].date()) & (period["survey_type"] == "relational") & (
+        period["dimension"] == "overall")
+    period.loc[last, ["responses", "promoters", "passives", "detractors", "nps", "nps_moe95"]] = [1, 1, 0, 0, 100.0,
+                                                                                                 None]
+    chart = _trend_svg(render_report(fx.make_inputs(nps_by_period=period, nps_changes=None), lang=lang))
+    hollow = re.findall(r'<(?:circle|rect|polygon)[^>]*fill="#ffffff"', chart)
+    assert len(hollow) == 2  # the relational line's last point, and the legend's sample
+    assert translator(lang)("legend_small_n", min_n=30) in chart
+    full = _trend_svg(render_report(fx.make_inputs(), lang=lang))
+    assert 'fill="#ffffff"' not in full and translator(lang)("legend_small_n", min_n=30) not in full
+
+
+def test_render_report_trend_labels_the_month_the_cut_off_falls_in() -> None:
+    inputs = dataclasses.replace(fx.make_inputs(), as_of=datetime(2025, 6, 15, 3, 0, 0))  # 12:00 in Tokyo
+    html = render_report(inputs)
+    assert ">2025-06*<" in _trend_svg(html)
+    assert "* 2025-06 is still in progress: its figures cover responses up to the cut-off, 2025-06-15." in html
+    full = render_report(fx.make_inputs())
+    assert "still in progress" not in full and ">2025-06<" in _trend_svg(full)
+
+
 # ---- languages ----
 
 
