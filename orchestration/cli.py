@@ -253,8 +253,14 @@ def _run_job(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name}{note}")
     elapsed = time.perf_counter() - started
     if not result.success:
-        left = ("the published warehouse was left as it was" if settings.published_db_path.exists()
-                else "nothing was published (there is no published warehouse yet)")
+        published = any(e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.path == ["warehouse", "published"]
+                        for e in result.all_events)
+        if published:  # the publish step ended before the run failed (e.g. a later step, or a termination)
+            left = f"this run's warehouse was published ({settings.published_db_path}) before it failed"
+        elif settings.published_db_path.exists():
+            left = "the published warehouse was left as it was"
+        else:
+            left = "nothing was published (there is no published warehouse yet)"
         print(f"\nRUN FAILED after {elapsed:.0f} s; {left}.", file=sys.stderr)
         for event in failed_steps:
             error = event.step_failure_data.error

@@ -13,6 +13,10 @@ Safety:
 - Dagster's bookkeeping (`ActiveExecution`) is touched only by the orchestrating thread; a worker
   thread only runs one step's event stream and hands its events over through a queue, in order.
 - `max_concurrent: 1` gives exactly the in-process executor's behaviour.
+- A termination (Dagster's Terminate, a run's max runtime, Ctrl-C: all a SIGINT, which Dagster only
+  records) stops the run from starting any further step: the steps already running end (a thread
+  cannot be stopped), and the run ends interrupted. Without this, publish and the follow-up mail ran
+  after a person had cancelled the run.
 
 This leans on Dagster internals that the in-process executor itself uses (`ActiveExecution`,
 `dagster_event_sequence_for_step`); dagster is pinned in constraints.txt and
@@ -52,6 +56,8 @@ EXCLUSIVE_TAG = "nps_link/exclusive"
 # Two cores: two steps at a time. More would only make them compete for the cores and for memory.
 DEFAULT_MAX_CONCURRENT = 2
 _DONE = object()
+# How often the orchestrating thread, while waiting for a step's events, looks for a termination.
+INTERRUPT_POLL_SECONDS = 0.25
 
 
 class _StepCrashed:
@@ -119,14 +125,28 @@ def threaded_plan_iterator(
             running[step.key] = (step_context, [], thread)
             thread.start()
 
+        stopping = False
         try:
-            while running or held or not active.is_complete:
+            while running or (not stopping and (held or not active.is_complete)):
+                if not stopping and active.check_for_interrupts():
+                    # Dagster's pattern (its multiprocess executor): nothing more starts, the running
+                    # steps end, and leaving `active` with the plan incomplete raises the interruption.
+                    stopping = True
+                    active.mark_interrupted()
+                    held.clear()
+                    yield DagsterEvent.engine_event(
+                        job_context,
+                        "Termination received: no further step starts; waiting for the running ones to end: "
+                        + (", ".join(sorted(running)) or "none"),
+                        EngineEventData.interrupted(sorted(running)),
+                    )
+                    continue
                 # Start what may start: held steps first (in the order they were handed over).
-                while held and not exclusive_running() and len(running) < max_concurrent:
+                while not stopping and held and not exclusive_running() and len(running) < max_concurrent:
                     if not may_start(held[0]):
                         break
                     start(held.pop(0))
-                while not held and not exclusive_running() and len(running) < max_concurrent:
+                while not stopping and not held and not exclusive_running() and len(running) < max_concurrent:
                     steps = active.get_steps_to_execute(limit=1)
                     yield from active.concurrency_event_iterator(job_context)
                     if not steps:
@@ -137,6 +157,8 @@ def threaded_plan_iterator(
                         break
                     start(step)
                 if not running:
+                    if stopping:
+                        break
                     if held:
                         continue
                     # Nothing runs and nothing may start: skips to record, or a retry to wait for.
@@ -145,7 +167,11 @@ def threaded_plan_iterator(
                         active.sleep_til_ready()
                     continue
 
-                step_key, item = events.get()
+                try:
+                    # With a timeout: a termination only sets a flag, which this thread must look at.
+                    step_key, item = events.get(timeout=INTERRUPT_POLL_SECONDS)
+                except queue.Empty:
+                    continue
                 step_context, step_events, thread = running[step_key]
                 if item is _DONE:
                     thread.join()

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -234,3 +236,33 @@ def test_the_refresh_job_runs_on_it_with_dbt_and_publish_exclusive() -> None:
     assert job.executor_def.name == threaded_executor.name
     exclusive = {node.name for node in job.graph.nodes if node.definition.tags.get(EXCLUSIVE_TAG) == "true"}
     assert exclusive == {"dbt_models", "warehouse__published"}
+
+
+def test_a_termination_starts_no_further_step_and_the_run_ends_interrupted() -> None:
+    """Dagster's Terminate (or a run's max runtime, or Ctrl-C) is a SIGINT that Dagster only records:
+    the running step ends, but nothing after it (here: a publish) may start."""
+    ran: list[str] = []
+
+    @dg.asset
+    def building() -> None:
+        # Dagster's capture_interrupts must have replaced Python's handler (else the signal would be a
+        # KeyboardInterrupt in the test session itself).
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1.0)  # still running when the termination arrives: it finishes
+        ran.append("building")
+
+    @dg.asset
+    def beside() -> None:
+        time.sleep(1.5)
+        ran.append("beside")
+
+    @dg.asset(deps=[building, beside])
+    def published() -> None:
+        ran.append("published")
+
+    result = _run([building, beside, published])
+    assert not result.success
+    assert sorted(ran) == ["beside", "building"]
+    assert any("Termination received" in (e.message or "") for e in result.all_events)
+    assert "published" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
