@@ -599,3 +599,31 @@ def test_a_file_outside_the_sources_folders_is_named_by_the_load_manifests_check
     (landing / "ordres" / "orders_2025-06-30.csv").rename(landing / "orders" / "orders_2025-06-30.csv")
     (landing / "notes.txt").unlink()
     assert unknown_landing_entries(settings) == {}
+
+
+def test_ingest_removes_what_a_killed_load_of_the_source_left_and_nothing_of_another_source(
+    settings: Settings,
+) -> None:
+    from orchestration.lib.lake import quarantine_dir, rejected_dir
+    from quality.contract import DRIVER_SCORES_TABLE
+
+    lake = settings.lake_dir
+    left_behind = [
+        lake / ".work" / "survey_responses-k1l2" / "inflated.csv",  # a killed load's scratch copy
+        raw_dir(lake, "survey_responses") / ".abc.parquet.4242.tmp",
+        raw_dir(lake, DRIVER_SCORES_TABLE) / ".abc.parquet.4242.tmp",
+        quarantine_dir(lake, "survey_responses") / ".abc.parquet.4242.tmp",
+        rejected_dir(lake, "survey_responses") / "sub" / ".x.csv.4242.tmp",
+    ]
+    another_sources = [lake / ".work" / "orders-z9" / "spill.tmp", raw_dir(lake, "orders") / ".o.parquet.7.tmp"]
+    for path in left_behind + another_sources:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+    land(settings, "survey_responses", "a.csv", survey_csv("s1,relational,c1,2025-01-01,9"))
+
+    result = ingest(settings)
+
+    assert [f.status for f in result.files] == ["loaded"]
+    assert [p for p in left_behind if p.exists()] == []
+    assert not (lake / ".work" / "survey_responses-k1l2").exists()
+    assert all(p.exists() for p in another_sources)  # another source's load may be running beside this one

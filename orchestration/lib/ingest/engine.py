@@ -420,6 +420,30 @@ def _error_text(exc: BaseException) -> str:
 # Loading
 
 
+def remove_scratch_of_killed_loads(settings: Settings, source: str) -> int:
+    """Delete what a killed load of `source` left behind; returns how many entries were removed.
+
+    A load killed mid-file (out of memory on a large CP932 or gzipped delivery, a `kill -9`) leaves its
+    scratch folder under lake/.work (a transcoded or inflated copy and DuckDB's spill files, gigabytes
+    at times) and `.<name>.<pid>.tmp` files beside the lake files, and each retry would leave more.
+    Called under the source's lock (and a run's lock), so no load of this source is using them.
+    """
+    spec = load_contract().sources[source]
+    tables = [source, *([DRIVER_SCORES_TABLE] if spec.column_patterns else [])]
+    lake = settings.lake_dir
+    removed = 0
+    scratch_root = lake / ".work"
+    for stale in scratch_root.glob(f"{source}-*") if scratch_root.is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)
+        removed += 1
+    folders = [raw_dir(lake, t) for t in tables] + [quarantine_dir(lake, source), rejected_dir(lake, source)]
+    for folder in folders:
+        for stale in folder.rglob(".*.tmp") if folder.is_dir() else []:
+            stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def _workspace(settings: Settings, source: str) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
     """An in-memory DuckDB and a scratch folder (inside the data dir), both gone when the block ends."""
@@ -651,6 +675,7 @@ def ingest_source(
     store = ManifestStore(settings.lake_dir)
     results: list[FileLoadResult] = []
     with store.source_lock(source):
+        remove_scratch_of_killed_loads(settings, source)
         pending = _pending(store, settings, source)
         if pending:
             loaded = {r.sha256: r for r in store.records(source) if r.status == "loaded"}
