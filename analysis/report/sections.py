@@ -223,15 +223,15 @@ def build_headline(inputs: ReportInputs, t: Translate) -> Section:
         return section
     numbers = headline_numbers(frame)
     spans = {key: _headline_span(key, numbers) for key in numbers}
-    if interval_excludes_zero(frame, "total") and {"proportion_mediated_ci_low", "proportion_mediated_ci_high"} <= (
-            numbers.keys()):
+    total_excludes_zero = interval_excludes_zero(frame, "total")
+    if total_excludes_zero and {"proportion_mediated_ci_low", "proportion_mediated_ci_high"} <= numbers.keys():
         # The share's own interval is often wide (a small total in the denominator): it is stated with it.
         share = Markup(escape(t("headline_share_ci", pm="{pm}", pm_lo="{pm_lo}", pm_hi="{pm_hi}"))).format(
             pm=_headline_span("proportion_mediated", numbers),
             pm_lo=_headline_span("proportion_mediated_ci_low", numbers),
             pm_hi=_headline_span("proportion_mediated_ci_high", numbers),
         )
-    elif interval_excludes_zero(frame, "total"):
+    elif total_excludes_zero:
         share = Markup(escape(t("headline_share", pm="{pm}"))).format(
             pm=_headline_span("proportion_mediated", numbers)
         )

@@ -420,6 +420,10 @@ def _error_text(exc: BaseException) -> str:
 # Loading
 
 
+# The loads' scratch folders (one per load, named `<source>-*`) under the lake.
+SCRATCH_DIR = ".work"
+
+
 def remove_scratch_of_killed_loads(settings: Settings, source: str) -> int:
     """Delete what a killed load of `source` left behind; returns how many entries were removed.
 
@@ -432,7 +436,7 @@ def remove_scratch_of_killed_loads(settings: Settings, source: str) -> int:
     tables = [source, *([DRIVER_SCORES_TABLE] if spec.column_patterns else [])]
     lake = settings.lake_dir
     removed = 0
-    scratch_root = lake / ".work"
+    scratch_root = lake / SCRATCH_DIR
     for stale in scratch_root.glob(f"{source}-*") if scratch_root.is_dir() else []:
         shutil.rmtree(stale, ignore_errors=True)
         removed += 1
@@ -447,7 +451,7 @@ def remove_scratch_of_killed_loads(settings: Settings, source: str) -> int:
 @contextlib.contextmanager
 def _workspace(settings: Settings, source: str) -> Iterator[tuple[duckdb.DuckDBPyConnection, Path]]:
     """An in-memory DuckDB and a scratch folder (inside the data dir), both gone when the block ends."""
-    scratch_root = settings.lake_dir / ".work"
+    scratch_root = settings.lake_dir / SCRATCH_DIR
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{source}-", dir=scratch_root) as scratch:
         con = duckdb.connect(
