@@ -120,6 +120,15 @@ def _print_quality_summary(settings: Settings, since_epoch: float) -> None:
         print(f"  {source:<18}{loaded:>7}{rejected:>10}{dup:>5}{read:>13,}{ok:>13,}{quarantined:>13,}")
 
 
+def _print_held(settings: Settings) -> None:
+    """The deliveries a blocking ingestion check holds: every run fails on them until they are accepted."""
+    from orchestration.lib.ingest.holds import open_holds
+
+    held = sorted({h.file for h in open_holds(settings.lake_dir)})
+    if held:
+        print(f"\nHeld until a person accepts them (`nps-link accept FILE --note WHY`): {', '.join(held)}")
+
+
 def step_timings(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict[str, float]]:
     """Start and end (epoch seconds) of every step of a finished run, read from its event log.
 
@@ -251,6 +260,7 @@ def _run_job(args: argparse.Namespace, settings: Settings) -> int:
             why = check_failure_note(check)
             note = f": {why}" if why else ""
             print(f"  {check.asset_check_key.asset_key.to_user_string()}:{check.asset_check_key.name}{note}")
+    _print_held(settings)
     elapsed = time.perf_counter() - started
     if not result.success:
         published = any(e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.path == ["warehouse", "published"]
@@ -376,6 +386,41 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_accept(args: argparse.Namespace) -> int:
+    """Accept held deliveries, so the next run publishes their loaded rows; without FILE, list what is held.
+
+    A file that failed a blocking ingestion check (over the quarantine share, or its Great Expectations
+    suite) blocks every run until a person accepts it (orchestration/lib/ingest/holds.py).
+    """
+    from orchestration.lib.ingest.holds import NoSuchHoldError, accept_held, open_holds
+
+    settings = _settings(args)
+    if not args.files:
+        held = open_holds(settings.lake_dir)
+        if not held:
+            print(f"no held files in {settings.lake_dir}")
+        for hold in held:
+            print(f"{hold.file}  [{hold.table}: {hold.check}]  {hold.reason}  "
+                  f"(held since run {hold.run_id[:8]}, {hold.held_at[:16]} UTC)")
+        return 0
+    if not args.note.strip():
+        print("nps-link accept: say why with --note (it is kept with the acceptance)", file=sys.stderr)
+        return 2
+    status = 0
+    for file in args.files:
+        try:
+            accepted = accept_held(settings.lake_dir, file, note=args.note)
+        except NoSuchHoldError as exc:
+            print(f"nps-link accept: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        if not accepted:
+            print(f"{file}: accepted before; nothing to do")
+        for hold in accepted:
+            print(f"accepted {hold.file} [{hold.table}: {hold.check}]: the next run publishes its loaded rows")
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `nps-link` command."""
     parser = argparse.ArgumentParser(prog="nps-link", description=__doc__)
@@ -407,6 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--max-rows", type=int, default=40, help="rows the table shows (default 40)")
     sql.add_argument("--width", type=int, default=200, help="characters the table may be wide (default 200)")
     sql.set_defaults(func=cmd_sql, as_of=None)
+
+    accept = sub.add_parser("accept", help="accept files a blocking ingestion check held (without FILE: list them)")
+    accept.add_argument("files", nargs="*", metavar="FILE",
+                        help="landing path of a held file (e.g. survey_responses/batch.csv), or its file name")
+    accept.add_argument("--note", default="", help="why it may be published (required with FILE; kept with it)")
+    accept.add_argument("--data-dir", default=None)
+    accept.set_defaults(func=cmd_accept, as_of=None)
 
     docs = sub.add_parser("docs", help="build the dbt docs site as static files")
     docs.add_argument("--data-dir", default=None)

@@ -9,9 +9,13 @@ published warehouse stays as it was:
   a sample of the first such group, for the schema checks; every other expectation exact over every
   row, per file);
 - `quarantine_share`: no loaded file quarantined more than NPS_LINK_QUARANTINE_BLOCK_SHARE of its rows,
-  and every file reconciles (rows read = loaded + quarantined).
-The block lasts for the run in which the file arrives: a rerun after the engineer has looked publishes
-the rows that did load (the file is in the manifest and not loaded again).
+  every file reconciles (rows read = loaded + quarantined), and no file was refused whole.
+A file that fails either check is *held* (orchestration/lib/ingest/holds.py): its rows are in the lake
+by then (none of them, for a refused file), so every later run's check of the table fails on it too,
+naming it, until a person accepts it (`nps-link accept FILE`, or the `accept_held` field of the
+`nps_link` resource in the launchpad). Only then does a run publish its loaded rows (or publish
+without the refused file). Without the hold, the next run (the landing sensor's, the
+06:00 schedule's) would see no new file and publish them with no one having looked.
 Validation outcomes are pickled under <data_dir>/quality/<run_id>/outcomes/, and every ingestion
 asset re-renders the run's data docs from all outcomes so far: the docs exist even when a blocking
 check stops the run, which is when they are needed most.
@@ -38,10 +42,18 @@ import pandas as pd
 import pyarrow as pa
 
 from orchestration.lib.ingest import FileLoadResult, SourceLoadResult, ingest_source
+from orchestration.lib.ingest.holds import (
+    Hold,
+    NoSuchHoldError,
+    accept_held,
+    names_a_hold,
+    open_holds,
+    record_hold,
+)
 from orchestration.lib.lake import LAKE_TABLES
 from orchestration.lib.settings import Settings
 from orchestration.lib.validation_worker import current_worker, validate_group
-from quality.thresholds import quarantine_share_outcome
+from quality.thresholds import ThresholdOutcome, quarantine_share_outcome
 
 if TYPE_CHECKING:
     from quality.validate import SharedSampleRun, ValidationOutcome
@@ -60,10 +72,14 @@ def ingest_check_specs(table: str) -> list[dg.AssetCheckSpec]:
     """The two blocking checks every ingestion asset carries (see the module docstring)."""
     key = source_key(table)
     return [
-        dg.AssetCheckSpec(CONTRACT_CHECK, asset=key, blocking=True,
-                          description="Great Expectations suite of the contract on every file loaded in this run."),
-        dg.AssetCheckSpec(SHARE_CHECK, asset=key, blocking=True,
-                          description="No file quarantined more than the allowed share of its rows; counts reconcile."),
+        dg.AssetCheckSpec(
+            CONTRACT_CHECK, asset=key, blocking=True,
+            description="Great Expectations suite of the contract on every file loaded in this run; no file "
+                        "that failed it held from an earlier run."),
+        dg.AssetCheckSpec(
+            SHARE_CHECK, asset=key, blocking=True,
+            description="No file quarantined more than the allowed share of its rows or was refused whole; "
+                        "counts reconcile; no such file held from an earlier run."),
     ]
 
 
@@ -188,47 +204,89 @@ class LoadedFileValidator:
         return dict(self._outcomes)
 
 
-def contract_check(table: str, outcomes: dict[str, ValidationOutcome]) -> dg.AssetCheckResult:
-    """The `contract_expectations` check result for one lake table."""
+def _held_text(held: Sequence[Hold]) -> str:
+    """The part of a check's message about files held since earlier runs, with what to do."""
+    return (f"{len(held)} file(s) held since an earlier run until a person accepts them: "
+            + "; ".join(h.describe() for h in held)
+            + ". Accept with `nps-link accept FILE` (or accept_held in the run's nps_link config) to publish "
+            "their loaded rows, or deliver a corrected file and accept the held one")
+
+
+def contract_check(table: str, outcomes: dict[str, ValidationOutcome],
+                   held: Sequence[Hold] = ()) -> dg.AssetCheckResult:
+    """The `contract_expectations` check result for one lake table: this run's files, and files held before."""
     failing = {name: o for name, o in outcomes.items() if not o.success}
+    failures = [f"- **{name}**: {o.summary()}" for name, o in failing.items()]
+    metadata: dict[str, object] = {
+        "files_validated": len(outcomes),
+        "rows_validated": sum(o.rows for o in outcomes.values()),
+        "sampled_files": sum(o.sampled for o in outcomes.values()),
+        "failures": dg.MetadataValue.md("\n".join(failures) or "none"),
+    }
+    if held:
+        metadata["message"] = _held_text(held)
+        metadata["held_files"] = dg.MetadataValue.md("\n".join(f"- {h.describe()}" for h in held))
     return dg.AssetCheckResult(
         asset_key=source_key(table),
         check_name=CONTRACT_CHECK,
-        passed=not failing,
-        metadata={
-            "files_validated": len(outcomes),
-            "rows_validated": sum(o.rows for o in outcomes.values()),
-            "sampled_files": sum(o.sampled for o in outcomes.values()),
-            "failures": dg.MetadataValue.md(
-                "\n".join(f"- **{name}**: {o.summary()}" for name, o in failing.items()) or "none"
-            ),
-        },
+        passed=not failing and not held,
+        metadata=metadata,
     )
 
 
-def share_check(table: str, files: Sequence[FileLoadResult], settings: Settings) -> dg.AssetCheckResult:
-    """The `quarantine_share` check result over the files of this run."""
-    manifest = pd.DataFrame([asdict(f) for f in files], columns=list(FileLoadResult.__dataclass_fields__))
-    outcome = quarantine_share_outcome(manifest, max_share=settings.quarantine_block_share)
+def share_check(table: str, outcome: ThresholdOutcome, held: Sequence[Hold] = ()) -> dg.AssetCheckResult:
+    """The `quarantine_share` check result: this run's files' `outcome` (`share_outcome`), and files held before."""
+    message = outcome.message if not held else f"{_held_text(held)}. This run: {outcome.message}"
     return dg.AssetCheckResult(
         asset_key=source_key(table),
         check_name=SHARE_CHECK,
-        passed=outcome.success,
+        passed=outcome.success and not held,
         metadata={
             "max_share": outcome.max_share,
             "files_checked": outcome.files_checked,
-            "message": outcome.message,
+            "message": message,
             "rejected_files": dg.MetadataValue.md(
                 "\n".join(f"- {r.file}: {r.reason}" for r in outcome.rejected) or "none"
             ),
+            "held_files": dg.MetadataValue.md("\n".join(f"- {h.describe()}" for h in held) or "none"),
         },
     )
 
 
+def share_outcome(files: Sequence[FileLoadResult], settings: Settings) -> ThresholdOutcome:
+    """The load thresholds' verdict on this run's files (quality.thresholds)."""
+    manifest = pd.DataFrame([asdict(f) for f in files], columns=list(FileLoadResult.__dataclass_fields__))
+    return quarantine_share_outcome(manifest, max_share=settings.quarantine_block_share)
+
+
+def _accept_configured(source: str, accept: Sequence[str], settings: Settings, context: dg.AssetExecutionContext
+                       ) -> None:
+    """Accept the held files of `source` that the run's config names; a name no hold fits fails the step."""
+    for name in accept:
+        try:
+            accepted = accept_held(settings.lake_dir, name, source=source,
+                                   note=f"accept_held in the config of Dagster run {context.run_id}",
+                                   accepted_by=f"Dagster run {context.run_id}")
+        except NoSuchHoldError:
+            if not names_a_hold(settings.lake_dir, name):  # else another source's file, accepted by its own step
+                held = "; ".join(sorted({h.file for h in open_holds(settings.lake_dir)})) or "none"
+                raise dg.Failure(f"accept_held: no hold of any source names {name!r}; held files: {held}") from None
+            continue
+        for hold in accepted:
+            context.log.warning(f"[ingest] accepted held {hold.file} ({hold.table}: {hold.check}) as configured")
+
+
 def ingest_and_check(
-    source: str, tables: Sequence[str], settings: Settings, context: dg.AssetExecutionContext
+    source: str, tables: Sequence[str], settings: Settings, context: dg.AssetExecutionContext,
+    accept: Sequence[str] = (),
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Load `source`'s new files, then yield a materialization and the two checks for each lake table it feeds."""
+    """Load `source`'s new files, then yield a materialization and the two checks for each lake table it feeds.
+
+    `accept` names held files to accept first (the run's `accept_held` config). A file of this run that
+    fails a check is held from then on (see the module docstring).
+    """
+    _accept_configured(source, accept, settings, context)
+    held_before = open_holds(settings.lake_dir, source)
     validators = {table: LoadedFileValidator(table, settings, context.run_id) for table in tables}
 
     def validate_written(table: str, loaded: FileLoadResult, rows: pa.Table) -> None:
@@ -243,16 +301,27 @@ def ingest_and_check(
     )
     for rejected in result.rejected:
         log.warning(f"[ingest] {source}: rejected {rejected.file}: {rejected.reason}")
+    by_file = {f.file: f for f in result.files if f.status != "duplicate"}
+    shares = share_outcome(result.files, settings)
     for table in tables:
         outcomes = validators[table].finish()
         for name, outcome in outcomes.items():
             if not outcome.success:
                 log.warning(f"[quality] {name}: {outcome.summary()}")
+                loaded = by_file[name.removeprefix(f"{table}: ")]
+                record_hold(settings.lake_dir, loaded, table=table, check=CONTRACT_CHECK,
+                            reason=outcome.summary(), run_id=context.run_id)
+        for file, reasons in shares.reasons_by_file.items():
+            record_hold(settings.lake_dir, by_file[file], table=table, check=SHARE_CHECK,
+                        reason="; ".join(reasons), run_id=context.run_id)
+        for hold in (h for h in held_before if h.table == table):
+            log.warning(f"[ingest] {table}: still held, not published until accepted: {hold.describe()}")
         yield dg.MaterializeResult(
             asset_key=source_key(table), metadata=_metadata(result) if table == source else {}
         )
-        yield contract_check(table, outcomes)
-        yield share_check(table, result.files, settings)
+        held = [h for h in held_before if h.table == table]
+        yield contract_check(table, outcomes, [h for h in held if h.check == CONTRACT_CHECK])
+        yield share_check(table, shares, [h for h in held if h.check == SHARE_CHECK])
     docs = write_run_data_docs(settings, context.run_id)
     if docs is not None:
         log.info(f"[quality] data docs: {docs}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
 from orchestration.lib.run_lock import pipeline_run_lock
 from orchestration.lib.settings import Settings
@@ -17,12 +18,18 @@ from orchestration.lib.settings import Settings
 class NpsLinkResource(dg.ConfigurableResource):
     """Settings of this run: the data dir and as_of, resolved from the environment when not configured.
 
-    Environments differ by environment variables alone (see .env.example); the two fields exist so a
-    run launched from the UI's launchpad can point at another data dir or cut-off without a restart.
+    Environments differ by environment variables alone (see .env.example); the fields exist so a run
+    launched from the UI's launchpad can point at another data dir or cut-off without a restart, or
+    accept files a blocking ingestion check held (`accept_held`).
     """
 
     data_dir: str | None = None
     as_of: str | None = None
+    accept_held: list[str] = Field(
+        default_factory=list,
+        description="Held deliveries to accept before ingestion judges its checks, as `nps-link accept FILE` "
+        "does: landing paths (survey_responses/batch.csv) or a file name only one held file has.",
+    )
 
     def settings(self) -> Settings:
         """Resolve the run's settings: configured fields win over NPS_LINK_* environment variables."""

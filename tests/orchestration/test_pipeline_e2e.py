@@ -349,6 +349,25 @@ def test_file_over_quarantine_threshold_blocks_publish_and_exits_non_zero(publis
                      result.stderr), result.stderr[-3000:]
     assert "RUN FAILED" in result.stderr
     assert _sha(published) == before
+    assert "Held until a person accepts them (`nps-link accept FILE --note WHY`): survey_responses/bad_batch.csv" \
+        in result.stdout
+
+    # The next run has no new file, and is blocked all the same: nobody has looked at the held file yet.
+    again = run_cli(data_dir, "run", "--data-dir", str(data_dir))
+    assert again.returncode != 0
+    assert re.search(r"survey/responses:quarantine_share: 1 file\(s\) held since an earlier run until a person "
+                     r"accepts them: survey_responses/bad_batch\.csv", again.stdout), again.stdout[-3000:]
+    assert _sha(published) == before
+    # Accepted with a reason: the next run publishes the file's 30 valid rows, and not its 10 quarantined ones.
+    accepted = run_cli(data_dir, "accept", "bad_batch.csv", "--note", "score 11 is a test row", "--data-dir",
+                       str(data_dir))
+    assert accepted.returncode == 0, accepted.stderr
+    published_run = run_cli(data_dir, "run", "--data-dir", str(data_dir))
+    assert published_run.returncode == 0, published_run.stdout[-3000:] + published_run.stderr[-3000:]
+    con = duckdb.connect(str(published), read_only=True)
+    assert con.execute("select count(*) from marts.fct_survey_responses where response_id like 'BAD%'"
+                       ).fetchall() == [(30,)]
+    con.close()
 
 
 def test_analysis_tables_agree_with_the_planted_structure(published_demo: Path) -> None:

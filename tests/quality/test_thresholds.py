@@ -1,4 +1,4 @@
-"""Load thresholds over the manifest: quarantine share, reconciliation, rejected files reported."""
+"""Load thresholds over the manifest: quarantine share, reconciliation, rejected files, each by file."""
 
 from __future__ import annotations
 
@@ -36,6 +36,24 @@ def test_quarantine_share_above_threshold_fails_naming_file_share_and_threshold(
     assert [f.file for f in outcome.over_threshold] == ["orders/a.csv"]
     assert outcome.reasons == ["orders/a.csv: 12.0% of rows quarantined (120 of 1,000), above the 5.0% threshold"]
     assert "orders/a.csv" in outcome.message and "12.0%" in outcome.message and "5.0%" in outcome.message
+    assert outcome.reasons_by_file == {"orders/a.csv": outcome.reasons}  # what a held file's record says
+
+
+def test_quarantine_share_reasons_by_file_gather_each_files_problems():
+    outcome = quarantine_share_outcome(
+        manifest(
+            {"source": "orders", "file": "orders/a.csv", "rows_loaded": 800, "rows_quarantined": 100},
+            {"source": "orders", "file": "orders/b.csv", "rows_loaded": None},
+            {"source": "orders", "file": "orders/c.csv"},
+        )
+    )
+    assert outcome.reasons_by_file == {
+        "orders/a.csv": ["orders/a.csv: 10.0% of rows quarantined (100 of 1,000), above the 5.0% threshold",
+                         "row counts do not reconcile for orders/a.csv: 1,000 rows read but 800 loaded + 100 "
+                         "quarantined = 900"],
+        "orders/b.csv": ["row counts do not reconcile for orders/b.csv: row counts missing (read=1,000, "
+                         "loaded=missing, quarantined=0)"],
+    }
 
 
 def test_quarantine_share_custom_threshold_applies():
@@ -61,7 +79,8 @@ def test_quarantine_share_missing_counts_fail_reconciliation():
     assert "row counts missing" in outcome.unreconciled[0]
 
 
-def test_quarantine_share_rejected_files_are_listed_not_blocking():
+def test_quarantine_share_rejected_files_block_with_their_reasons():
+    """A refused file's rows are all missing: publishing without them, with exit 0, went unnoticed."""
     outcome = quarantine_share_outcome(
         manifest(
             {"source": "orders", "file": "orders/a.csv"},
@@ -77,12 +96,15 @@ def test_quarantine_share_rejected_files_are_listed_not_blocking():
             {"source": "orders", "file": "orders/a-again.csv", "status": "duplicate", "rows_loaded": 0},
         )
     )
-    assert outcome.success
+    assert not outcome.success
     assert outcome.files_checked == 1
     assert [(r.file, r.reason) for r in outcome.rejected] == [
         ("survey_responses/broken.csv", "required column nps_score missing")
     ]
-    assert "rejected whole" in outcome.message and "nps_score missing" in outcome.message
+    assert outcome.message == ("1 problem(s) in 1 loaded file(s) and 1 rejected whole: survey_responses/broken.csv: "
+                               "rejected whole, none of its rows loaded (required column nps_score missing)")
+    assert outcome.reasons_by_file == {"survey_responses/broken.csv": [
+        "survey_responses/broken.csv: rejected whole, none of its rows loaded (required column nps_score missing)"]}
 
 
 def test_quarantine_share_empty_file_has_zero_share():

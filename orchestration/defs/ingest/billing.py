@@ -16,4 +16,4 @@ def orders(
     warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
 ) -> Iterator:
     """Orders, invoices and credit notes (amounts in their own currency) as typed lake rows."""
-    yield from ingest_and_check("orders", ["orders"], nps_link.settings(), context)
+    yield from ingest_and_check("orders", ["orders"], nps_link.settings(), context, nps_link.accept_held)

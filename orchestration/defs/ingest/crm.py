@@ -19,7 +19,7 @@ def crm_accounts(
 
     Grain: one row per delivered account version. Rows that break a contract rule are quarantined.
     """
-    yield from ingest_and_check("crm_accounts", ["crm_accounts"], nps_link.settings(), context)
+    yield from ingest_and_check("crm_accounts", ["crm_accounts"], nps_link.settings(), context, nps_link.accept_held)
 
 
 @dg.asset(key=source_key("crm_reps"), group_name="ingest", kinds={"python", "parquet"},
@@ -30,7 +30,7 @@ def crm_reps(
     warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
 ) -> Iterator:
     """CRM users (reps, account managers, support agents) with team and manager, as typed lake rows."""
-    yield from ingest_and_check("crm_reps", ["crm_reps"], nps_link.settings(), context)
+    yield from ingest_and_check("crm_reps", ["crm_reps"], nps_link.settings(), context, nps_link.accept_held)
 
 
 @dg.asset(key=source_key("crm_activities"), group_name="ingest", kinds={"python", "parquet"},
@@ -43,4 +43,5 @@ def crm_activities(
     warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
 ) -> Iterator:
     """Logged contacts between the company and its customers (outbound and inbound), as typed lake rows."""
-    yield from ingest_and_check("crm_activities", ["crm_activities"], nps_link.settings(), context)
+    yield from ingest_and_check("crm_activities", ["crm_activities"], nps_link.settings(), context,
+                                nps_link.accept_held)

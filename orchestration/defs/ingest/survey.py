@@ -31,4 +31,4 @@ def survey_responses(
     warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
 ) -> Iterator:
     """Survey responses and their driver items: one landing file feeds both lake tables."""
-    yield from ingest_and_check("survey_responses", TABLES, nps_link.settings(), context)
+    yield from ingest_and_check("survey_responses", TABLES, nps_link.settings(), context, nps_link.accept_held)

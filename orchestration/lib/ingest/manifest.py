@@ -6,6 +6,7 @@ Layout (engine-internal; others read the consolidated lake/load_manifest.parquet
     lake/manifest/<source>/.lock                one ingesting process per source at a time
     lake/manifest/<source>/hash_cache.json      relpath -> [size, mtime_ns, sha256]
     lake/manifest/<source>/records/<sha>-<path digest>.json   one FileLoadResult per delivered file
+    lake/manifest/<source>/holds/, accepted/    files a blocking check held, and their acceptance (holds.py)
 
 A record's file name carries its identity (content hash + landing path), so "is this file done?"
 is a directory listing, cheap enough for a sensor that polls every 30 seconds. Every write goes to
@@ -73,6 +74,11 @@ def path_digest(relpath: str) -> str:
     return hashlib.sha256(relpath.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
+def record_name(relpath: str, sha256: str | None) -> str:
+    """File name of a delivery's record: its identity, content hash + landing path (holds use it too)."""
+    return f"{sha256 or UNREAD}-{path_digest(relpath)}.json"
+
+
 class ManifestStore:
     """Reads and writes the per-file records, the hash cache and the delivery counter of one lake."""
 
@@ -96,7 +102,7 @@ class ManifestStore:
 
     def record_path(self, source: str, relpath: str, sha256: str | None) -> Path:
         """Where the record of (landing path, content) lives."""
-        return self.records_dir(source) / f"{sha256 or UNREAD}-{path_digest(relpath)}.json"
+        return self.records_dir(source) / record_name(relpath, sha256)
 
     def is_recorded(self, source: str, relpath: str, sha256: str | None) -> bool:
         """True when this landing path with this content already has a record (loaded, rejected or duplicate)."""
