@@ -346,7 +346,6 @@ CATALOG: dict[str, dict[str, str]] = {
     "col_rows_read": {"en": "Rows read", "ja": "読込行数"},
     "col_rows_loaded": {"en": "Rows loaded", "ja": "取込行数"},
     "col_rows_quarantined": {"en": "Rows quarantined", "ja": "隔離行数"},
-    "col_rows_rejected": {"en": "Rows in rejected files", "ja": "却下ファイルの行数"},
     "col_file": {"en": "File", "ja": "ファイル"},
     "col_reason": {"en": "Reason", "ja": "理由"},
     "col_column": {"en": "Column", "ja": "列"},
@@ -357,6 +356,12 @@ CATALOG: dict[str, dict[str, str]] = {
     "quarantine_none": {"en": "No row was quarantined.", "ja": "隔離された行はありません。"},
     "rejected_title": {"en": "Rejected files", "ja": "却下されたファイル"},
     "rejected_none": {"en": "No file was rejected.", "ja": "却下されたファイルはありません。"},
+    "rejected_note": {
+        "en": "A file rejected whole is refused before its rows are read, so its rows are in no count above. "
+              "It holds every run until a person accepts it: this report was published without it.",
+        "ja": "ファイル全体が却下されると行を読む前に拒否されるため、その行数は上の表のどこにも含まれません。"
+              "却下されたファイルは担当者が承認するまですべての実行を止めます。このレポートはそのファイルを含まずに公開されました。",
+    },
     "quarantine_share": {
         "en": "{share}% of the rows read were quarantined.",
         "ja": "読み込んだ行の{share}%が隔離されました。",

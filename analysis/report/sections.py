@@ -798,7 +798,6 @@ def build_quality(inputs: ReportInputs, t: Translate, lang: str) -> Section:
             "rows_read": fmt_int(files["rows_read"].sum()),
             "rows_loaded": fmt_int(files["rows_loaded"].sum()),
             "rows_quarantined": fmt_int(files["rows_quarantined"].sum()),
-            "rows_rejected": fmt_int(rejected["rows_read"].sum()),
         })
     rows_read = float(frame["rows_read"].sum())
     rejected_files = [

@@ -433,6 +433,18 @@ def test_render_report_data_quality_words_a_key_repeated_within_a_file(inputs: R
     assert _quarantine_rows(html) == [["crm_accounts", "response_id", words, "3"]]
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_render_report_data_quality_counts_no_rows_for_a_rejected_file_and_says_why(inputs: ReportInputs,
+                                                                                   lang: str) -> None:
+    """A refused file's rows are never read: a column of its rows showed 0 as if it had been empty."""
+    html = render_report(inputs, lang=lang)
+    assert "Rows in rejected files" not in html and "却下ファイルの行数" not in html
+    assert CATALOG["rejected_note"][lang] in html
+    # Without a refused file there is nothing to explain.
+    audit = inputs.load_audit[inputs.load_audit["status"] != "rejected"]
+    assert CATALOG["rejected_note"][lang] not in render_report(dataclasses.replace(inputs, load_audit=audit), lang=lang)
+
+
 def test_render_report_data_quality_without_quarantined_rows_says_so(inputs: ReportInputs) -> None:
     audit = inputs.load_audit.assign(rule_counts="{}", rows_quarantined=0)
     html = render_report(dataclasses.replace(inputs, load_audit=audit))
