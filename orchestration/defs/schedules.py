@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from orchestration.lib.ingest import pending_files
+from orchestration.lib.ingest_assets import SETTLE_TAG
 from orchestration.lib.resources import NpsLinkResource
 from orchestration.lib.settings import reporting_tz_from_env
 from orchestration.lib.threaded_executor import threaded_executor
@@ -49,6 +50,10 @@ daily_refresh_schedule = dg.ScheduleDefinition(
     execution_timezone=_REPORTING_TZ,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description=f"Refresh everything at 06:00 {_REPORTING_TZ} (the reporting time zone).",
+    # The clock does not wait for a sender still writing a file in place, as the landing sensor does: the
+    # run leaves files modified in the last LANDING_QUIET_SECONDS for a later run (the sensor's, once
+    # they are quiet) rather than load half of one. Tags of a schedule without its own function go on its runs.
+    tags={SETTLE_TAG: str(LANDING_QUIET_SECONDS)},
 )
 
 

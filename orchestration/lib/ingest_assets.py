@@ -29,6 +29,7 @@ from __future__ import annotations
 import pickle
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -59,6 +60,9 @@ if TYPE_CHECKING:
     from quality.validate import SharedSampleRun, ValidationOutcome
 
 CONTRACT_CHECK = "contract_expectations"
+# A run tag: a run that carries it (the 06:00 schedule's) leaves a landing file modified within this many
+# seconds for a later run, as the landing sensor waits for files to stay unchanged before it asks for one.
+SETTLE_TAG = "nps_link/settle_seconds"
 _DOCS_LOCK = threading.Lock()
 SHARE_CHECK = "quarantine_share"
 
@@ -97,6 +101,7 @@ def _metadata(result: SourceLoadResult) -> dict[str, dg.MetadataValue]:
         "rows_quarantined": dg.MetadataValue.int(result.rows_quarantined),
         "files_rejected": dg.MetadataValue.int(len(result.rejected)),
         "files_duplicate": dg.MetadataValue.int(len(result.duplicates)),
+        "files_left_for_a_later_run": dg.MetadataValue.json(result.unsettled),
         "files": dg.MetadataValue.md(
             "| file | status | read | loaded | quarantined | reason |\n|---|---|---|---|---|---|\n"
             + ("\n".join(table_rows) if table_rows else "| (no new files) | | | | | |")
@@ -292,8 +297,13 @@ def ingest_and_check(
     def validate_written(table: str, loaded: FileLoadResult, rows: pa.Table) -> None:
         validators[table].add(loaded, rows)
 
-    result = ingest_source(source, settings, on_written=validate_written)
+    settle = context.run.tags.get(SETTLE_TAG)
+    settled_before = time.time() - float(settle) if settle else None
+    result = ingest_source(source, settings, on_written=validate_written, settled_before=settled_before)
     log = context.log
+    if result.unsettled:
+        log.warning(f"[ingest] {source}: left for a later run, modified in the last {settle} s (still being "
+                    f"written?): {', '.join(result.unsettled)}")
     log.info(
         f"[ingest] {source}: {len(result.files)} new file(s), {result.rows_loaded} rows loaded, "
         f"{result.rows_quarantined} quarantined, {len(result.rejected)} file(s) rejected, "

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -95,6 +96,13 @@ def test_refresh_job_daily_schedule_at_six_tokyo_and_landing_sensor(definitions:
     assert out.stdout.strip().splitlines()[-1] == "America/New_York"
     sensor = definitions.resolve_sensor_def("landing_zone_sensor")
     assert sensor.job_name == "refresh"
+    # Its runs leave files still being written for a later run, as the sensor waits for quiet files.
+    from orchestration.defs.schedules import LANDING_QUIET_SECONDS
+    from orchestration.lib.ingest_assets import SETTLE_TAG
+
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 12, 8, 6, tzinfo=UTC)) as context:
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [r.tags.get(SETTLE_TAG) for r in requests] == [str(LANDING_QUIET_SECONDS)]
 
 
 def test_asset_graph_materialisations_run_in_one_process_like_the_refresh(definitions: dg.Definitions) -> None:

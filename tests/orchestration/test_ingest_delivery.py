@@ -627,3 +627,23 @@ def test_ingest_removes_what_a_killed_load_of_the_source_left_and_nothing_of_ano
     assert [p for p in left_behind if p.exists()] == []
     assert not (lake / ".work" / "survey_responses-k1l2").exists()
     assert all(p.exists() for p in another_sources)  # another source's load may be running beside this one
+
+
+def test_a_file_modified_within_the_settle_time_is_left_for_a_later_run(tmp_path: Path) -> None:
+    """The 06:00 schedule's runs pass settled_before: a sender still writing a file in place is not half-loaded."""
+    import time
+
+    settings = Settings(data_dir=tmp_path)
+    now = time.time()
+    land(settings, "survey_responses", "settled.csv", survey_csv("R1,relational,C1,2025-05-01T10:00:00,9"),
+         mtime=int(now) - 600)
+    land(settings, "survey_responses", "writing.csv", survey_csv("R2,relational,C1,2025-05-01T10:00:00,9"))
+    # A sender's clock ahead of ours: the file's time says nothing about whether it is still written.
+    land(settings, "survey_responses", "ahead.csv", survey_csv("R3,relational,C1,2025-05-01T10:00:00,9"),
+         mtime=int(now) + 3600)
+    result = ingest_source("survey_responses", settings, now=NOW, settled_before=now - 120)
+    assert sorted(by_file(result)) == ["ahead.csv", "settled.csv"]
+    assert result.unsettled == ["survey_responses/writing.csv"]
+    assert [p.name for p in pending_files(settings)["survey_responses"]] == ["writing.csv"]
+    # Without the setting (a run a person started, the sensor's), it loads.
+    assert sorted(by_file(ingest(settings))) == ["writing.csv"]

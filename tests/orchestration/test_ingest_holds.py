@@ -1,4 +1,7 @@
-"""Held deliveries: a file that failed a blocking ingestion check blocks every later run until it is accepted."""
+"""Held deliveries: a file that failed a blocking ingestion check blocks every later run until it is accepted.
+
+Also what an ingestion step leaves for a later run when its run says files must have settled.
+"""
 
 from __future__ import annotations
 
@@ -73,16 +76,22 @@ def _write_reps(data_dir: Path, name: str, blank_ids: int) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _ingest_reps(data_dir: Path, accept: list[str] | None = None) -> tuple[dict[str, dg.AssetCheckEvaluation], str]:
-    """Materialise the reps' ingestion asset alone, as a launchpad run would: its checks by name, and its error."""
+def _run_reps(data_dir: Path, accept: list[str] | None = None, tags: dict[str, str] | None = None
+              ) -> dg.ExecuteInProcessResult:
+    """Materialise the reps' ingestion asset alone, as a launchpad run would."""
     from orchestration.definitions import defs
 
     config: dict[str, object] = {"data_dir": str(data_dir)}
     if accept is not None:
         config["accept_held"] = accept
     job = defs().resolve_implicit_global_asset_job_def().get_subset(asset_selection={REPS})
-    result = job.execute_in_process(run_config={"resources": {"nps_link": {"config": config}}},
-                                    instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    return job.execute_in_process(run_config={"resources": {"nps_link": {"config": config}}},
+                                  instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, tags=tags)
+
+
+def _ingest_reps(data_dir: Path, accept: list[str] | None = None) -> tuple[dict[str, dg.AssetCheckEvaluation], str]:
+    """The reps' ingestion run's checks by name, and its error."""
+    result = _run_reps(data_dir, accept)
     checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data for e in result.all_events
               if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     errors = [str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
@@ -185,3 +194,14 @@ def test_nps_link_accept_lists_accepts_and_says_why_not(tmp_path: Path) -> None:
     assert done.stdout == ("accepted crm_reps/a.csv [crm_reps: quarantine_share]: the next run publishes its "
                            "loaded rows\n")
     assert open_holds(lake) == []
+
+
+def test_a_run_tagged_to_let_files_settle_leaves_a_fresh_file_for_a_later_run(tmp_path: Path) -> None:
+    """The 06:00 schedule's runs carry the tag (test_definitions.py): a file written in place is not half-loaded."""
+    from orchestration.lib.ingest_assets import SETTLE_TAG
+
+    _write_reps(tmp_path, "roster_a", blank_ids=0)
+    result = _run_reps(tmp_path, tags={SETTLE_TAG: "120"})
+    metadata = result.asset_materializations_for_node("crm__reps")[0].metadata
+    assert (metadata["new_files"].value, metadata["files_left_for_a_later_run"].value) == (0, ["crm_reps/roster_a.csv"])
+    assert _checks(tmp_path)["quarantine_share"].metadata["files_checked"].value == 1  # an untagged run loads it

@@ -27,6 +27,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -656,13 +657,19 @@ def _record(store: ManifestStore, result: FileLoadResult, written: Future[None])
 
 
 def ingest_source(
-    source: str, settings: Settings, *, now: datetime | None = None, on_written: OnWritten | None = None
+    source: str, settings: Settings, *, now: datetime | None = None, on_written: OnWritten | None = None,
+    settled_before: float | None = None,
 ) -> SourceLoadResult:
     """Load every landing file of `source` not yet in the manifest into the lake; return what each became.
 
     `now` is the instant "not in the future" is judged against (default: the current UTC time;
     a naive value is taken as UTC). Also refreshes lake/load_manifest.parquet and makes sure every
     raw table exists, so downstream readers work even before the first delivery.
+
+    `settled_before` (epoch seconds), when given, leaves pending every file modified after it (and not
+    after this machine's present, which a sender's clock can set: such a time says nothing): a
+    scheduled run started while a sender writes a file in place would otherwise load half of it. They
+    are listed in the result's `unsettled` and loaded by a later run.
 
     `on_written(table, result, rows)`, when given, receives the rows of every lake file written
     (`rows` equal the file's content, value for value) on the writer thread, in delivery order, as
@@ -681,6 +688,8 @@ def ingest_source(
     with store.source_lock(source):
         remove_scratch_of_killed_loads(settings, source)
         pending = _pending(store, settings, source)
+        unsettled = _still_written(pending, settled_before)
+        pending = [(entry, sha) for entry, sha in pending if entry.relpath not in unsettled]
         if pending:
             loaded = {r.sha256: r for r in store.records(source) if r.status == "loaded"}
             # One writer thread encodes file N's Parquet while DuckDB checks file N+1. File N's
@@ -720,7 +729,15 @@ def ingest_source(
                 if unrecorded is not None:
                     results.append(_record(store, *unrecorded))
     store.write_load_manifest()
-    return SourceLoadResult(source=source, files=results)
+    return SourceLoadResult(source=source, files=results, unsettled=sorted(unsettled))
+
+
+def _still_written(pending: list[tuple[_Entry, str | None]], settled_before: float | None) -> set[str]:
+    """Landing paths among `pending` modified after `settled_before` (epoch s) and not after the present."""
+    if settled_before is None:
+        return set()
+    since, present = int(settled_before * 1e9), time.time_ns()
+    return {entry.relpath for entry, _ in pending if entry.refusal is None and since < entry.mtime_ns <= present}
 
 
 def ingest_all(settings: Settings, *, now: datetime | None = None) -> dict[str, SourceLoadResult]:

@@ -65,6 +65,8 @@ class SourceLoadResult:
 
     source: str
     files: list[FileLoadResult]
+    # Landing paths left pending because they were still being written (`ingest_source`'s settled_before).
+    unsettled: list[str] = field(default_factory=list)
 
     def _with(self, status: Status) -> list[FileLoadResult]:
         return [f for f in self.files if f.status == status]
