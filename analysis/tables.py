@@ -95,6 +95,8 @@ NPS_REVENUE_COLUMNS = [
     "n_cells",
     "revenue_responses",
     "note",
+    "revenue_after_mean_ci_low",
+    "revenue_after_mean_ci_high",
 ]
 NPS_CHANGES_COLUMNS = [
     "period_month",
@@ -650,8 +652,11 @@ def nps_revenue_counts(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     """The two aggregates `nps_revenue_from_counts` takes, from rows as `nps_revenue` takes them.
 
     Per category (``nps_category``, NULL and unknown ones included): ``customers`` (distinct),
-    ``responses``, ``revenue_responses`` (a known revenue) and ``revenue_after`` (their sum). Per
-    segment and month with both known: ``promoters, passives, detractors``.
+    ``responses``, ``revenue_responses`` (a known revenue) and ``revenue_after`` (their sum), and the
+    sums the mean's customer-clustered interval needs (REVENUE_CLUSTER_COLUMNS): over the customers
+    with a known revenue, how many (``revenue_customers``), and with S a customer's revenue sum and k
+    its responses with a known revenue, the sums of S^2, S*k and k^2. Per segment and month with both
+    known: ``promoters, passives, detractors``.
     """
     _require_columns(responses, ["customer_id", "nps_category", "segment", "month", "revenue_next_365d"], "responses")
     revenue = _as_float(responses["revenue_next_365d"])
@@ -663,12 +668,21 @@ def nps_revenue_counts(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
         }
     )
     by_category = rows.groupby("nps_category", dropna=False, sort=False)
+    by_customer = rows.groupby(["nps_category", "customer_id"], dropna=False, sort=False)["revenue"]
+    customers = pd.DataFrame({"sum": by_customer.sum(min_count=1), "known": by_customer.count().astype("float64")})
+    customers = customers.assign(ss=customers["sum"] ** 2, sn=customers["sum"] * customers["known"],
+                                 nn=customers["known"] ** 2, with_revenue=customers["known"] > 0)
+    clustered = customers.groupby(level="nps_category", dropna=False, sort=False)
     totals = pd.DataFrame(
         {
             "customers": by_category["customer_id"].nunique(),
             "responses": by_category.size(),
             "revenue_responses": by_category["revenue"].count(),
             "revenue_after": by_category["revenue"].sum(min_count=1),
+            "revenue_customers": clustered["with_revenue"].sum(),
+            "revenue_customer_ss": clustered["ss"].sum(),
+            "revenue_customer_sn": clustered["sn"].sum(),
+            "revenue_customer_nn": clustered["nn"].sum(),
         }
     ).rename_axis("nps_category").reset_index()
     scored = responses.loc[responses["segment"].notna() & responses["month"].notna()]
@@ -681,6 +695,31 @@ def nps_revenue_counts(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     )
     cells = flags.groupby(["segment", "month"], as_index=False, sort=False).sum()
     return totals, cells
+
+
+# The per-category sums behind a revenue mean's interval (see nps_revenue_counts).
+REVENUE_CLUSTER_COLUMNS = ["revenue_customers", "revenue_customer_ss", "revenue_customer_sn", "revenue_customer_nn"]
+
+
+def clustered_mean_interval(
+    total: float, n: int, clusters: int, sum_s2: float, sum_sk: float, sum_k2: float, *, level: float = 0.95
+) -> tuple[float, float]:
+    """Interval of a mean over `n` observations that come in `clusters` groups (a customer's responses).
+
+    From the groups' sums alone: with S_g and k_g a group's sum and count and m = total / n, the
+    cluster-robust (sandwich) variance of m is G / (G - 1) * sum_g (S_g - k_g m)^2 / n^2, as
+    statsmodels' OLS on a constant with ``cov_type="cluster"`` gives it; the quantile is Student's t
+    with G - 1 degrees of freedom. A customer who answers often has revenues that move together, so
+    the responses are not independent draws: the plain standard error would be too narrow.
+    NaN bounds when there are fewer than two groups.
+    """
+    if n <= 0 or clusters < 2:
+        return math.nan, math.nan
+    mean = total / n
+    # sum_g (S_g - k_g m)^2 expanded; clipped at 0 against rounding when every S_g = k_g m.
+    spread = max(sum_s2 - 2.0 * mean * sum_sk + mean * mean * sum_k2, 0.0)
+    half = float(special.stdtrit(clusters - 1, 0.5 + level / 2)) * math.sqrt(clusters / (clusters - 1) * spread) / n
+    return mean - half, mean + half
 
 
 def nps_revenue(
@@ -698,7 +737,9 @@ def nps_revenue(
 
     Returns one row per category ('promoter', 'passive', 'detractor'): ``customers`` (distinct),
     ``responses``, ``revenue_responses`` (responses with a known revenue), ``revenue_after`` (sum)
-    and ``revenue_after_mean`` (per response with a known revenue; NULL when none). Then one row
+    and ``revenue_after_mean`` (per response with a known revenue; NULL when none) with its 95%
+    interval ``revenue_after_mean_ci_low/_high``, clustered by customer (`clustered_mean_interval`;
+    NULL with fewer than two such customers). Then one row
     with ``category = 'correlation_segment_month'``: ``corr``, the Pearson correlation between a
     cell's NPS (from its category counts) and its revenue per customer (revenue of the segment's
     customers in that month / their number), over segment x month cells with at least
@@ -730,7 +771,7 @@ def nps_revenue_from_counts(
     as in the row form; a NULL ``revenue_after`` (no known revenue) gives NULL revenue figures.
     """
     _require_columns(category_totals, ["nps_category", "customers", "responses", "revenue_responses",
-                                       "revenue_after"], "category_totals")
+                                       "revenue_after", *REVENUE_CLUSTER_COLUMNS], "category_totals")
     _require_columns(cells, ["segment", "month", "promoters", "passives", "detractors"], "cells")
     _check_categories(category_totals["nps_category"], "responses")
     _require_unique(category_totals, ["nps_category"], "category_totals")
@@ -739,10 +780,15 @@ def nps_revenue_from_counts(
     totals = category_totals.set_index("nps_category")
     rows: list[dict[str, Any]] = []
     for category in CATEGORIES:
+        interval = (np.nan, np.nan)
         if category in totals.index:
             known = int(totals.at[category, "revenue_responses"])
             revenue_after = float(totals.at[category, "revenue_after"]) if known else np.nan
             counts = (int(totals.at[category, "customers"]), int(totals.at[category, "responses"]), known)
+            if known:
+                interval = clustered_mean_interval(
+                    revenue_after, known, int(totals.at[category, "revenue_customers"]),
+                    *(float(totals.at[category, column]) for column in REVENUE_CLUSTER_COLUMNS[1:]))
         else:
             revenue_after, counts = np.nan, (0, 0, 0)
         rows.append(
@@ -752,6 +798,8 @@ def nps_revenue_from_counts(
                 "responses": counts[1],
                 "revenue_after": revenue_after,
                 "revenue_after_mean": revenue_after / counts[2] if counts[2] else np.nan,
+                "revenue_after_mean_ci_low": interval[0],
+                "revenue_after_mean_ci_high": interval[1],
                 "revenue_responses": counts[2],
             }
         )
@@ -765,6 +813,8 @@ def nps_revenue_from_counts(
             "n_cells": "Int64",
             "revenue_after": "float64",
             "revenue_after_mean": "float64",
+            "revenue_after_mean_ci_low": "float64",
+            "revenue_after_mean_ci_high": "float64",
             "corr": "float64",
             "corr_ci_low": "float64",
             "corr_ci_high": "float64",

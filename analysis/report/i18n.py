@@ -296,6 +296,13 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "col_revenue_after": {"en": "Revenue after ({currency})", "ja": "回答後売上（{currency}）"},
     "col_revenue_mean": {"en": "Mean per response ({currency})", "ja": "回答1件あたり平均（{currency}）"},
+    "col_revenue_mean_ci": {"en": "95% CI of the mean", "ja": "平均の95%信頼区間"},
+    "revenue_interval_note": {
+        "en": "The interval of a mean takes the responses of one customer together (a customer who answers often buys "
+              "alike each time), so it is wider than one that counts every response as independent.",
+        "ja": "平均の信頼区間は同じ顧客の回答をまとめて扱います（何度も回答する顧客は毎回似た購買をするため）。"
+              "そのため、回答を互いに独立とみなす区間より広くなります。",
+    },
     "revenue_corr": {
         "en": "Across {n_cells} segment-month cells, NPS and revenue correlate at r = {corr} "
         "(95% CI {lo} to {hi}).",

@@ -637,6 +637,8 @@ def build_revenue(inputs: ReportInputs, t: Translate, lang: str) -> Section:
     # The mean rests on the responses whose revenue window has closed, not on every response: the table
     # shows that n beside the mean and flags a small one (a table from before the column shows "–").
     observed = {c: num(by_category[c].get("revenue_responses")) for c in present}
+    interval = {c: (num(by_category[c].get("revenue_after_mean_ci_low")),
+                    num(by_category[c].get("revenue_after_mean_ci_high"))) for c in present}
     rows = [
         {
             "category": label,
@@ -645,6 +647,9 @@ def build_revenue(inputs: ReportInputs, t: Translate, lang: str) -> Section:
             "revenue_responses": fmt_int(observed[c]) if observed[c] is not None else "–",
             "revenue_after": fmt_money(by_category[c]["revenue_after"], currency),
             "revenue_mean": fmt_money(by_category[c]["revenue_after_mean"], currency),
+            # A table from before the interval existed, or a mean from one customer, shows "–".
+            "revenue_mean_ci": (f"{fmt_money(interval[c][0], currency)} – {fmt_money(interval[c][1], currency)}"
+                                if None not in interval[c] else "–"),
             "flag": " †" if observed[c] is not None and observed[c] < SMALL_N else "",
         }
         for c, label in zip(present, labels, strict=True)
@@ -667,6 +672,7 @@ def build_revenue(inputs: ReportInputs, t: Translate, lang: str) -> Section:
         "chart": chart,
         "rows": rows,
         "observed_note": t("revenue_observed_note", days=inputs.revenue_window_days, min_n=SMALL_N),
+        "interval_note": t("revenue_interval_note") if any(None not in interval[c] for c in present) else None,
         "correlation": correlation,
         "currency": currency,
     }

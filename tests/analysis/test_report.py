@@ -471,6 +471,22 @@ def test_render_report_revenue_mean_shows_the_responses_it_rests_on_and_flags_a_
     assert translator(lang)("revenue_observed_note", days=365, min_n=30) in revenue
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_render_report_revenue_mean_has_its_interval_clustered_by_customer(lang: str) -> None:
+    frame = fx.nps_revenue()
+    frame["revenue_after_mean_ci_low"] = frame["category"].map({"promoter": 850_100.4, "passive": 640_000.0})
+    frame["revenue_after_mean_ci_high"] = frame["category"].map({"promoter": 983_000.0, "passive": 746_760.0})
+    html = render_report(fx.make_inputs(nps_revenue=frame), lang=lang)
+    revenue = html.split('data-section="revenue"')[1].split("</section>")[0]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in re.findall(r"<tr><td>.*?</tr>", revenue, re.S)]
+    # The detractors' mean rests on one customer here: no interval.
+    assert [c[6] for c in cells] == ["850,100 – 983,000", "640,000 – 746,760", "–"]
+    assert CATALOG["col_revenue_mean_ci"][lang] in revenue and CATALOG["revenue_interval_note"][lang] in revenue
+    # A table from before the interval existed: the column says "–" and the note is not there.
+    old = render_report(fx.make_inputs(nps_revenue=fx.nps_revenue()), lang=lang)
+    assert CATALOG["revenue_interval_note"][lang] not in old
+
+
 def test_render_report_methods_name_the_covariates(html_en: str) -> None:
     # Names the catalog does not know are shown with spaces for underscores.
     assert "Adjusted for: segment, business unit, tenure days, revenue prior 365d, inbound before." in html_en

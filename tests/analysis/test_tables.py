@@ -376,6 +376,44 @@ def test_nps_revenue_category_rows_hand_computed() -> None:
     assert table.at["detractor", "revenue_after_mean"] == 20.0
 
 
+def test_nps_revenue_mean_interval_is_statsmodels_cluster_robust_by_customer() -> None:
+    """Before, the means had no interval: a promoter-detractor gap within noise read as a finding."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(5)
+    customers = np.repeat([f"c{i}" for i in range(60)], rng.integers(1, 5, 60))
+    level = dict(zip(np.unique(customers), rng.gamma(2.0, 5000.0, 60), strict=True))
+    revenue = np.array([level[c] for c in customers]) * rng.gamma(4.0, 0.25, len(customers))
+    responses = pd.DataFrame({
+        "customer_id": customers, "nps_category": "promoter", "segment": "smb",
+        "month": pd.Timestamp("2025-01-01"), "revenue_next_365d": revenue,
+    })
+    responses.loc[3, "revenue_next_365d"] = np.nan  # an open window: out of the mean and of its interval
+    table = tables.nps_revenue(responses, _empty_months()).set_index("category")
+    known = responses.dropna(subset=["revenue_next_365d"])
+    fit = sm.OLS(known["revenue_next_365d"].to_numpy(), np.ones(len(known))).fit(
+        cov_type="cluster", cov_kwds={"groups": pd.factorize(known["customer_id"])[0]}, use_t=True)
+    assert table.at["promoter", "revenue_after_mean"] == pytest.approx(fit.params[0], rel=1e-12)
+    low, high = fit.conf_int()[0]
+    assert table.at["promoter", "revenue_after_mean_ci_low"] == pytest.approx(low, rel=1e-9)
+    assert table.at["promoter", "revenue_after_mean_ci_high"] == pytest.approx(high, rel=1e-9)
+    # Wider than the plain interval that takes every response as an independent draw.
+    plain = sm.OLS(known["revenue_next_365d"].to_numpy(), np.ones(len(known))).fit().conf_int()[0]
+    assert high - low > plain[1] - plain[0]
+
+
+def test_nps_revenue_mean_interval_needs_two_customers_with_a_known_revenue() -> None:
+    table = tables.nps_revenue(_revenue_responses(), _empty_months()).set_index("category")
+    # Promoters: c1 (100, 300) and c2 (50); detractors c4 and c5; the passive's revenue is unknown.
+    low, high = table.loc["promoter", ["revenue_after_mean_ci_low", "revenue_after_mean_ci_high"]]
+    assert low < 150.0 < high
+    assert math.isnan(table.at["passive", "revenue_after_mean_ci_low"])
+    one = _revenue_responses().query("customer_id == 'c1'")
+    alone = tables.nps_revenue(one, _empty_months()).set_index("category")
+    assert alone.at["promoter", "revenue_after_mean"] == 200.0
+    assert math.isnan(alone.at["promoter", "revenue_after_mean_ci_low"])
+
+
 def test_nps_revenue_too_few_cells_gives_null_correlation_with_note() -> None:
     table = tables.nps_revenue(_revenue_responses(), _empty_months(), min_cell_responses=1).set_index("category")
     row = table.loc[tables.CORRELATION_CATEGORY]

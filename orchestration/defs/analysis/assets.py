@@ -261,21 +261,37 @@ CATEGORY_COUNTS_SQL = ", ".join(
 )
 
 # nps_revenue's aggregates of the responses (tables.nps_revenue_counts gives the same from rows): per
-# category, and per segment x month. fsum is a compensated sum, as exact as pandas' grouped sum.
+# category, and per segment x month. fsum is a compensated sum, as exact as pandas' grouped sum. The
+# per-customer sums are what the mean's interval, clustered by customer, is computed from.
 NPS_REVENUE_CATEGORY_SQL = """
     with
 
     responses as (
         select customer_id, nps_category, revenue_next_365d from marts.fct_survey_responses
+    ),
+
+    per_customer as (
+        select
+            nps_category,
+            customer_id,
+            count(*) as responses,
+            count(revenue_next_365d) as revenue_responses,
+            fsum(revenue_next_365d) as revenue_after
+        from responses
+        group by nps_category, customer_id
     )
 
     select
         nps_category,
-        count(distinct customer_id) as customers,
-        count(*) as responses,
-        count(revenue_next_365d) as revenue_responses,
-        fsum(revenue_next_365d) as revenue_after
-    from responses
+        count(customer_id) as customers,
+        sum(responses) as responses,
+        sum(revenue_responses) as revenue_responses,
+        fsum(revenue_after) as revenue_after,
+        count(*) filter (where revenue_responses > 0) as revenue_customers,
+        fsum(revenue_after * revenue_after) as revenue_customer_ss,
+        fsum(revenue_after * revenue_responses) as revenue_customer_sn,
+        fsum(cast(revenue_responses as double) * revenue_responses) as revenue_customer_nn
+    from per_customer
     group by nps_category
 """
 
