@@ -395,6 +395,8 @@ def cmd_accept(args: argparse.Namespace) -> int:
     from orchestration.lib.ingest.holds import NoSuchHoldError, accept_held, open_holds
 
     settings = _settings(args)
+    if args.contact_explosion:
+        return _accept_explosion(settings, args)
     if not args.files:
         held = open_holds(settings.lake_dir)
         if not held:
@@ -419,6 +421,25 @@ def cmd_accept(args: argparse.Namespace) -> int:
         for hold in accepted:
             print(f"accepted {hold.file} [{hold.table}: {hold.check}]: the next run publishes its loaded rows")
     return status
+
+
+def _accept_explosion(settings: Settings, args: argparse.Namespace) -> int:
+    """`nps-link accept --contact-explosion YYYY-MM`: the month's explosion no longer blocks (it still warns)."""
+    from orchestration.lib.mart_acceptance import accept_month
+
+    if args.files:
+        print("nps-link accept: give held files or --contact-explosion, not both", file=sys.stderr)
+        return 2
+    if not args.note.strip():
+        print("nps-link accept: say why with --note (it is kept with the acceptance)", file=sys.stderr)
+        return 2
+    try:
+        accepted = accept_month(settings.quality_dir, args.contact_explosion, note=args.note)
+    except ValueError as exc:
+        print(f"nps-link accept: {exc}", file=sys.stderr)
+        return 2
+    print(f"accepted the contact explosion of {accepted.month}: the next run reports it as a warning and publishes")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -453,10 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--width", type=int, default=200, help="characters the table may be wide (default 200)")
     sql.set_defaults(func=cmd_sql, as_of=None)
 
-    accept = sub.add_parser("accept", help="accept files a blocking ingestion check held (without FILE: list them)")
+    accept = sub.add_parser("accept", help="accept files a blocking ingestion check held (without FILE: list them), "
+                                           "or a month's contact explosion")
     accept.add_argument("files", nargs="*", metavar="FILE",
                         help="landing path of a held file (e.g. survey_responses/batch.csv), or its file name")
     accept.add_argument("--note", default="", help="why it may be published (required with FILE; kept with it)")
+    accept.add_argument("--contact-explosion", metavar="YYYY-MM", default=None,
+                        help="accept the contact_count_explosion check's finding for this month instead")
     accept.add_argument("--data-dir", default=None)
     accept.set_defaults(func=cmd_accept, as_of=None)
 

@@ -4,6 +4,9 @@ Each function is pure: it takes a pandas frame read from a mart and returns a `M
 verdict, a severity and a message that names the day, month or customer, what was observed and
 what was expected. They judge only the latest period(s): older periods were judged on the runs
 that first saw them, and re-flagging history every morning would teach people to ignore the check.
+The contact explosion also judges the earlier months that received activities since the last
+publish (the caller picks them; `months_outcome` combines the verdicts): those are periods no run
+has judged yet.
 
 Severity: 'warn' when the data may well be right and a person should look before leadership reads
 it (a campaign can triple responses; NPS can really move); 'error' when the pattern is almost
@@ -488,3 +491,30 @@ def contact_explosion_from_aggregate(
         f"{min_contacts} contacts), {share:.0%} of {latest} contacts: {listed}{more}"
     )
     return MartOutcome(name, False, severity, message, details)
+
+
+def accepted_outcome(outcome: MartOutcome, accepted: str) -> MartOutcome:
+    """A blocking failure a person accepted (`accepted` says who, when and why): reported, no longer blocking."""
+    if outcome.success or outcome.severity != ERROR:
+        return outcome
+    return MartOutcome(outcome.check, False, WARN, f"accepted ({accepted}): {outcome.message}",
+                       {**outcome.details, "accepted": accepted})
+
+
+def months_outcome(outcomes: list[MartOutcome]) -> MartOutcome:
+    """One verdict over a check's outcomes for several months (oldest first): the failures, else the latest.
+
+    Blocking (ERROR) when any month's failure is; the message gives every failing month's.
+    """
+    if not outcomes:
+        raise ValueError("no months judged")
+    failed = [o for o in outcomes if not o.success]
+    if not failed:
+        latest = outcomes[-1]
+        others = [o.details.get("month") for o in outcomes[:-1] if o.details.get("month")]
+        also = f" (also judged, with deliveries since the last publish: {', '.join(others)})" if others else ""
+        return MartOutcome(latest.check, True, latest.severity, latest.message + also,
+                           {**latest.details, "months_judged": [o.details.get("month") for o in outcomes]})
+    severity = ERROR if any(o.severity == ERROR for o in failed) else WARN
+    return MartOutcome(failed[0].check, False, severity, " | ".join(o.message for o in failed),
+                       {"months": [o.details for o in outcomes]})

@@ -68,6 +68,54 @@ def test_steady_contacts_pass(build_db: duckdb.DuckDBPyConnection) -> None:
     assert failed_blocking_checks(_build_path()) == {}
 
 
+def _published_watermark(input_seq: int) -> None:
+    """A published warehouse whose build staged deliveries up to `input_seq`."""
+    from orchestration.lib.warehouse import RUN_PARAMETER_VARS
+
+    published = NpsLinkResource().settings().published_db_path
+    con = duckdb.connect(str(published))
+    con.execute("create schema intermediate")
+    columns = ", ".join(f"null as {name}" for name in RUN_PARAMETER_VARS)
+    con.execute(f"create table intermediate.int_run_parameters as select {input_seq} as input_seq, "
+                f"timestamp '2026-10-20' as as_of_at, timestamp '2026-10-20' as latest_event_at, {columns}")
+    con.close()
+
+
+def test_contact_explosion_in_a_month_delivered_since_the_last_publish_blocks_until_accepted(
+        build_db: duckdb.DuckDBPyConnection) -> None:
+    """Before, only the newest month was judged: a batch re-imported into September passed in October."""
+    from orchestration.lib.mart_acceptance import accept_month
+
+    build_db.execute(
+        """
+        create table marts.fct_customer_months as
+        select 'C' || c as customer_id, (date '2026-01-01' + to_months(m))::date as month,
+               case when c = 1 and m = 8 then 900 else 2 end as contacts
+        from range(40) as cs(c), range(10) as ms(m)
+        """
+    )
+    # September's burst arrived in delivery 12, after the published build's watermark (10); October's in 5.
+    build_db.execute("create schema staging")
+    build_db.execute("create table staging.stg_crm__activities as select * from (values "
+                     "(timestamp '2026-09-14 23:00:00', 12), (timestamp '2026-10-02 01:00:00', 5)) "
+                     "as t(occurred_at, _delivery_seq)")
+    build_db.close()
+    assert _run(checks.contact_count_explosion).passed  # no published build: the latest month alone, as before
+    _published_watermark(10)
+    result = _run(checks.contact_count_explosion)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    message = result.metadata["message"].value
+    assert message.startswith("1 customer(s) with a contact explosion") and "C1: 900 contacts in 2026-09" in message
+    assert "contact_count_explosion" in failed_blocking_checks(_build_path())
+
+    accept_month(NpsLinkResource().settings().quality_dir, "2026-09", note="a call campaign", accepted_by="aiko")
+    accepted = _run(checks.contact_count_explosion)
+    assert not accepted.passed and accepted.severity == dg.AssetCheckSeverity.WARN  # still shown, no longer blocking
+    assert accepted.metadata["message"].value.startswith("accepted (by aiko at ")
+    assert "a call campaign" in accepted.metadata["message"].value
+    assert failed_blocking_checks(_build_path()) == {}
+
+
 def test_nps_jump_beyond_sampling_error_is_flagged_as_warning(build_db: duckdb.DuckDBPyConnection) -> None:
     # August: NPS +20 on 1,000 responses; September: NPS -30 on 1,000 responses.
     build_db.execute(
@@ -86,3 +134,19 @@ def test_nps_jump_beyond_sampling_error_is_flagged_as_warning(build_db: duckdb.D
     assert result.severity == dg.AssetCheckSeverity.WARN
     assert failed_blocking_checks(_build_path()) == {}  # a warning does not hold the publish
     assert "2026-09" in result.metadata["message"].value
+
+
+def test_nps_link_accept_contact_explosion_records_the_month_with_its_reason(tmp_path: Path) -> None:
+    from orchestration.lib.mart_acceptance import accepted_months
+    from orchestration.lib.settings import Settings
+    from tests.conftest import run_cli
+
+    bad = run_cli(tmp_path, "accept", "--contact-explosion", "2026-13", "--note", "x", "--data-dir", str(tmp_path))
+    assert bad.returncode == 2 and "'2026-13' is not a month (YYYY-MM)" in bad.stderr
+    bare = run_cli(tmp_path, "accept", "--contact-explosion", "2026-09", "--data-dir", str(tmp_path))
+    assert bare.returncode == 2 and "--note" in bare.stderr
+    done = run_cli(tmp_path, "accept", "--contact-explosion", "2026-09", "--note", "a call campaign",
+                   "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("accepted the contact explosion of 2026-09")
+    assert accepted_months(Settings(data_dir=tmp_path).quality_dir)["2026-09"].note == "a call campaign"

@@ -266,3 +266,21 @@ def test_contact_explosion_sql_aggregate_gives_the_pandas_verdict():
     with_newcomer = pd.concat([steady, newcomer])
     assert _explosion_in_duckdb(with_newcomer) == contact_explosion_outcome(with_newcomer)
     assert _explosion_in_duckdb(with_newcomer).details["customers_judged"] == 2
+
+
+def test_months_outcome_blocks_on_any_months_error_and_names_every_failing_month() -> None:
+    from quality.marts import ERROR, WARN, MartOutcome, accepted_outcome, months_outcome
+
+    september = MartOutcome("contact_explosion", False, ERROR, "C1: 900 contacts in 2026-09", {"month": "2026-09"})
+    october = MartOutcome("contact_explosion", True, WARN, "2026-10: no customer above 5x", {"month": "2026-10"})
+    both = months_outcome([september, october])
+    assert (both.success, both.severity, both.message) == (False, ERROR, "C1: 900 contacts in 2026-09")
+    quiet_september = MartOutcome("contact_explosion", True, WARN, "2026-09: none", {"month": "2026-09"})
+    passed = months_outcome([quiet_september, october])
+    assert passed.success
+    assert passed.message == ("2026-10: no customer above 5x (also judged, with deliveries since the last "
+                              "publish: 2026-09)")
+    accepted = months_outcome([accepted_outcome(september, "by aiko: a campaign"), october])
+    assert (accepted.success, accepted.severity) == (False, WARN)
+    assert accepted.message == "accepted (by aiko: a campaign): C1: 900 contacts in 2026-09"
+    assert accepted_outcome(october, "by aiko") is october  # nothing to accept

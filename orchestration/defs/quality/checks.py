@@ -8,15 +8,18 @@ from datetime import timedelta
 
 import dagster as dg
 
+from orchestration.lib.mart_acceptance import accepted_months
 from orchestration.lib.publish import record_blocking_check
 from orchestration.lib.resources import NpsLinkResource, WarehouseWriter
-from orchestration.lib.warehouse import run_as_of
+from orchestration.lib.warehouse import run_as_of, stored_run_parameters
 from quality.marts import (
     ERROR,
     MartOutcome,
+    accepted_outcome,
     contact_explosion_from_aggregate,
     contact_explosion_sql,
     daily_volume_outcome,
+    months_outcome,
     nps_jump_outcome,
     repeat_rate_jump_outcome,
 )
@@ -104,19 +107,49 @@ def repeat_rate_month_on_month_jump(
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_customer_months"]), blocking=True,
                 op_tags=GATES_ONE_ANALYSIS_PRIORITY,
-                description="No customer's contacts in the latest month exploded against their own history.")
+                description="No customer's contacts exploded against their own history, in the latest month or "
+                            "in a month that received activities since the last publish.")
 def contact_count_explosion(
     nps_link: NpsLinkResource,
     warehouse_writer: WarehouseWriter,  # held for the run: one run per data directory
 ) -> dg.AssetCheckResult:
-    """Contacts per customer exploding in the latest month: a logging loop or a re-imported batch."""
+    """Contacts per customer exploding in a month: a logging loop or a re-imported batch.
+
+    Judged: the latest month, and every earlier month that received activities since the published
+    build (`_delivery_seq` above its watermark): a batch re-imported into an old month, or the last
+    evening's activities of a month delivered after midnight on the 1st, were otherwise never looked
+    at. Such a month is judged until a build with it is published, so a block lasts until a corrected
+    delivery, or a person's acceptance of the month (`nps-link accept --contact-explosion YYYY-MM`),
+    which turns it into a warning.
+    """
+    settings = nps_link.settings()
+    if "'" in settings.reporting_tz:
+        raise ValueError(f"not a time zone name: {settings.reporting_tz!r}")
+    watermark = (stored_run_parameters(settings.published_db_path) or {}).get("input_seq")
+    accepted = accepted_months(settings.quality_dir)
     totals_sql, flagged_sql = contact_explosion_sql("marts.fct_customer_months")
     with nps_link.build_connection() as con:
         # The aggregate in DuckDB: only the flagged customers come back, not 7 months of the panel.
         latest = con.execute(
             "select cast(date_trunc('month', max(month)) as date) from marts.fct_customer_months"
-        ).fetchone()[0]
-        _, judged, total = con.execute(totals_sql, [latest]).fetchone()
-        flagged = con.execute(flagged_sql, [latest]).df()
-    outcome = contact_explosion_from_aggregate(latest, judged, float(total), flagged)
-    return _result(outcome, nps_link, "contact_count_explosion")
+        ).fetchall()[0][0]
+        months = [latest]
+        if latest is not None and watermark is not None:
+            local = f"timezone('{settings.reporting_tz}', timezone('UTC', occurred_at))"
+            delivered = con.execute(
+                f"select distinct cast(date_trunc('month', {local}) as date) as month "
+                "from staging.stg_crm__activities where _delivery_seq > ? order by month",
+                [int(watermark)],
+            ).fetchall()
+            months = sorted({latest, *(month for month, in delivered if month is not None and month < latest)})
+        outcomes = []
+        for month in months:
+            _, judged, total = con.execute(totals_sql, [month]).fetchall()[0]
+            flagged = con.execute(flagged_sql, [month]).df()
+            outcome = contact_explosion_from_aggregate(month, judged, float(total), flagged)
+            acceptance = accepted.get(month.strftime("%Y-%m")) if month is not None else None
+            if acceptance is not None:
+                outcome = accepted_outcome(
+                    outcome, f"by {acceptance.accepted_by} at {acceptance.accepted_at} UTC: {acceptance.note}")
+            outcomes.append(outcome)
+    return _result(months_outcome(outcomes), nps_link, "contact_count_explosion")

@@ -146,13 +146,14 @@ def accept_held(
     # One acceptance per delivery: two deliveries under one landing path (other bytes) are both accepted.
     for source_name, path_name, sha256 in sorted({(h.source, h.file, h.sha256) for h in still_open}, key=str):
         acceptance = Acceptance(source=source_name, file=path_name, sha256=sha256,
-                                accepted_by=accepted_by or _user(), accepted_at=now, note=note)
+                                accepted_by=accepted_by or current_user(), accepted_at=now, note=note)
         path = _accepted_dir(lake_dir, source_name) / record_name(path_name, sha256)
         atomic_write_bytes(path, json.dumps(asdict(acceptance), ensure_ascii=False, sort_keys=True).encode("utf-8"))
     return still_open
 
 
-def _user() -> str:
+def current_user() -> str:
+    """Who is accepting: the login name, "unknown" where there is none."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name in a container without a passwd entry
