@@ -652,11 +652,11 @@ def nps_revenue_counts(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     """The two aggregates `nps_revenue_from_counts` takes, from rows as `nps_revenue` takes them.
 
     Per category (``nps_category``, NULL and unknown ones included): ``customers`` (distinct),
-    ``responses``, ``revenue_responses`` (a known revenue) and ``revenue_after`` (their sum), and the
-    sums the mean's customer-clustered interval needs (REVENUE_CLUSTER_COLUMNS): over the customers
-    with a known revenue, how many (``revenue_customers``), and with S a customer's revenue sum and k
-    its responses with a known revenue, the sums of S^2, S*k and k^2. Per segment and month with both
-    known: ``promoters, passives, detractors``.
+    ``responses``, ``revenue_responses`` (a known revenue) and ``revenue_after`` (their sum), and what
+    the mean's customer-clustered interval needs (REVENUE_CLUSTER_COLUMNS): the customers with a known
+    revenue (``revenue_customers``) and, with S a customer's revenue sum, k its responses with a known
+    revenue and m the category's mean, the sum of (S - k m)^2 (``revenue_customer_spread``). Per segment
+    and month with both known: ``promoters, passives, detractors``.
     """
     _require_columns(responses, ["customer_id", "nps_category", "segment", "month", "revenue_next_365d"], "responses")
     revenue = _as_float(responses["revenue_next_365d"])
@@ -670,8 +670,11 @@ def nps_revenue_counts(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     by_category = rows.groupby("nps_category", dropna=False, sort=False)
     by_customer = rows.groupby(["nps_category", "customer_id"], dropna=False, sort=False)["revenue"]
     customers = pd.DataFrame({"sum": by_customer.sum(min_count=1), "known": by_customer.count().astype("float64")})
-    customers = customers.assign(ss=customers["sum"] ** 2, sn=customers["sum"] * customers["known"],
-                                 nn=customers["known"] ** 2, with_revenue=customers["known"] > 0)
+    # The category's mean first, then each customer's deviation from it: two passes, no cancellation.
+    by_level = customers.groupby(level="nps_category", dropna=False, sort=False)
+    mean = by_level["sum"].transform("sum") / by_level["known"].transform("sum")
+    customers = customers.assign(spread=(customers["sum"] - customers["known"] * mean) ** 2,
+                                 with_revenue=customers["known"] > 0)
     clustered = customers.groupby(level="nps_category", dropna=False, sort=False)
     totals = pd.DataFrame(
         {
@@ -680,9 +683,7 @@ def nps_revenue_counts(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
             "revenue_responses": by_category["revenue"].count(),
             "revenue_after": by_category["revenue"].sum(min_count=1),
             "revenue_customers": clustered["with_revenue"].sum(),
-            "revenue_customer_ss": clustered["ss"].sum(),
-            "revenue_customer_sn": clustered["sn"].sum(),
-            "revenue_customer_nn": clustered["nn"].sum(),
+            "revenue_customer_spread": clustered["spread"].sum(),
         }
     ).rename_axis("nps_category").reset_index()
     scored = responses.loc[responses["segment"].notna() & responses["month"].notna()]
@@ -698,16 +699,16 @@ def nps_revenue_counts(responses: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
 
 
 # The per-category sums behind a revenue mean's interval (see nps_revenue_counts).
-REVENUE_CLUSTER_COLUMNS = ["revenue_customers", "revenue_customer_ss", "revenue_customer_sn", "revenue_customer_nn"]
+REVENUE_CLUSTER_COLUMNS = ["revenue_customers", "revenue_customer_spread"]
 
 
 def clustered_mean_interval(
-    total: float, n: int, clusters: int, sum_s2: float, sum_sk: float, sum_k2: float, *, level: float = 0.95
+    total: float, n: int, clusters: int, spread: float, *, level: float = 0.95
 ) -> tuple[float, float]:
     """Interval of a mean over `n` observations that come in `clusters` groups (a customer's responses).
 
-    From the groups' sums alone: with S_g and k_g a group's sum and count and m = total / n, the
-    cluster-robust (sandwich) variance of m is G / (G - 1) * sum_g (S_g - k_g m)^2 / n^2, as
+    From the groups' sums alone: with S_g and k_g a group's sum and count and m = total / n, `spread`
+    is sum_g (S_g - k_g m)^2, and the cluster-robust (sandwich) variance of m is G / (G - 1) * spread / n^2, as
     statsmodels' OLS on a constant with ``cov_type="cluster"`` gives it; the quantile is Student's t
     with G - 1 degrees of freedom. A customer who answers often has revenues that move together, so
     the responses are not independent draws: the plain standard error would be too narrow.
@@ -716,8 +717,6 @@ def clustered_mean_interval(
     if n <= 0 or clusters < 2:
         return math.nan, math.nan
     mean = total / n
-    # sum_g (S_g - k_g m)^2 expanded; clipped at 0 against rounding when every S_g = k_g m.
-    spread = max(sum_s2 - 2.0 * mean * sum_sk + mean * mean * sum_k2, 0.0)
     half = float(special.stdtrit(clusters - 1, 0.5 + level / 2)) * math.sqrt(clusters / (clusters - 1) * spread) / n
     return mean - half, mean + half
 
@@ -788,7 +787,7 @@ def nps_revenue_from_counts(
             if known:
                 interval = clustered_mean_interval(
                     revenue_after, known, int(totals.at[category, "revenue_customers"]),
-                    *(float(totals.at[category, column]) for column in REVENUE_CLUSTER_COLUMNS[1:]))
+                    float(totals.at[category, "revenue_customer_spread"]))
         else:
             revenue_after, counts = np.nan, (0, 0, 0)
         rows.append(

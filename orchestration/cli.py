@@ -389,8 +389,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_accept(args: argparse.Namespace) -> int:
     """Accept held deliveries, so the next run publishes their loaded rows; without FILE, list what is held.
 
-    A file that failed a blocking ingestion check (over the quarantine share, or its Great Expectations
-    suite) blocks every run until a person accepts it (orchestration/lib/ingest/holds.py).
+    A file that failed a blocking ingestion check (over the quarantine share, its Great Expectations
+    suite, or refused whole) blocks every run until a person accepts it (orchestration/lib/ingest/holds.py).
     """
     from orchestration.lib.ingest.holds import NoSuchHoldError, accept_held, open_holds
 
@@ -419,13 +419,16 @@ def cmd_accept(args: argparse.Namespace) -> int:
         if not accepted:
             print(f"{file}: accepted before; nothing to do")
         for hold in accepted:
-            print(f"accepted {hold.file} [{hold.table}: {hold.check}]: the next run publishes its loaded rows")
+            print(f"accepted {hold.file} [{hold.table}: {hold.check}]: it no longer blocks a run; the next one "
+                  "publishes what of it loaded")
     return status
 
 
 def _accept_explosion(settings: Settings, args: argparse.Namespace) -> int:
     """`nps-link accept --contact-explosion YYYY-MM`: the month's explosion no longer blocks (it still warns)."""
-    from orchestration.lib.mart_acceptance import accept_month
+    from orchestration.lib.mart_acceptance import accept_month, validate_month
+    from orchestration.lib.publish import failed_blocking_checks
+    from orchestration.lib.warehouse import stored_run_parameters
 
     if args.files:
         print("nps-link accept: give held files or --contact-explosion, not both", file=sys.stderr)
@@ -433,11 +436,26 @@ def _accept_explosion(settings: Settings, args: argparse.Namespace) -> int:
     if not args.note.strip():
         print("nps-link accept: say why with --note (it is kept with the acceptance)", file=sys.stderr)
         return 2
+    month = args.contact_explosion
     try:
-        accepted = accept_month(settings.quality_dir, args.contact_explosion, note=args.note)
+        validate_month(month)
     except ValueError as exc:
         print(f"nps-link accept: {exc}", file=sys.stderr)
         return 2
+    # Only a month the last build's check blocked on: accepting a month in advance would wave through
+    # an explosion nobody has seen.
+    blocked = failed_blocking_checks(settings.build_db_path).get("contact_count_explosion", "")
+    if month not in blocked:
+        print(f"nps-link accept: the last build's contact_count_explosion check did not block on {month!r}; "
+              "nothing to accept" + (f" (it blocked on: {blocked})" if blocked else ""), file=sys.stderr)
+        return 2
+    # What that build had staged is what a person has seen: a later delivery into the month is judged afresh.
+    seen = (stored_run_parameters(settings.build_db_path) or {}).get("input_seq")
+    if seen is None:
+        print(f"nps-link accept: cannot read what the last build staged from {settings.build_db_path} (a run may "
+              "be writing it); try again when no run is going", file=sys.stderr)
+        return 2
+    accepted = accept_month(settings.quality_dir, month, note=args.note, through_delivery_seq=int(seen))
     print(f"accepted the contact explosion of {accepted.month}: the next run reports it as a warning and publishes")
     return 0
 

@@ -365,9 +365,9 @@ CATALOG: dict[str, dict[str, str]] = {
     "rejected_none": {"en": "No file was rejected.", "ja": "却下されたファイルはありません。"},
     "rejected_note": {
         "en": "A file rejected whole is refused before its rows are read, so its rows are in no count above. "
-              "It holds every run until a person accepts it: this report was published without it.",
+              "While such a file is held, no run publishes until a person accepts it.",
         "ja": "ファイル全体が却下されると行を読む前に拒否されるため、その行数は上の表のどこにも含まれません。"
-              "却下されたファイルは担当者が承認するまですべての実行を止めます。このレポートはそのファイルを含まずに公開されました。",
+              "却下されたファイルが保留されている間は、担当者が承認するまでどの実行も公開しません。",
     },
     "quarantine_share": {
         "en": "{share}% of the rows read were quarantined.",

@@ -47,9 +47,9 @@ from orchestration.lib.ingest.holds import (
     Hold,
     NoSuchHoldError,
     accept_held,
-    names_a_hold,
     open_holds,
     record_hold,
+    release_hold,
 )
 from orchestration.lib.lake import LAKE_TABLES
 from orchestration.lib.settings import Settings
@@ -65,6 +65,9 @@ CONTRACT_CHECK = "contract_expectations"
 SETTLE_TAG = "nps_link/settle_seconds"
 _DOCS_LOCK = threading.Lock()
 SHARE_CHECK = "quarantine_share"
+# Why a file is held that ingestion loaded but whose suite has not judged it yet (see ingest_and_check).
+UNJUDGED = ("loaded, but the run stopped before its Great Expectations suite judged it; no later run validates "
+            "it again, so look at it before accepting")
 
 
 def source_key(table: str) -> dg.AssetKey:
@@ -214,7 +217,7 @@ def _held_text(held: Sequence[Hold]) -> str:
     return (f"{len(held)} file(s) held since an earlier run until a person accepts them: "
             + "; ".join(h.describe() for h in held)
             + ". Accept with `nps-link accept FILE` (or accept_held in the run's nps_link config) to publish "
-            "their loaded rows, or deliver a corrected file and accept the held one")
+            "what of them loaded, or deliver a corrected file and accept the held one")
 
 
 def contract_check(table: str, outcomes: dict[str, ValidationOutcome],
@@ -266,17 +269,18 @@ def share_outcome(files: Sequence[FileLoadResult], settings: Settings) -> Thresh
 
 def _accept_configured(source: str, accept: Sequence[str], settings: Settings, context: dg.AssetExecutionContext
                        ) -> None:
-    """Accept the held files of `source` that the run's config names; a name no hold fits fails the step."""
+    """Accept the held files of `source` that the run's config names; a name no hold fits fails the step.
+
+    Names are matched across every source, as `nps-link accept` does, so a file name two held files share
+    fails here too; each ingestion step accepts its own source's files.
+    """
     for name in accept:
         try:
             accepted = accept_held(settings.lake_dir, name, source=source,
                                    note=f"accept_held in the config of Dagster run {context.run_id}",
                                    accepted_by=f"Dagster run {context.run_id}")
-        except NoSuchHoldError:
-            if not names_a_hold(settings.lake_dir, name):  # else another source's file, accepted by its own step
-                held = "; ".join(sorted({h.file for h in open_holds(settings.lake_dir)})) or "none"
-                raise dg.Failure(f"accept_held: no hold of any source names {name!r}; held files: {held}") from None
-            continue
+        except NoSuchHoldError as exc:
+            raise dg.Failure(f"accept_held: {exc}") from None
         for hold in accepted:
             context.log.warning(f"[ingest] accepted held {hold.file} ({hold.table}: {hold.check}) as configured")
 
@@ -295,6 +299,11 @@ def ingest_and_check(
     validators = {table: LoadedFileValidator(table, settings, context.run_id) for table in tables}
 
     def validate_written(table: str, loaded: FileLoadResult, rows: pa.Table) -> None:
+        # Held before its manifest record exists, until its suite has judged it: a run stopped in between
+        # (the validation worker died, a kill) must not leave a loaded file that no check has seen and
+        # that the next run, finding nothing new, would publish.
+        record_hold(settings.lake_dir, loaded, table=table, check=CONTRACT_CHECK, reason=UNJUDGED,
+                    run_id=context.run_id)
         validators[table].add(loaded, rows)
 
     settle = context.run.tags.get(SETTLE_TAG)
@@ -311,19 +320,26 @@ def ingest_and_check(
     )
     for rejected in result.rejected:
         log.warning(f"[ingest] {source}: rejected {rejected.file}: {rejected.reason}")
+    # A file an earlier, stopped run held unjudged and that this run loaded again is judged here instead.
+    reloaded = {(f.file, f.sha256) for f in result.files}
+    held_before = [h for h in held_before if (h.file, h.sha256) not in reloaded]
     by_file = {f.file: f for f in result.files if f.status != "duplicate"}
     shares = share_outcome(result.files, settings)
+    # Before validation finishes (the last group is judged in `finish`), so a run stopped there keeps them.
     for table in tables:
-        outcomes = validators[table].finish()
-        for name, outcome in outcomes.items():
-            if not outcome.success:
-                log.warning(f"[quality] {name}: {outcome.summary()}")
-                loaded = by_file[name.removeprefix(f"{table}: ")]
-                record_hold(settings.lake_dir, loaded, table=table, check=CONTRACT_CHECK,
-                            reason=outcome.summary(), run_id=context.run_id)
         for file, reasons in shares.reasons_by_file.items():
             record_hold(settings.lake_dir, by_file[file], table=table, check=SHARE_CHECK,
                         reason="; ".join(reasons), run_id=context.run_id)
+    for table in tables:
+        outcomes = validators[table].finish()
+        for name, outcome in outcomes.items():
+            loaded = by_file[name.removeprefix(f"{table}: ")]
+            if outcome.success:
+                release_hold(settings.lake_dir, loaded, table=table, check=CONTRACT_CHECK)
+                continue
+            log.warning(f"[quality] {name}: {outcome.summary()}")
+            record_hold(settings.lake_dir, loaded, table=table, check=CONTRACT_CHECK,
+                        reason=outcome.summary(), run_id=context.run_id)
         for hold in (h for h in held_before if h.table == table):
             log.warning(f"[ingest] {table}: still held, not published until accepted: {hold.describe()}")
         yield dg.MaterializeResult(

@@ -5,7 +5,9 @@ the latest month). Its block therefore lasts until someone acts: before, it judg
 month and lifted by itself on the 1st, publishing last month's explosion unseen. The ways out are a
 corrected delivery (the same activity ids with the right values) or this acceptance, for an
 explosion that is real (a campaign of calls) or whose rows the source cannot withdraw. An accepted
-month's explosion is still reported, as a warning that names who accepted it and why.
+month's explosion is still reported, as a warning that names who accepted it and why. The acceptance
+covers the month's activities delivered by then: a later delivery into the month (another re-import)
+is judged afresh.
 
 Layout: <data_dir>/quality/accepted/contact_count_explosion/<YYYY-MM>.json, one Acceptance per month.
 """
@@ -34,20 +36,35 @@ class MonthAcceptance:
     accepted_by: str
     accepted_at: str  # ISO 8601, UTC
     note: str
+    # The last delivery number when it was accepted: activities delivered after it are not covered.
+    through_delivery_seq: int | None = None
+
+    def covers(self, newest_delivery_seq: int | None) -> bool:
+        """True when the month's newest activity delivery was there when the month was accepted."""
+        return self.through_delivery_seq is None or (newest_delivery_seq or 0) <= self.through_delivery_seq
+
+
+def validate_month(month: str) -> None:
+    """Raise ValueError unless `month` is YYYY-MM."""
+    if not _MONTH.match(month):
+        raise ValueError(f"{month!r} is not a month (YYYY-MM)")
 
 
 def _folder(quality_dir: Path, check: str) -> Path:
     return quality_dir / "accepted" / check
 
 
-def accept_month(quality_dir: Path, month: str, *, note: str, accepted_by: str | None = None,
-                 check: str = EXPLOSION_CHECK) -> MonthAcceptance:
-    """Record that `month` (YYYY-MM) of `check` is accepted; raises ValueError for a malformed month."""
-    if not _MONTH.match(month):
-        raise ValueError(f"{month!r} is not a month (YYYY-MM)")
+def accept_month(quality_dir: Path, month: str, *, note: str, through_delivery_seq: int,
+                 accepted_by: str | None = None, check: str = EXPLOSION_CHECK) -> MonthAcceptance:
+    """Record that `month` (YYYY-MM) of `check` is accepted for the deliveries up to `through_delivery_seq`.
+
+    Raises ValueError for a malformed month.
+    """
+    validate_month(month)
     acceptance = MonthAcceptance(
         check=check, month=month, accepted_by=accepted_by or current_user(), note=note,
         accepted_at=datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+        through_delivery_seq=through_delivery_seq,
     )
     data = json.dumps(asdict(acceptance), ensure_ascii=False, sort_keys=True).encode("utf-8")
     atomic_write_bytes(_folder(quality_dir, check) / f"{month}.json", data)

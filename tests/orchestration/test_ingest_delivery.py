@@ -638,12 +638,14 @@ def test_a_file_modified_within_the_settle_time_is_left_for_a_later_run(tmp_path
     land(settings, "survey_responses", "settled.csv", survey_csv("R1,relational,C1,2025-05-01T10:00:00,9"),
          mtime=int(now) - 600)
     land(settings, "survey_responses", "writing.csv", survey_csv("R2,relational,C1,2025-05-01T10:00:00,9"))
-    # A sender's clock ahead of ours: the file's time says nothing about whether it is still written.
-    land(settings, "survey_responses", "ahead.csv", survey_csv("R3,relational,C1,2025-05-01T10:00:00,9"),
+    # A file share whose clock runs a minute ahead: recent all the same. An hour ahead says nothing: loaded.
+    land(settings, "survey_responses", "share.csv", survey_csv("R3,relational,C1,2025-05-01T10:00:00,9"),
+         mtime=int(now) + 60)
+    land(settings, "survey_responses", "ahead.csv", survey_csv("R4,relational,C1,2025-05-01T10:00:00,9"),
          mtime=int(now) + 3600)
     result = ingest_source("survey_responses", settings, now=NOW, settled_before=now - 120)
     assert sorted(by_file(result)) == ["ahead.csv", "settled.csv"]
-    assert result.unsettled == ["survey_responses/writing.csv"]
-    assert [p.name for p in pending_files(settings)["survey_responses"]] == ["writing.csv"]
-    # Without the setting (a run a person started, the sensor's), it loads.
-    assert sorted(by_file(ingest(settings))) == ["writing.csv"]
+    assert result.unsettled == ["survey_responses/share.csv", "survey_responses/writing.csv"]
+    assert sorted(p.name for p in pending_files(settings)["survey_responses"]) == ["share.csv", "writing.csv"]
+    # Without the setting (a run a person started, the sensor's), they load.
+    assert sorted(by_file(ingest(settings))) == ["share.csv", "writing.csv"]

@@ -13,7 +13,7 @@ import pytest
 
 from orchestration.lib import ingest_assets
 from orchestration.lib.ingest import FileLoadResult
-from orchestration.lib.ingest.holds import NoSuchHoldError, accept_held, names_a_hold, open_holds, record_hold
+from orchestration.lib.ingest.holds import NoSuchHoldError, accept_held, open_holds, record_hold
 from tests.conftest import run_cli
 
 REPS = dg.AssetKey(["crm", "reps"])
@@ -44,7 +44,8 @@ def test_a_hold_stays_open_until_its_file_is_accepted(tmp_path: Path) -> None:
     assert (kept["accepted_by"], kept["note"], kept["file"]) == ("kenji", "a roster with two blank rows",
                                                                  "crm_reps/a.csv")
     assert accept_held(lake, "a.csv", note="again") == []  # accepted before: nothing to do, no error
-    assert names_a_hold(lake, "a.csv") and not names_a_hold(lake, "c.csv")
+    with pytest.raises(NoSuchHoldError, match=r"no hold names 'c\.csv'; held files: orders/b\.csv"):
+        accept_held(lake, "c.csv", note="a typo")
     assert [h.file for h in accept_held(lake, "b.csv", note="ok")] == ["orders/b.csv"]
     assert open_holds(lake) == []
 
@@ -152,7 +153,7 @@ def test_accept_held_naming_no_held_file_fails_the_step_before_any_load(tmp_path
     _write_reps(tmp_path, "roster_a", blank_ids=0)
     checks, error = _ingest_reps(tmp_path, accept=["rostr_b.csv"])
     assert checks == {}
-    assert "accept_held: no hold of any source names 'rostr_b.csv'; held files: none" in error
+    assert "accept_held: no hold names 'rostr_b.csv'; held files: none" in error
     assert not (tmp_path / "lake" / "manifest" / "crm_reps" / "records").exists()
 
 
@@ -191,8 +192,8 @@ def test_nps_link_accept_lists_accepts_and_says_why_not(tmp_path: Path) -> None:
     assert typo.returncode == 2 and "no hold names 'b.csv'; held files: crm_reps/a.csv" in typo.stderr
     done = run_cli(tmp_path, "accept", "a.csv", "--note", "two test rows", "--data-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
-    assert done.stdout == ("accepted crm_reps/a.csv [crm_reps: quarantine_share]: the next run publishes its "
-                           "loaded rows\n")
+    assert done.stdout == ("accepted crm_reps/a.csv [crm_reps: quarantine_share]: it no longer blocks a run; the "
+                           "next one publishes what of it loaded\n")
     assert open_holds(lake) == []
 
 
@@ -205,3 +206,57 @@ def test_a_run_tagged_to_let_files_settle_leaves_a_fresh_file_for_a_later_run(tm
     metadata = result.asset_materializations_for_node("crm__reps")[0].metadata
     assert (metadata["new_files"].value, metadata["files_left_for_a_later_run"].value) == (0, ["crm_reps/roster_a.csv"])
     assert _checks(tmp_path)["quarantine_share"].metadata["files_checked"].value == 1  # an untagged run loads it
+
+
+def test_a_name_two_held_files_share_is_refused_across_sources_and_in_the_launchpad(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    record_hold(lake, _loaded("orders/batch.csv", "a", "orders"), table="orders", check="quarantine_share",
+                reason="over", run_id="run-one")
+    record_hold(lake, _loaded("crm_reps/batch.csv", "b"), table="crm_reps", check="quarantine_share",
+                reason="over", run_id="run-one")
+    # Each ingestion step accepts its own source's files, but the name is matched over every source.
+    with pytest.raises(NoSuchHoldError, match=r"fits more than one held file: crm_reps/batch\.csv, orders/batch\.csv"):
+        accept_held(lake, "batch.csv", note="x", source="crm_reps")
+    assert accept_held(lake, "orders/batch.csv", note="x", source="crm_reps") == []  # another source's file
+    assert [h.file for h in accept_held(lake, "orders/batch.csv", note="x", source="orders")] == ["orders/batch.csv"]
+    # Once one is accepted, the name fits the one still held.
+    assert [h.file for h in accept_held(lake, "batch.csv", note="x")] == ["crm_reps/batch.csv"]
+
+    _write_reps(tmp_path, "roster_a", blank_ids=0)
+    for folder, sha in (("crm_reps/may", "c"), ("crm_reps/june", "d")):
+        record_hold(lake, _loaded(f"{folder}/reps.csv", sha), table="crm_reps", check="quarantine_share",
+                    reason="over", run_id="run-one")
+    checks, error = _ingest_reps(tmp_path, accept=["reps.csv"])
+    assert checks == {} and "accept_held: 'reps.csv' fits more than one held file" in error
+
+
+def test_a_file_loaded_by_a_run_that_stopped_before_its_suite_judged_it_stays_held(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the file was in the manifest unjudged, and the next run, finding nothing new, published it."""
+
+    def stopped(self: ingest_assets.LoadedFileValidator) -> dict:
+        raise RuntimeError("the validation worker died")
+
+    _write_reps(tmp_path, "roster_a", blank_ids=0)
+    monkeypatch.setattr(ingest_assets.LoadedFileValidator, "finish", stopped)
+    checks, error = _ingest_reps(tmp_path)
+    assert checks == {} and "the validation worker died" in error
+    monkeypatch.undo()
+    second = _checks(tmp_path)
+    assert not second["contract_expectations"].passed
+    assert second["contract_expectations"].metadata["message"].value.startswith(
+        "1 file(s) held since an earlier run until a person accepts them: crm_reps/roster_a.csv (loaded, but the "
+        "run stopped before its Great Expectations suite judged it")
+
+
+def test_a_file_held_unjudged_by_a_killed_run_and_loaded_again_is_judged_and_released(tmp_path: Path) -> None:
+    """A run killed after the hold but before the manifest record: the file is pending, and the next run judges it."""
+    from orchestration.lib.ingest.manifest import sha256_of
+
+    _write_reps(tmp_path, "roster_a", blank_ids=0)
+    landed = tmp_path / "landing" / "crm_reps" / "roster_a.csv"
+    record_hold(tmp_path / "lake", FileLoadResult("crm_reps", "crm_reps/roster_a.csv", sha256_of(landed), "loaded"),
+                table="crm_reps", check="contract_expectations", reason=ingest_assets.UNJUDGED, run_id="killed")
+    checks = _checks(tmp_path)
+    assert checks["contract_expectations"].passed and checks["quarantine_share"].passed
+    assert open_holds(tmp_path / "lake") == []

@@ -68,11 +68,11 @@ def test_steady_contacts_pass(build_db: duckdb.DuckDBPyConnection) -> None:
     assert failed_blocking_checks(_build_path()) == {}
 
 
-def _published_watermark(input_seq: int) -> None:
-    """A published warehouse whose build staged deliveries up to `input_seq`."""
+def _published_watermark(input_seq: int, db: Path | None = None) -> None:
+    """A published warehouse (or `db`) whose build staged deliveries up to `input_seq`."""
     from orchestration.lib.warehouse import RUN_PARAMETER_VARS
 
-    published = NpsLinkResource().settings().published_db_path
+    published = db or NpsLinkResource().settings().published_db_path
     con = duckdb.connect(str(published))
     con.execute("create schema intermediate")
     columns = ", ".join(f"null as {name}" for name in RUN_PARAMETER_VARS)
@@ -108,12 +108,18 @@ def test_contact_explosion_in_a_month_delivered_since_the_last_publish_blocks_un
     assert message.startswith("1 customer(s) with a contact explosion") and "C1: 900 contacts in 2026-09" in message
     assert "contact_count_explosion" in failed_blocking_checks(_build_path())
 
-    accept_month(NpsLinkResource().settings().quality_dir, "2026-09", note="a call campaign", accepted_by="aiko")
+    accept_month(NpsLinkResource().settings().quality_dir, "2026-09", note="a call campaign", accepted_by="aiko",
+                 through_delivery_seq=12)
     accepted = _run(checks.contact_count_explosion)
     assert not accepted.passed and accepted.severity == dg.AssetCheckSeverity.WARN  # still shown, no longer blocking
     assert accepted.metadata["message"].value.startswith("accepted (by aiko at ")
     assert "a call campaign" in accepted.metadata["message"].value
     assert failed_blocking_checks(_build_path()) == {}
+    # Another delivery into September after the acceptance is judged afresh: blocking again.
+    con = duckdb.connect(str(_build_path()))
+    con.execute("insert into staging.stg_crm__activities values (timestamp '2026-09-20 09:00:00', 14)")
+    con.close()
+    assert _run(checks.contact_count_explosion).severity == dg.AssetCheckSeverity.ERROR
 
 
 def test_nps_jump_beyond_sampling_error_is_flagged_as_warning(build_db: duckdb.DuckDBPyConnection) -> None:
@@ -141,12 +147,22 @@ def test_nps_link_accept_contact_explosion_records_the_month_with_its_reason(tmp
     from orchestration.lib.settings import Settings
     from tests.conftest import run_cli
 
+    settings = Settings(data_dir=tmp_path)
     bad = run_cli(tmp_path, "accept", "--contact-explosion", "2026-13", "--note", "x", "--data-dir", str(tmp_path))
     assert bad.returncode == 2 and "'2026-13' is not a month (YYYY-MM)" in bad.stderr
     bare = run_cli(tmp_path, "accept", "--contact-explosion", "2026-09", "--data-dir", str(tmp_path))
     assert bare.returncode == 2 and "--note" in bare.stderr
+    # Not a month the last build blocked on: nothing to accept (a month accepted in advance waves anything through).
+    settings.warehouse_dir.mkdir(parents=True)
+    _published_watermark(12, settings.build_db_path)
+    record_blocking_check(settings.build_db_path, "contact_count_explosion", blocks=True,
+                          message="1 customer(s) with a contact explosion ..., 61% of 2026-09 contacts: C1: 900 ...")
+    early = run_cli(tmp_path, "accept", "--contact-explosion", "2026-10", "--note", "x", "--data-dir", str(tmp_path))
+    assert early.returncode == 2 and "did not block on '2026-10'; nothing to accept (it blocked on: 1 customer" in (
+        early.stderr)
     done = run_cli(tmp_path, "accept", "--contact-explosion", "2026-09", "--note", "a call campaign",
                    "--data-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("accepted the contact explosion of 2026-09")
-    assert accepted_months(Settings(data_dir=tmp_path).quality_dir)["2026-09"].note == "a call campaign"
+    accepted = accepted_months(settings.quality_dir)["2026-09"]
+    assert (accepted.note, accepted.through_delivery_seq) == ("a call campaign", 12)  # what that build staged

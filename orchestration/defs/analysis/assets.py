@@ -279,20 +279,29 @@ NPS_REVENUE_CATEGORY_SQL = """
             fsum(revenue_next_365d) as revenue_after
         from responses
         group by nps_category, customer_id
+    ),
+
+    -- The mean first, then each customer's deviation from it: two passes, no cancellation.
+    category_means as (
+        select nps_category, fsum(revenue_after) / sum(revenue_responses) as revenue_mean
+        from per_customer
+        group by nps_category
+        having sum(revenue_responses) > 0
     )
 
     select
-        nps_category,
-        count(customer_id) as customers,
-        sum(responses) as responses,
-        sum(revenue_responses) as revenue_responses,
-        fsum(revenue_after) as revenue_after,
-        count(*) filter (where revenue_responses > 0) as revenue_customers,
-        fsum(revenue_after * revenue_after) as revenue_customer_ss,
-        fsum(revenue_after * revenue_responses) as revenue_customer_sn,
-        fsum(cast(revenue_responses as double) * revenue_responses) as revenue_customer_nn
+        per_customer.nps_category,
+        count(per_customer.customer_id) as customers,
+        cast(sum(per_customer.responses) as bigint) as responses,
+        cast(sum(per_customer.revenue_responses) as bigint) as revenue_responses,
+        fsum(per_customer.revenue_after) as revenue_after,
+        count(*) filter (where per_customer.revenue_responses > 0) as revenue_customers,
+        fsum(power(per_customer.revenue_after - per_customer.revenue_responses * category_means.revenue_mean, 2))
+            as revenue_customer_spread
     from per_customer
-    group by nps_category
+    left join category_means
+        on per_customer.nps_category is not distinct from category_means.nps_category
+    group by per_customer.nps_category
 """
 
 NPS_REVENUE_CELLS_SQL = f"""

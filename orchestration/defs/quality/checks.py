@@ -134,8 +134,8 @@ def contact_count_explosion(
             "select cast(date_trunc('month', max(month)) as date) from marts.fct_customer_months"
         ).fetchall()[0][0]
         months = [latest]
+        local = f"timezone('{settings.reporting_tz}', timezone('UTC', occurred_at))"
         if latest is not None and watermark is not None:
-            local = f"timezone('{settings.reporting_tz}', timezone('UTC', occurred_at))"
             delivered = con.execute(
                 f"select distinct cast(date_trunc('month', {local}) as date) as month "
                 "from staging.stg_crm__activities where _delivery_seq > ? order by month",
@@ -148,6 +148,12 @@ def contact_count_explosion(
             flagged = con.execute(flagged_sql, [month]).df()
             outcome = contact_explosion_from_aggregate(month, judged, float(total), flagged)
             acceptance = accepted.get(month.strftime("%Y-%m")) if month is not None else None
+            if acceptance is not None and not outcome.success:
+                newest = con.execute(
+                    f"select max(_delivery_seq) from staging.stg_crm__activities "
+                    f"where cast(date_trunc('month', {local}) as date) = ?", [month]).fetchall()[0][0]
+                if not acceptance.covers(newest):
+                    acceptance = None  # a delivery into the month after it was accepted: judged afresh
             if acceptance is not None:
                 outcome = accepted_outcome(
                     outcome, f"by {acceptance.accepted_by} at {acceptance.accepted_at} UTC: {acceptance.note}")

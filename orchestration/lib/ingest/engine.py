@@ -666,10 +666,13 @@ def ingest_source(
     a naive value is taken as UTC). Also refreshes lake/load_manifest.parquet and makes sure every
     raw table exists, so downstream readers work even before the first delivery.
 
-    `settled_before` (epoch seconds), when given, leaves pending every file modified after it (and not
-    after this machine's present, which a sender's clock can set: such a time says nothing): a
+    `settled_before` (epoch seconds), when given, leaves pending every file modified after it: a
     scheduled run started while a sender writes a file in place would otherwise load half of it. They
-    are listed in the result's `unsettled` and loaded by a later run.
+    are listed in the result's `unsettled` and loaded by a later run. A time as far ahead of this
+    machine's clock as the settle window reaches back counts as recent too (a file share whose server
+    clock runs ahead); one further ahead says nothing about the file and is loaded. A sender whose
+    clock runs behind by more than the window is not caught: the landing sensor, which watches the
+    files by its own clock, is the surer guard.
 
     `on_written(table, result, rows)`, when given, receives the rows of every lake file written
     (`rows` equal the file's content, value for value) on the writer thread, in delivery order, as
@@ -733,11 +736,12 @@ def ingest_source(
 
 
 def _still_written(pending: list[tuple[_Entry, str | None]], settled_before: float | None) -> set[str]:
-    """Landing paths among `pending` modified after `settled_before` (epoch s) and not after the present."""
+    """Landing paths among `pending` modified after `settled_before` (epoch s), up to as far ahead of the present."""
     if settled_before is None:
         return set()
     since, present = int(settled_before * 1e9), time.time_ns()
-    return {entry.relpath for entry, _ in pending if entry.refusal is None and since < entry.mtime_ns <= present}
+    ahead = present + (present - since)
+    return {entry.relpath for entry, _ in pending if entry.refusal is None and since < entry.mtime_ns <= ahead}
 
 
 def ingest_all(settings: Settings, *, now: datetime | None = None) -> dict[str, SourceLoadResult]:

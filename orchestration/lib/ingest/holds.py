@@ -72,6 +72,10 @@ def _accepted_dir(lake_dir: Path, source: str) -> Path:
     return ManifestStore(lake_dir).root / source / "accepted"
 
 
+def _hold_name(loaded: FileLoadResult, table: str, check: str) -> str:
+    return f"{check}--{table}--{record_name(loaded.file, loaded.sha256)}"
+
+
 def record_hold(lake_dir: Path, loaded: FileLoadResult, *, table: str, check: str, reason: str, run_id: str) -> Hold:
     """Write down that `loaded` failed `check` of `table` in run `run_id`; returns the hold."""
     hold = Hold(
@@ -79,7 +83,7 @@ def record_hold(lake_dir: Path, loaded: FileLoadResult, *, table: str, check: st
         delivery_seq=loaded.delivery_seq, reason=reason, run_id=run_id,
         held_at=datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
     )
-    path = _holds_dir(lake_dir, loaded.source) / f"{check}--{table}--{record_name(loaded.file, loaded.sha256)}"
+    path = _holds_dir(lake_dir, loaded.source) / _hold_name(loaded, table, check)
     atomic_write_bytes(path, json.dumps(asdict(hold), ensure_ascii=False, sort_keys=True).encode("utf-8"))
     return hold
 
@@ -106,23 +110,28 @@ def open_holds(lake_dir: Path, source: str | None = None) -> list[Hold]:
 
 
 def _naming(holds: list[tuple[Hold, bool]], file: str) -> list[tuple[Hold, bool]]:
-    """The holds a name given by a person fits: the landing path, else a file name that only one held file has."""
+    """The holds a name given by a person fits: the landing path, else a file name that one held file has.
+
+    A file name is looked for among the open holds first, so an accepted file of the same name does not
+    make it ambiguous; raises NoSuchHoldError when it fits more than one file.
+    """
     wanted = PurePosixPath(file.replace("\\", "/").removeprefix("landing/")).as_posix()
     matching = [(h, accepted) for h, accepted in holds if h.file == wanted]
-    if not matching:
-        matching = [(h, accepted) for h, accepted in holds if PurePosixPath(h.file).name == wanted]
+    if matching:
+        return matching
+    for pool in ([(h, a) for h, a in holds if not a], holds):
+        matching = [(h, accepted) for h, accepted in pool if PurePosixPath(h.file).name == wanted]
         if len({h.file for h, _ in matching}) > 1:
             raise NoSuchHoldError(f"{file!r} fits more than one held file: "
                                   + ", ".join(sorted({h.file for h, _ in matching})) + "; give the landing path")
-    return matching
+        if matching:
+            return matching
+    return []
 
 
-def names_a_hold(lake_dir: Path, file: str) -> bool:
-    """True when `file` names a hold of any source, open or accepted (so it is no typo)."""
-    try:
-        return bool(_naming(_holds(lake_dir, None), file))
-    except NoSuchHoldError:  # more than one fits: a name of held files all the same
-        return True
+def release_hold(lake_dir: Path, loaded: FileLoadResult, *, table: str, check: str) -> None:
+    """Remove the hold of `loaded` by `check` of `table` (its check has now passed it), if there is one."""
+    (_holds_dir(lake_dir, loaded.source) / _hold_name(loaded, table, check)).unlink(missing_ok=True)
 
 
 def accept_held(
@@ -131,15 +140,16 @@ def accept_held(
     """Accept the holds of one delivered file; return those that were open. Raises NoSuchHoldError if none fits.
 
     `file` is the landing path the holds name (`survey_responses/batch.csv`), or its file name alone
-    when only one held file has it; `source` limits the search to one source. A file accepted before
-    returns [] (so a launchpad config that names it can be run again).
+    when only one held file has it, matched over every source; `source` then limits what is accepted
+    to that source's holds (a name of another source's file returns []). A file accepted before
+    returns [] too (so a launchpad config that names it can be run again).
     """
-    holds = _holds(lake_dir, source)
+    holds = _holds(lake_dir, None)
     matching = _naming(holds, file)
     if not matching:
         listed = "; ".join(sorted({h.file for h, accepted in holds if not accepted})) or "none"
         raise NoSuchHoldError(f"no hold names {file!r}; held files: {listed}")
-    still_open = [h for h, accepted in matching if not accepted]
+    still_open = [h for h, accepted in matching if not accepted and (source is None or h.source == source)]
     if not still_open:
         return []
     now = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
