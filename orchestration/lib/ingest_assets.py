@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from orchestration.lib.ingest import FileLoadResult, SourceLoadResult, ingest_source
 from orchestration.lib.ingest.holds import (
@@ -51,7 +52,8 @@ from orchestration.lib.ingest.holds import (
     record_hold,
     release_hold,
 )
-from orchestration.lib.lake import LAKE_TABLES
+from orchestration.lib.ingest.manifest import ManifestStore
+from orchestration.lib.lake import LAKE_TABLES, raw_dir
 from orchestration.lib.settings import Settings
 from orchestration.lib.validation_worker import current_worker, validate_group
 from quality.thresholds import ThresholdOutcome, quarantine_share_outcome
@@ -66,8 +68,7 @@ SETTLE_TAG = "nps_link/settle_seconds"
 _DOCS_LOCK = threading.Lock()
 SHARE_CHECK = "quarantine_share"
 # Why a file is held that ingestion loaded but whose suite has not judged it yet (see ingest_and_check).
-UNJUDGED = ("loaded, but the run stopped before its Great Expectations suite judged it; no later run validates "
-            "it again, so look at it before accepting")
+UNJUDGED = "loaded, but the run stopped before its Great Expectations suite judged it; the next run validates it"
 
 
 def source_key(table: str) -> dg.AssetKey:
@@ -285,6 +286,30 @@ def _accept_configured(source: str, accept: Sequence[str], settings: Settings, c
             context.log.warning(f"[ingest] accepted held {hold.file} ({hold.table}: {hold.check}) as configured")
 
 
+def _validate_unjudged(held: Sequence[Hold], validators: dict[str, LoadedFileValidator], settings: Settings,
+                       loaded_now: set[str]) -> dict[tuple[str, str, str | None], FileLoadResult]:
+    """Hand the validators the lake rows of every held file a stopped run loaded but did not judge.
+
+    Returns the (table, file, sha256) handed over, with each file's manifest record. A file whose lake
+    rows are gone stays held, for a person to look at; so does one whose landing path this run loaded
+    again with other bytes (`loaded_now`), as a validator names a file's outcome by its path.
+    """
+    unjudged = [h for h in held if h.check == CONTRACT_CHECK and h.reason == UNJUDGED and h.table in validators]
+    if not unjudged:
+        return {}
+    records = {(r.file, r.sha256): r for r in ManifestStore(settings.lake_dir).records(unjudged[0].source)
+               if r.status == "loaded"}
+    handed: dict[tuple[str, str, str | None], FileLoadResult] = {}
+    for hold in unjudged:
+        record = records.get((hold.file, hold.sha256))
+        lake_file = raw_dir(settings.lake_dir, hold.table) / f"{hold.sha256}.parquet"
+        if record is None or hold.file in loaded_now or not lake_file.is_file():
+            continue
+        validators[hold.table].add(record, pq.read_table(lake_file))
+        handed[(hold.table, hold.file, hold.sha256)] = record
+    return handed
+
+
 def ingest_and_check(
     source: str, tables: Sequence[str], settings: Settings, context: dg.AssetExecutionContext,
     accept: Sequence[str] = (),
@@ -320,10 +345,14 @@ def ingest_and_check(
     )
     for rejected in result.rejected:
         log.warning(f"[ingest] {source}: rejected {rejected.file}: {rejected.reason}")
-    # A file an earlier, stopped run held unjudged and that this run loaded again is judged here instead.
+    # A file an earlier, stopped run held unjudged is judged here: loaded again if it had no manifest record
+    # yet, else from its rows in the lake.
     reloaded = {(f.file, f.sha256) for f in result.files}
     held_before = [h for h in held_before if (h.file, h.sha256) not in reloaded]
+    rejudged = _validate_unjudged(held_before, validators, settings, {f.file for f in result.files})
+    held_before = [h for h in held_before if (h.table, h.file, h.sha256) not in rejudged]
     by_file = {f.file: f for f in result.files if f.status != "duplicate"}
+    by_file |= {record.file: record for record in rejudged.values()}
     shares = share_outcome(result.files, settings)
     # Before validation finishes (the last group is judged in `finish`), so a run stopped there keeps them.
     for table in tables:

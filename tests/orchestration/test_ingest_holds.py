@@ -5,6 +5,7 @@ Also what an ingestion step leaves for a later run when its run says files must 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -230,7 +231,7 @@ def test_a_name_two_held_files_share_is_refused_across_sources_and_in_the_launch
     assert checks == {} and "accept_held: 'reps.csv' fits more than one held file" in error
 
 
-def test_a_file_loaded_by_a_run_that_stopped_before_its_suite_judged_it_stays_held(
+def test_a_file_loaded_by_a_run_that_stopped_before_its_suite_judged_it_is_judged_by_the_next(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before, the file was in the manifest unjudged, and the next run, finding nothing new, published it."""
 
@@ -238,15 +239,32 @@ def test_a_file_loaded_by_a_run_that_stopped_before_its_suite_judged_it_stays_he
         raise RuntimeError("the validation worker died")
 
     _write_reps(tmp_path, "roster_a", blank_ids=0)
+    _write_reps(tmp_path, "roster_b", blank_ids=0)
     monkeypatch.setattr(ingest_assets.LoadedFileValidator, "finish", stopped)
     checks, error = _ingest_reps(tmp_path)
     assert checks == {} and "the validation worker died" in error
+    assert {h.reason for h in open_holds(tmp_path / "lake")} == {ingest_assets.UNJUDGED}
     monkeypatch.undo()
+
+    # The next run validates both from their lake rows; here the suite finds roster_b wrong.
+    real_finish = ingest_assets.LoadedFileValidator.finish
+    validated: list[str] = []
+
+    def b_fails(self: ingest_assets.LoadedFileValidator) -> dict:
+        outcomes = real_finish(self)
+        validated.extend(outcomes)
+        return {name: dataclasses.replace(o, success=not name.endswith("roster_b.csv")) for name, o in outcomes.items()}
+
+    monkeypatch.setattr(ingest_assets.LoadedFileValidator, "finish", b_fails)
     second = _checks(tmp_path)
+    assert sorted(validated) == ["crm_reps: crm_reps/roster_a.csv", "crm_reps: crm_reps/roster_b.csv"]
     assert not second["contract_expectations"].passed
-    assert second["contract_expectations"].metadata["message"].value.startswith(
-        "1 file(s) held since an earlier run until a person accepts them: crm_reps/roster_a.csv (loaded, but the "
-        "run stopped before its Great Expectations suite judged it")
+    assert "crm_reps/roster_b.csv" in second["contract_expectations"].metadata["failures"].value
+    assert [(h.file, h.reason == ingest_assets.UNJUDGED) for h in open_holds(tmp_path / "lake")] == [
+        ("crm_reps/roster_b.csv", False)]
+    monkeypatch.undo()
+    third = _checks(tmp_path)  # held now for what the suite found, not re-judged: a person looks
+    assert not third["contract_expectations"].passed and validated == validated[:2]
 
 
 def test_a_file_held_unjudged_by_a_killed_run_and_loaded_again_is_judged_and_released(tmp_path: Path) -> None:
