@@ -188,6 +188,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"nps-link run: {reason}", file=sys.stderr)
         return 2
     _export(settings)
+    # dbt prints a console line per model and per test (about 330 at the demo's size, with colour codes
+    # when the output is a file), which drowned the stage-by-stage progress and the summary. It prints
+    # its warnings and errors; every line stays in the build's dbt.log, and --log-level DEBUG shows them.
+    if args.log_level != "DEBUG":
+        os.environ.setdefault("DBT_LOG_LEVEL", "warn")
+    if not sys.stdout.isatty():
+        os.environ.setdefault("DBT_USE_COLORS", "false")
     with contextlib.ExitStack() as held:
         # Held for the whole run, and not waited for: a person who started a second run hears so at
         # once. The job's writer steps take the same lock (re-entrant here; a run Dagster launched
@@ -478,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--as-of", default=None, type=_iso_date,
                      help="data cut-off date (end of that day, reporting time zone)")
     run.add_argument("--lang", default=None, choices=["en", "ja"], help="language of the report and follow-up mails")
-    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="the run's log on stderr (DEBUG also prints dbt's line per model and test)")
     run.add_argument("--full-refresh", action="store_true",
                      help="rebuild every incremental dbt model from the whole lake instead of the new deliveries")
     run.add_argument("--timings", default=None, help="write each step's start and end (JSON) to this file")

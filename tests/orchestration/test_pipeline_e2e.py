@@ -168,6 +168,15 @@ def _dbt_log(run: subprocess.CompletedProcess[str]) -> str:
     return (folder / "dbt.log").read_text()
 
 
+def test_nps_link_run_prints_its_stages_and_summary_not_a_line_per_dbt_node(published_demo: Path) -> None:
+    """README: progress stage by stage and a data-quality summary. dbt's 330 node lines drowned both."""
+    log = (published_demo.parent / "first_run.log").read_text()
+    assert not re.search(r"\d+ of \d+ (START|PASS|OK)", log), log[:2000]
+    assert "\x1b[" not in log  # no colour codes in a log that is not a terminal
+    assert "[ingest] crm_activities:" in log and "Data quality (files delivered in this run):" in log
+    assert len(log.splitlines()) < 120
+
+
 def test_rerun_on_same_inputs_changes_nothing(published_demo: Path, tmp_path: Path) -> None:
     data_dir = copy_data_dir(published_demo, tmp_path)
     query = """
