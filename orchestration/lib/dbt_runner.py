@@ -122,7 +122,11 @@ def parse_manifest(project: DbtProjectArgs, target_path: Path) -> Any:
     """
     from dbt.cli.main import dbtRunner
 
-    args = ["parse", "--quiet", "--no-write-json", "--vars", project.vars_json, *_common_args(project, target_path)]
+    # The parse's file log at dbt's default (debug: whether it parsed anew or reused the last parse), even when
+    # `nps-link run` quiets dbt's console with DBT_LOG_LEVEL, whose value dbt also takes for the file log.
+    file_level = [] if os.environ.get("DBT_LOG_LEVEL_FILE") else ["--log-level-file", "debug"]
+    args = ["parse", "--quiet", "--no-write-json", *file_level, "--vars", project.vars_json,
+            *_common_args(project, target_path)]
     with _DBT_LOCK:
         result = dbtRunner().invoke(args)
     if result.exception is not None:
