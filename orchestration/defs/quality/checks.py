@@ -46,9 +46,16 @@ GATES_THE_LINK_PRIORITY = {"dagster/priority": "4"}
 GATES_ONE_ANALYSIS_PRIORITY = {"dagster/priority": "1"}
 
 
+def _local(reporting_tz: str, column: str) -> str:
+    """SQL for a naive-UTC timestamp in the reporting time zone (the same cut as dbt's macro)."""
+    if "'" in reporting_tz:
+        raise ValueError(f"not a time zone name: {reporting_tz!r}")
+    return f"timezone('{reporting_tz}', timezone('UTC', {column}))"
+
+
 def _local_day(reporting_tz: str) -> str:
-    """SQL for a response's calendar day in the reporting time zone (the same cut as dbt's macro)."""
-    return f"cast(timezone('{reporting_tz}', timezone('UTC', responded_at)) as date)"
+    """SQL for a response's calendar day in the reporting time zone."""
+    return f"cast({_local(reporting_tz, 'responded_at')} as date)"
 
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "fct_survey_responses"]), blocking=True, op_tags=GATES_THE_LINK_PRIORITY,
@@ -59,15 +66,13 @@ def daily_response_volume(
 ) -> dg.AssetCheckResult:
     """A day with far more or far fewer responses than usual: a double export or a broken feed."""
     settings = nps_link.settings()
-    if "'" in settings.reporting_tz:
-        raise ValueError(f"not a time zone name: {settings.reporting_tz!r}")
+    day = _local_day(settings.reporting_tz)
     with nps_link.build_connection() as con:
-        day = _local_day(settings.reporting_tz)
         daily = con.execute(f"select {day} as day, count(*) as responses from marts.fct_survey_responses group by 1"
                             ).df()
         as_of = run_as_of(con)
-        last_day = con.execute(f"select cast(timezone('{settings.reporting_tz}', timezone('UTC', ?::timestamp)) "
-                               "as date)", [as_of]).fetchone()[0]
+        last_day = con.execute(f"select cast({_local(settings.reporting_tz, '?::timestamp')} as date)",
+                               [as_of]).fetchone()[0]
     # The as_of day may still be filling up: judge the last complete day before it.
     outcome = daily_volume_outcome(daily, through=last_day - timedelta(days=1))
     return _result(outcome, nps_link, "daily_response_volume")
@@ -123,8 +128,8 @@ def contact_count_explosion(
     which turns it into a warning.
     """
     settings = nps_link.settings()
-    if "'" in settings.reporting_tz:
-        raise ValueError(f"not a time zone name: {settings.reporting_tz!r}")
+    # An activity's month as fct_customer_months cuts it: the reporting time zone's.
+    month_of_activity = f"cast(date_trunc('month', {_local(settings.reporting_tz, 'occurred_at')}) as date)"
     watermark = (stored_run_parameters(settings.published_db_path) or {}).get("input_seq")
     accepted = accepted_months(settings.quality_dir)
     totals_sql, flagged_sql = contact_explosion_sql("marts.fct_customer_months")
@@ -134,10 +139,9 @@ def contact_count_explosion(
             "select cast(date_trunc('month', max(month)) as date) from marts.fct_customer_months"
         ).fetchall()[0][0]
         months = [latest]
-        local = f"timezone('{settings.reporting_tz}', timezone('UTC', occurred_at))"
         if latest is not None and watermark is not None:
             delivered = con.execute(
-                f"select distinct cast(date_trunc('month', {local}) as date) as month "
+                f"select distinct {month_of_activity} as month "
                 "from staging.stg_crm__activities where _delivery_seq > ? order by month",
                 [int(watermark)],
             ).fetchall()
@@ -150,8 +154,8 @@ def contact_count_explosion(
             acceptance = accepted.get(month.strftime("%Y-%m")) if month is not None else None
             if acceptance is not None and not outcome.success:
                 newest = con.execute(
-                    f"select max(_delivery_seq) from staging.stg_crm__activities "
-                    f"where cast(date_trunc('month', {local}) as date) = ?", [month]).fetchall()[0][0]
+                    f"select max(_delivery_seq) from staging.stg_crm__activities where {month_of_activity} = ?",
+                    [month]).fetchall()[0][0]
                 if not acceptance.covers(newest):
                     acceptance = None  # a delivery into the month after it was accepted: judged afresh
             if acceptance is not None:
