@@ -60,6 +60,26 @@ def test_dbt_tests_and_quality_checks_are_asset_checks(definitions: dg.Definitio
             "marts/fct_customer_months:contact_count_explosion"} <= checks
 
 
+def test_every_dbt_test_is_an_asset_check(definitions: dg.Definitions) -> None:
+    """A dbt test Dagster cannot place is logged as an observation, with a warning on every run.
+
+    dagster-dbt places a singular test with several refs only by its `meta.dagster.ref`; without one
+    its result is no check of any asset, and each run printed five lines of warning per such test.
+    """
+    import json
+
+    from orchestration.lib.dbt import ensure_manifest
+
+    manifest = json.loads(ensure_manifest().read_text())
+    tests = {node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "test"}
+    check_names = {key.name for key in definitions.resolve_asset_graph().asset_check_keys}
+    assert tests - check_names == set()
+    checks = {k.to_user_string() for k in definitions.resolve_asset_graph().asset_check_keys}
+    assert {"marts/dim_customers:assert_no_personal_data_columns",
+            "marts/detractor_followups:assert_survey_comments_only_in_detractor_followups",
+            "marts/fct_customer_months:assert_customer_months_dense_to_as_of"} <= checks
+
+
 def test_every_blocking_check_starts_before_the_steps_it_gates(definitions: dg.Definitions) -> None:
     """Two steps run at a time, the highest priority first: a check behind the mail-out kept the link waiting."""
     from dagster._core.execution.api import create_execution_plan

@@ -175,6 +175,9 @@ def test_nps_link_run_prints_its_stages_and_summary_not_a_line_per_dbt_node(publ
     assert "\x1b[" not in log  # no colour codes in a log that is not a terminal
     assert "[ingest] crm_activities:" in log and "Data quality (files delivered in this run):" in log
     assert len(log.splitlines()) < 120
+    # Every dbt test is a check of some asset: none is logged as a stray observation with a warning.
+    assert "is a singular test with multiple dependencies" not in log
+    assert "Logging an `AssetObservation` instead of an `AssetCheckResult`" not in log
 
 
 def test_rerun_on_same_inputs_changes_nothing(published_demo: Path, tmp_path: Path) -> None:

@@ -6,6 +6,8 @@
 -- The scope is known only when the test runs (macros/test_scope.sql), so both refs are declared here:
 -- depends_on: {{ ref('fct_customer_months') }}
 -- depends_on: {{ ref('int_customer_months_densified') }}
+-- Dagster shows it as a check of fct_customer_months (a singular test with several refs needs one named).
+{{ config(meta={'dagster': {'ref': {'name': 'fct_customer_months'}}}) }}
 {%- set since = previous_input_seq() %}
 
 with

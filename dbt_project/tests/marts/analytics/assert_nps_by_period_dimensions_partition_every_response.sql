@@ -1,6 +1,8 @@
 -- Fails when, for some month and survey type, a dimension's rows do not add up to the number of
 -- responses in fct_survey_responses: a response was dropped or counted twice in nps_by_period
 -- (e.g. a NULL segment not mapped to 'unknown', or the 'all' survey-type rollup double counting).
+-- Dagster shows it as a check of nps_by_period (a singular test with several refs needs one named).
+{{ config(meta={'dagster': {'ref': {'name': 'nps_by_period'}}}) }}
 
 with
 
