@@ -117,7 +117,8 @@ def write_tiny_lake(lake_dir: Path) -> None:
     """The hand-made lake. All times are naive UTC; JST = UTC + 9 h."""
     ensure_lake_tables(lake_dir)
 
-    # Accounts. C1's later delivery wins (segment enterprise, not smb). C2's first delivery wins
+    # Accounts. C1's later delivery wins (segment enterprise, not smb), though only its first has an
+    # updated_at: a version without one counts as of its load (2025-07-10). C2's first delivery wins
     # despite arriving first, because its CRM updated_at is later (updated_at orders versions first).
     # C3 has no segment (-> 'unknown' in nps_by_period). C4 is created after as_of.
     # C9 never arrives: an orphan seen in facts.
@@ -136,7 +137,7 @@ def write_tiny_lake(lake_dir: Path) -> None:
         }
 
     write_delivery(lake_dir, "crm_accounts", 1, [
-        account("C1", "smb", "staffing", "2024-01-01 00:00:00", "R1", None),
+        account("C1", "smb", "staffing", "2024-01-01 00:00:00", "R1", "2025-02-01 00:00:00"),
         account("C2", "mid_market", "media", "2025-03-24 12:00:00", "R2", "2025-02-01 00:00:00"),
         account("C3", None, "finance", "2023-06-01 00:00:00", "R1", None),
     ])

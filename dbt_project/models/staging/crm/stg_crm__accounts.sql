@@ -1,7 +1,9 @@
 {#- Incremental by customer: a run reads only the deliveries newer than any staged row and ranks them
     together with the staged version of each customer they mention. Unlike the facts, a newer delivery
     does not simply win: the CRM's updated_at ranks first, so an older export arriving later must not
-    replace a newer version. The staged row is the winner of every earlier delivery under the same
+    replace a newer version. A version without updated_at (an export that lacks the column) ranks as
+    of its load: it was current when delivered, so it replaces what was updated before then; ranked
+    last, it would never replace a version that has one, and every account would freeze. The staged row is the winner of every earlier delivery under the same
     order, so the winner of (staged, new) is the winner of all deliveries: what a full build picks.
     A delivery whose every version lost leaves no staged row to mark it read, so later runs rank it
     again, and it loses again: repeated work only while no newer accounts delivery wins. -#}
@@ -34,6 +36,7 @@ delivered as (
         owner_rep_id,
         contact_email_key,
         updated_at,
+        _loaded_at,
         _source_file,
         _delivery_seq,
         _row_number
@@ -52,6 +55,7 @@ delivered as (
         staged.owner_rep_id,
         staged.contact_email_key,
         staged.updated_at,
+        staged._loaded_at,
         staged._source_file,
         staged._delivery_seq,
         0 as _row_number
@@ -65,11 +69,11 @@ versions as (
 
     select
         delivered.*,
-        -- The CRM's own updated_at orders versions of an account first; delivery order only
-        -- breaks ties, because an older export can arrive after a newer one.
+        -- The CRM's own updated_at orders versions of an account first (its load time when it has
+        -- none); delivery order only breaks ties, because an older export can arrive after a newer one.
         row_number() over (
             partition by customer_id
-            order by updated_at desc nulls last, _delivery_seq desc, _row_number desc
+            order by coalesce(updated_at, _loaded_at) desc, _delivery_seq desc, _row_number desc
         ) as version_rank
     from delivered
 
@@ -86,6 +90,7 @@ select
     -- The keyed hash ingestion computed; the address itself stays in the lake.
     cast(contact_email_key as {{ dbt.type_string() }}) as contact_email_key,
     cast(updated_at as {{ dbt.type_timestamp() }}) as updated_at,
+    cast(_loaded_at as {{ dbt.type_timestamp() }}) as _loaded_at,
     _source_file,
     _delivery_seq
 from versions
