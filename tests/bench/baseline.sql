@@ -17,7 +17,8 @@ qualify row_number() over (partition by response_id order by _delivery_seq desc,
 
 create or replace table orders as
 select order_id, customer_id, ordered_at, coalesce(status, 'completed') as status,
-    cast(amount as double) * fx.rate as amount_reporting
+    cast(amount as double) * fx.rate as amount_reporting,
+    coalesce(status, 'completed') = 'completed' and amount >= 0 as is_purchase
 from read_parquet('{lake}/raw/orders/*.parquet', union_by_name = true) as o
 left join read_csv('{seed}') as fx
     on fx.currency = upper(coalesce(o.currency, 'JPY'))
@@ -51,8 +52,8 @@ with contacts as (
 ),
 around as (
     select r.response_id,
-        max(case when o.ordered_at > r.responded_at and o.ordered_at <= r.responded_at + interval 90 day
-            then 1 else 0 end) as has_repeat,
+        max(case when o.is_purchase and o.ordered_at > r.responded_at
+            and o.ordered_at <= r.responded_at + interval 90 day then 1 else 0 end) as has_repeat,
         sum(case when o.ordered_at >= r.responded_at - interval 365 day and o.ordered_at < r.responded_at
             then o.amount_reporting end) as revenue_prior,
         sum(case when o.ordered_at > r.responded_at and o.ordered_at <= r.responded_at + interval 365 day
@@ -93,7 +94,8 @@ with events as (
     select customer_id, date_trunc('month', responded_at + interval 9 hour)::date, 0, 0, 1, nps_score, 0.0, 0
     from responses where responded_at <= (select as_of_at from as_of)
     union all
-    select customer_id, date_trunc('month', ordered_at + interval 9 hour)::date, 0, 0, 0, null, amount_reporting, 1
+    select customer_id, date_trunc('month', ordered_at + interval 9 hour)::date, 0, 0, 0, null, amount_reporting,
+        case when is_purchase then 1 else 0 end
     from orders where status = 'completed' and ordered_at <= (select as_of_at from as_of)
 ),
 monthly as (

@@ -104,7 +104,7 @@ orders as (
         orders.customer_id,
         {{ reporting_month('orders.ordered_at') }} as month,
         sum(orders.amount_reporting) as revenue,
-        count(*) as orders
+        sum(case when orders.is_purchase then 1 else 0 end) as orders
     from {{ ref('int_orders_converted') }} as orders
     cross join run_parameters
     where orders.status = 'completed'

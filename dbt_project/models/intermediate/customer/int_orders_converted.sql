@@ -30,6 +30,10 @@ select
     -- The seed holds JPY per unit; dividing by the reporting currency's own rate makes any listed
     -- currency the reporting one. An unlisted currency yields NULL (warned on in staging).
     cast(orders.amount as {{ type_double() }}) * order_rate.rate / reporting_rate.rate as amount_reporting,
+    -- A purchase: a completed order that is not a credit note (the contract lets a credit note carry
+    -- a negative amount). Only purchases make a repeat, a first order or a month's order count; a
+    -- credit note still nets off revenue, which sums every completed row.
+    orders.status = 'completed' and orders.amount >= 0 as is_purchase,
     orders.product_line,
     -- Kept for the incremental models' bookkeeping (macros/incremental.sql).
     orders._delivery_seq,

@@ -89,7 +89,8 @@ completed_orders as (
     select
         orders.customer_id,
         orders.ordered_at,
-        orders.amount_reporting
+        orders.amount_reporting,
+        orders.is_purchase
     from {{ ref('int_orders_converted') }} as orders
     cross join run_parameters
     -- Nothing after the cut-off counts, so a re-run with the same as_of gives the same numbers.
@@ -106,7 +107,9 @@ orders_around_response as (
         responses.response_id,
         max(
             case
-                when completed_orders.ordered_at > responses.responded_at
+                -- A credit note in the window is a refund, not a purchase again.
+                when completed_orders.is_purchase
+                    and completed_orders.ordered_at > responses.responded_at
                     and completed_orders.ordered_at <= {{ dbt.dateadd('day', repeat_days, 'responses.responded_at') }}
                     then 1
                 else 0

@@ -129,7 +129,7 @@ responses as {{ inlined_on_full_build() }} (
 
 orders as {{ inlined_on_full_build() }} (
 
-    select orders.customer_id, orders.status, orders.ordered_at
+    select orders.customer_id, orders.is_purchase, orders.ordered_at
     from {{ ref('int_orders_converted') }} as orders
     cross join run_parameters
     where orders.ordered_at <= run_parameters.as_of_at
@@ -187,7 +187,7 @@ first_orders as (
 
     select customer_id, min(ordered_at) as first_order_at
     from orders
-    where status = 'completed'
+    where is_purchase
     group by customer_id
 
 ),

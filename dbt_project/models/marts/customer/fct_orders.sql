@@ -26,6 +26,7 @@ select
     orders.currency,
     orders.amount,
     orders.amount_reporting,
+    orders.is_purchase,
     orders.product_line,
     coalesce(customers.is_orphan, true) as is_orphan_customer,
     -- Bookkeeping, not analysis: the delivery the row came from, which scopes the grain test of an

@@ -48,7 +48,7 @@ responses as (
 orders as (
 
     select
-        count(*) as orders,
+        sum(case when orders.is_purchase then 1 else 0 end) as orders,
         sum(orders.amount_reporting) as revenue
     from {{ ref('int_orders_converted') }} as orders
     cross join run_parameters
