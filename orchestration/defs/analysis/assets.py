@@ -96,7 +96,8 @@ LINK_FRAME_SQL = """
         r.customer_id, r.contacts_per_month, r.nps_score, r.repeat_after,
         r.segment, r.business_unit, r.survey_type,
         r.tenure_days / 365.25 as tenure_years,
-        ln(1 + greatest(coalesce(r.revenue_prior_365d, 0), 0) / 1e6) as log_revenue_prior_365d,
+        -- NULL (the row left out and counted) when an order's currency has no rate: unknown, not 0.
+        ln(1 + greatest(r.revenue_prior_365d, 0) / 1e6) as log_revenue_prior_365d,
         case
             when c.first_order_at is null or c.first_order_at >= r.responded_at then 'before_first_order'
             when r.responded_at < c.first_order_at + interval 7 day then 'first_week'

@@ -103,7 +103,8 @@ orders as (
     select
         orders.customer_id,
         {{ reporting_month('orders.ordered_at') }} as month,
-        sum(orders.amount_reporting) as revenue,
+        -- Unknown (NULL), not a smaller sum, when an order's currency has no rate in the seed.
+        case when count(orders.amount_reporting) = count(*) then sum(orders.amount_reporting) end as revenue,
         sum(case when orders.is_purchase then 1 else 0 end) as orders
     from {{ ref('int_orders_converted') }} as orders
     cross join run_parameters
@@ -173,7 +174,7 @@ select
     cast(coalesce(contacts.inbound_contacts, 0) as {{ dbt.type_bigint() }}) as inbound_contacts,
     cast(coalesce(responses.responses, 0) as {{ dbt.type_bigint() }}) as responses,
     responses.avg_nps_score,
-    coalesce(orders.revenue, 0.0) as revenue,
+    case when orders.customer_id is null then 0.0 else orders.revenue end as revenue,
     cast(coalesce(orders.orders, 0) as {{ dbt.type_bigint() }}) as orders,
     run_parameters.as_of_at as _as_of_at,
     run_parameters.input_seq as _input_seq,

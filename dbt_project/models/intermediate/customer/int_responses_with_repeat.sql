@@ -122,6 +122,26 @@ orders_around_response as (
                     then completed_orders.amount_reporting
             end
         ) as revenue_prior,
+        -- An order in a window whose currency has no rate in the seed makes that window's revenue
+        -- unknown (NULL), not a smaller sum.
+        max(
+            case
+                when completed_orders.amount_reporting is null
+                    and completed_orders.ordered_at >= {{ dbt.dateadd('day', -revenue_days, 'responses.responded_at') }}
+                    and completed_orders.ordered_at < responses.responded_at
+                    then 1
+                else 0
+            end
+        ) as revenue_prior_unknown,
+        max(
+            case
+                when completed_orders.amount_reporting is null
+                    and completed_orders.ordered_at > responses.responded_at
+                    and completed_orders.ordered_at <= {{ dbt.dateadd('day', revenue_days, 'responses.responded_at') }}
+                    then 1
+                else 0
+            end
+        ) as revenue_next_unknown,
         sum(
             case
                 when completed_orders.ordered_at > responses.responded_at
@@ -149,10 +169,14 @@ select
             then null
         else coalesce(orders_around_response.has_repeat_order, 0)
     end as repeat_after,
-    coalesce(orders_around_response.revenue_prior, 0) as revenue_prior_365d,
+    case
+        when orders_around_response.revenue_prior_unknown = 1 then null
+        else coalesce(orders_around_response.revenue_prior, 0)
+    end as revenue_prior_365d,
     case
         when run_parameters.as_of_at is null
             or {{ dbt.dateadd('day', revenue_days, 'responses.responded_at') }} > run_parameters.as_of_at
+            or orders_around_response.revenue_next_unknown = 1
             then null
         else coalesce(orders_around_response.revenue_next, 0)
     end as revenue_next_365d,
