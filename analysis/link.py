@@ -105,6 +105,8 @@ p-values are bootstrap p-values for "effect = 0": twice the smaller share of rep
 side of zero, with the usual +1 correction, p = min(1, 2 min(1 + #{r <= 0}, 1 + #{r >= 0}) / (B + 1)).
 It is the smallest level at which the percentile interval excludes zero (R `mediation` uses the same
 idea without the +1, which can print 0); the smallest p it can report is 2 / (B + 1).
+`proportion_mediated`'s p-value follows the same rule on its replicates (as R's does): indirect /
+total changes sign when either does, so it is not a test of mediation; read the indirect effect's.
 
 Degenerate input raises `analysis.errors.InsufficientDataError` (a ValueError) with the reason: fewer
 than MIN_ROWS usable rows, fewer than MIN_CLUSTERS clusters, no variation in the exposure, mediator or

@@ -1013,8 +1013,9 @@ def contact_timing(customers: pd.DataFrame, responses: pd.DataFrame | None = Non
 
     Expects `customers` (``customer_id, outbound_contacts_first_7d``; NULL when the customer has no
     first order, and such customers are left out: they have no first week) and `responses`
-    (``customer_id, nps_category, repeat_after``). Every response of a binned customer counts in
-    that customer's bin; the asset decides which responses to pass (e.g. relational only). Instead
+    (``customer_id, nps_category, repeat_after``). Every response passed counts in its customer's
+    bin; the caller passes only responses given after the first week (the pipeline's asset does:
+    an earlier score cannot reflect the week's contacts). Instead
     of `responses`, `customers` may carry each customer's CUSTOMER_RESPONSE_COUNTS (zeros for a
     customer without responses), as `customer_response_counts` sums them from the rows.
 
@@ -1039,7 +1040,9 @@ def handoff(customers: pd.DataFrame, responses: pd.DataFrame | None = None) -> p
     Expects `customers` (``customer_id, handoff_days``: fractional days from the first order to the
     first account-management contact; NULL = never handed off) and `responses` (``customer_id,
     nps_category, repeat_after``), or, instead of `responses`, each customer's
-    CUSTOMER_RESPONSE_COUNTS on `customers` (see `contact_timing`). Bins are by upper edge,
+    CUSTOMER_RESPONSE_COUNTS on `customers` (see `contact_timing`); the caller passes only responses
+    given after the hand-off (or after HANDOFF_NEVER_AFTER_DAYS for a customer never handed off), as
+    the pipeline's asset does: a score given before it cannot tell how the hand-off went. Bins are by upper edge,
     inclusive: '<=7 d' (also a hand-off before the first order, i.e. negative days), '8-14 d'
     (> 7 and <= 14), '15-30 d', '31-60 d', '>60 d', then 'never'. `customers` holds only customers
     whose hand-off is known: handed off, or a first order at least HANDOFF_NEVER_AFTER_DAYS before

@@ -317,12 +317,12 @@ CATALOG: dict[str, dict[str, str]] = {
     "cat_detractor": {"en": "Detractors (0–6)", "ja": "批判者（0〜6）"},
     # ---- (7) timing and hand-off ----
     "timing_title": {
-        "en": "Outbound contacts in the first week after the first order",
-        "ja": "初回注文後1週間のアウトバウンド接点数",
+        "en": "Outbound contacts in the first week after the first order (responses given after that week)",
+        "ja": "初回注文後1週間のアウトバウンド接点数（その1週間より後の回答）",
     },
     "handoff_title": {
-        "en": "Days from first order to the first account-management contact (hand-off)",
-        "ja": "初回注文から営業担当への引き継ぎ（初回アカウント管理接点）までの日数",
+        "en": "Days from first order to the first account-management contact (hand-off; responses given after it)",
+        "ja": "初回注文から営業担当への引き継ぎ（初回アカウント管理接点）までの日数（引き継ぎ後の回答）",
     },
     "group_finding": {
         "en": "NPS ranges from {low} ({low_label}) to {high} ({high_label}); {overlap}",
@@ -422,13 +422,19 @@ CATALOG: dict[str, dict[str, str]] = {
     },
     "m_bootstrap": {
         "en": (
-            "Uncertainty: the intervals of the chain are bootstrap 95% confidence intervals (the model is "
-            "refit on many resamples of customers). NPS margins of error use the standard formula for the "
-            "difference of two shares."
+            "Uncertainty: the intervals of the chain are bootstrap 95% confidence intervals: the models are "
+            "estimated again on many resamples of customers, each customer with all of their responses "
+            "(above 10,000 customers, resamples of 10,000 random groups of customers), the repeat model by "
+            "one update step from the fit on all the data. NPS margins of error use the standard formula for "
+            "the difference of two shares, which counts every response as independent: where many customers "
+            "answer more than once they are somewhat too narrow."
         ),
         "ja": (
-            "不確実性：連鎖の区間はブートストラップ法による95%信頼区間です（顧客単位で再標本化しモデルを"
-            "繰り返し推定）。NPSの誤差範囲は、2つの比率の差に関する標準的な公式で算出しています。"
+            "不確実性：連鎖の区間はブートストラップ法による95%信頼区間です。顧客単位（その顧客の回答はすべて"
+            "一緒に）で再標本化してモデルを繰り返し推定します（顧客が1万を超える場合は、顧客を無作為に分けた"
+            "1万のグループ単位で再標本化）。リピートのモデルは、全データでの推定値から1ステップ更新して推定"
+            "します。NPSの誤差範囲は2つの比率の差に関する標準的な公式で算出しており、各回答を独立とみなします。"
+            "複数回回答する顧客が多い場合は、実際よりやや狭くなります。"
         ),
     },
     "m_significance": {

@@ -49,6 +49,11 @@ def marts() -> tuple[duckdb.DuckDBPyConnection, dict[str, pd.DataFrame]]:
             ],
         }
     )
+    # The hand-off instant the days were measured to; NULL when not handed off.
+    customers["first_account_management_contact_at"] = [
+        None if days is None or pd.isna(days) else first + dt.timedelta(days=days)
+        for first, days in zip(customers["first_order_at"], customers["handoff_days"], strict=True)
+    ]
     scores = rng.integers(0, 11, n_responses)
     month_index = rng.integers(0, 6, n_responses)
     response_customers = rng.choice([*customer_ids, "C99999"], n_responses)  # one orphan customer
@@ -57,6 +62,8 @@ def marts() -> tuple[duckdb.DuckDBPyConnection, dict[str, pd.DataFrame]]:
             "response_id": [f"SR{i:06d}" for i in rng.permutation(n_responses)],
             "customer_id": response_customers,
             "response_month": [dt.date(2025, 1 + int(m), 1) for m in month_index],
+            # Before and after each customer's first order, first week and hand-off.
+            "responded_at": [AS_OF - dt.timedelta(days=float(d)) for d in rng.uniform(0, 300, n_responses)],
             "nps_score": scores,
             "nps_category": [_category(int(s)) for s in scores],
             "repeat_after": pd.array([None if i % 5 == 0 else int(rng.integers(0, 2)) for i in range(n_responses)],
@@ -154,14 +161,24 @@ def test_segment_month_revenue_aggregate_input_is_taken_as_is() -> None:
     (assets.build_handoff, tables.handoff, "handoff_days"),
 ])
 def test_customer_bins_joined_on_integer_keys_equal_string_ids(marts, build, function, column) -> None:
+    """The SQL's counts equal the row form's on the responses given after the event that defines the bin."""
     con, frames = marts
     customers = frames["customers"]
+    responses = frames["responses"].merge(customers, on="customer_id", how="inner")
+    first_order = pd.to_datetime(responses["first_order_at"])
     if column == "handoff_days":  # the customers whose hand-off is known (build_handoff)
         ordered = customers["first_order_at"].notna()
         due = customers["first_order_at"] <= AS_OF - dt.timedelta(days=tables.HANDOFF_NEVER_AFTER_DAYS)
         customers = customers[ordered & (customers["handoff_days"].notna() | due)]
-    expected = function(customers[["customer_id", column]],
-                        frames["responses"][["customer_id", "nps_category", "repeat_after"]])
+        handed_off = pd.to_datetime(responses["first_account_management_contact_at"])
+        never_since = first_order + pd.Timedelta(days=tables.HANDOFF_NEVER_AFTER_DAYS)
+        after = (responses["responded_at"] > handed_off).where(handed_off.notna(),
+                                                                responses["responded_at"] >= never_since)
+    else:
+        after = responses["responded_at"] >= first_order + pd.Timedelta(days=7)
+    counted = responses[after.fillna(False).astype(bool)]
+    assert 0 < len(counted) < len(responses)  # the fixture has responses on both sides
+    expected = function(customers[["customer_id", column]], counted[["customer_id", "nps_category", "repeat_after"]])
     pd.testing.assert_frame_equal(build(con), expected)
 
 
@@ -184,9 +201,9 @@ def test_customer_bins_counted_in_sql_still_refuse_bad_values(marts, column, val
     con, _ = marts
     con.execute(f"""
         update marts.fct_survey_responses set {column} = {value}
-        where response_id = (select min(response_id) from marts.fct_survey_responses
-                             where customer_id in (select customer_id from marts.dim_customers
-                                                   where handoff_days is not null))
+        where response_id = (select min(r.response_id) from marts.fct_survey_responses as r
+                             join marts.dim_customers as c on c.customer_id = r.customer_id
+                             where c.first_account_management_contact_at < r.responded_at)  -- counted
     """)
     with pytest.raises(ValueError, match=message):
         assets.build_handoff(con)

@@ -322,6 +322,21 @@ def test_fit_link_effects_frame_has_contract_shape(framing: pd.DataFrame) -> Non
     assert list(res.outcome_coefficients.index[:3]) == ["Intercept", "treat", "emo"]
 
 
+def test_fit_link_intervals_are_the_95_percent_quantiles_of_its_replicates(framing: pd.DataFrame) -> None:
+    """The comparisons with R and with a refit bootstrap allow Monte Carlo error wide enough to pass a 90 %
+    interval too; this pins the level and the p-value rule exactly, on the replicates the fit reports."""
+    res = fit_link(framing, exposure="treat", mediator="emo", outcome="cong_mesg", covariates=FRAMING_COVS,
+                   n_boot=400)
+    reps = res.replicates[list(EFFECT_NAMES)]
+    np.testing.assert_allclose(res.effects["ci_low"], reps.quantile(0.025), rtol=1e-12)
+    np.testing.assert_allclose(res.effects["ci_high"], reps.quantile(0.975), rtol=1e-12)
+    below, above = (reps <= 0).sum(), (reps >= 0).sum()
+    expected_p = np.minimum(1.0, 2 * np.minimum(below + 1, above + 1) / (len(reps) + 1))
+    np.testing.assert_allclose(res.effects["p_value"], expected_p, rtol=1e-12)
+    # Wide enough to tell 95 % from 90 %: the 5 %/95 % quantiles lie strictly inside.
+    assert (res.effects["ci_low"] < reps.quantile(0.05)).all() and (res.effects["ci_high"] > reps.quantile(0.95)).all()
+
+
 def test_fit_link_same_seed_gives_same_intervals(framing: pd.DataFrame) -> None:
     kwargs = dict(exposure="treat", mediator="emo", outcome="cong_mesg", covariates=FRAMING_COVS, n_boot=100)
     pd.testing.assert_frame_equal(fit_link(framing, seed=7, **kwargs).effects,

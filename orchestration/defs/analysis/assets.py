@@ -345,17 +345,23 @@ def build_nps_changes(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 # the tables' category names; a category or repeat value outside them is counted, and refused there.
 # customer_id becomes a dense integer (dense_rank keeps a duplicated id a duplicate, so the grain
 # check still sees it) because Python only needs it for that check. A response whose customer is
-# not in dim_customers counts nowhere, as in the row form.
+# not in dim_customers counts nowhere, as in the row form. Only responses given after what defines the
+# customer's bin count (`counted`): a score given before the hand-off cannot tell how the hand-off went,
+# and counting it made customers handed off late, who have more such scores, look worse.
 CUSTOMER_RESPONSE_COUNTS_SQL = f"""
     with
 
     customers as (
-        select customer_id, {{column}} from marts.dim_customers
+        select customer_id, {{column}}, first_order_at, first_account_management_contact_at
+        from marts.dim_customers
         {{where}}
     ),
 
     responses as (
-        select customer_id, nps_category, repeat_after from marts.fct_survey_responses
+        select responses.customer_id, responses.nps_category, responses.repeat_after
+        from marts.fct_survey_responses as responses
+        inner join customers on customers.customer_id = responses.customer_id
+        where {{counted}}
     ),
 
     response_counts as (
@@ -382,9 +388,27 @@ CUSTOMER_RESPONSE_COUNTS_SQL = f"""
 """
 
 
+# The responses each bin counts: given once the first week is over (the link's onboarding stage
+# 'after_first_week' draws the same line) ...
+AFTER_FIRST_WEEK_SQL = "responses.responded_at >= customers.first_order_at + interval 7 day"
+# ... and after the hand-off, or, for a customer never handed off, once the first order is
+# HANDOFF_NEVER_AFTER_DAYS old (when it became 'never'; a hand-off before the response, as in the link).
+AFTER_HANDOFF_SQL = f"""
+    case
+        when customers.first_account_management_contact_at is not null
+            then responses.responded_at > customers.first_account_management_contact_at
+        else responses.responded_at >= customers.first_order_at + interval {tables.HANDOFF_NEVER_AFTER_DAYS} day
+    end
+"""
+
+
 def build_contact_timing(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """NPS and repeat rate by outbound contacts in the first 7 days after the first order."""
-    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(column="outbound_contacts_first_7d", where="")).df()
+    """NPS and repeat rate by outbound contacts in the first 7 days after the first order.
+
+    Only responses given after that week count (AFTER_FIRST_WEEK_SQL).
+    """
+    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(
+        column="outbound_contacts_first_7d", where="", counted=AFTER_FIRST_WEEK_SQL)).df()
     return tables.contact_timing(customers)
 
 
@@ -402,8 +426,12 @@ HANDOFF_KNOWN_SQL = f"""
 
 
 def build_handoff(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """NPS and repeat rate by days from first order to the first account-management contact."""
-    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(column="handoff_days", where=HANDOFF_KNOWN_SQL)).df()
+    """NPS and repeat rate by days from first order to the first account-management contact.
+
+    Only responses given after the hand-off count (AFTER_HANDOFF_SQL).
+    """
+    customers = con.execute(CUSTOMER_RESPONSE_COUNTS_SQL.format(
+        column="handoff_days", where=HANDOFF_KNOWN_SQL, counted=AFTER_HANDOFF_SQL)).df()
     return tables.handoff(customers)
 
 
