@@ -237,6 +237,16 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "Importance comes from the {n_fit} responses that rate all {k} ranked items.",
         "ja": "重要度は、順位を付けた{k}項目をすべて評価した{n_fit}件の回答から推定しています。",
     },
+    "drivers_fit": {
+        "en": "Together these items explain {r2}% of the variation in the recommendation score (R²).",
+        "ja": "これらの項目で、推奨度スコアのばらつきの{r2}%を説明しています（決定係数R²）。",
+    },
+    "drivers_weak_fit": {
+        "en": ("That is little: importance always adds up to 100%, so with a fit this weak the ranking says "
+               "little about what would move the score."),
+        "ja": ("説明力は小さく、重要度は常に合計100%になるため、この順位からスコアを動かす要因はほとんど"
+               "読み取れません。"),
+    },
     "drivers_not_ranked": {"en": "Items not ranked", "ja": "順位を付けていない項目"},
     "drivers_not_ranked_item": {
         "en": "{driver} (mean rating {score}, n = {n}): {why}",

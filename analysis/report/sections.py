@@ -583,12 +583,31 @@ def build_drivers(inputs: ReportInputs, t: Translate) -> Section:
     return section
 
 
+# Below this share of the score's variation explained, the ranking of the items is mostly noise:
+# importance is a share of R-squared, so it sums to 100% however little the items explain.
+WEAK_DRIVER_FIT = 0.10
+
+
 def _drivers_basis(frame: pd.DataFrame, ranked: int, t: Translate) -> str | None:
-    """On how many responses the ranked items' importance rests (None for a table without n_fit)."""
+    """On how many responses the ranked items' importance rests, and how much of the score they explain.
+
+    None for a table without n_fit. The explained share (R-squared, the sum of the raw weights) is
+    said every time, with a caution when it is below WEAK_DRIVER_FIT.
+    """
     if "n_fit" not in frame.columns:
         return None
-    fitted = [n for n in frame.loc[frame["importance"].map(num).notna(), "n_fit"].map(num) if n is not None]
-    return t("drivers_basis", n_fit=fmt_int(max(fitted)), k=fmt_int(ranked)) if fitted else None
+    ranked_rows = frame.loc[frame["importance"].map(num).notna()]
+    fitted = [n for n in ranked_rows["n_fit"].map(num) if n is not None]
+    if not fitted:
+        return None
+    basis = t("drivers_basis", n_fit=fmt_int(max(fitted)), k=fmt_int(ranked))
+    weights = [w for w in ranked_rows.get("raw_weight", pd.Series(dtype=float)).map(num) if w is not None]
+    if weights:
+        r_squared = sum(weights)
+        basis += " " + t("drivers_fit", r2=fmt(100 * r_squared))
+        if r_squared < WEAK_DRIVER_FIT:
+            basis += " " + t("drivers_weak_fit")
+    return basis
 
 
 def _drivers_not_ranked(frame: pd.DataFrame, t: Translate) -> list[str]:

@@ -313,6 +313,21 @@ def test_render_report_all_nan_values_do_not_crash() -> None:
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])
+def test_render_report_drivers_warn_when_the_items_explain_little_of_the_score(lang: str) -> None:
+    """Importance is a share of R-squared and sums to 100% however weak the fit: a review's items that
+    explained 0.6% of the score still showed one at 58.7% and first to improve."""
+    # GIVEN key drivers whose items explain 4.8% of the score's variation
+    weak = fx.key_drivers()
+    weak["raw_weight"] = weak["raw_weight"] / 10
+    html = render_report(fx.make_inputs(key_drivers=weak), lang=lang)
+    drivers = html[html.index('id="s-drivers"'):html.index('id="s-revenue"')]
+    t = translator(lang)
+    # THEN the section says so, and that the ranking says little
+    assert t("drivers_fit", r2="4.8") in drivers
+    assert t("drivers_weak_fit") in drivers
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
 def test_render_report_drivers_list_every_item_not_ranked_with_why_and_the_fit_they_rest_on(lang: str) -> None:
     # GIVEN key drivers of eight ranked items fitted on 2,950 responses, and two items not ranked
     html = render_report(fx.make_inputs(), lang=lang)
@@ -320,6 +335,8 @@ def test_render_report_drivers_list_every_item_not_ranked_with_why_and_the_fit_t
     t = translator(lang)
     # THEN the section says on how many responses the ranking rests
     assert t("drivers_basis", n_fit="2,950", k="8") in drivers
+    # AND how much of the score the items explain together (R-squared, the sum of the raw weights)
+    assert t("drivers_fit", r2="48.0") in drivers and t("drivers_weak_fit") not in drivers
     # AND lists each item without an importance, with its rating and why, in the report's language
     assert t("drivers_not_ranked") in drivers
     assert t("drivers_not_ranked_item", driver="billing accuracy", score="7.26", n="734",
