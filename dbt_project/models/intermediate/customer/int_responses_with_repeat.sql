@@ -8,6 +8,12 @@
 {%- set repeat_days = var('repeat_window_days') | int -%}
 {%- set revenue_days = var('revenue_window_days') | int -%}
 {%- set reach_days = [repeat_days, revenue_days] | max -%}
+{#- The two revenue windows around a response, each read for its sum and for an unknown amount. -#}
+{%- set in_revenue_prior_window = 'completed_orders.ordered_at >= '
+    ~ dbt.dateadd('day', -revenue_days, 'responses.responded_at')
+    ~ ' and completed_orders.ordered_at < responses.responded_at' -%}
+{%- set in_revenue_next_window = 'completed_orders.ordered_at > responses.responded_at'
+    ~ ' and completed_orders.ordered_at <= ' ~ dbt.dateadd('day', revenue_days, 'responses.responded_at') -%}
 
 with
 
@@ -115,40 +121,16 @@ orders_around_response as (
                 else 0
             end
         ) as has_repeat_order,
-        sum(
-            case
-                when completed_orders.ordered_at >= {{ dbt.dateadd('day', -revenue_days, 'responses.responded_at') }}
-                    and completed_orders.ordered_at < responses.responded_at
-                    then completed_orders.amount_reporting
-            end
-        ) as revenue_prior,
+        sum(case when {{ in_revenue_prior_window }} then completed_orders.amount_reporting end) as revenue_prior,
+        sum(case when {{ in_revenue_next_window }} then completed_orders.amount_reporting end) as revenue_next,
         -- An order in a window whose currency has no rate in the seed makes that window's revenue
         -- unknown (NULL), not a smaller sum.
         max(
-            case
-                when completed_orders.amount_reporting is null
-                    and completed_orders.ordered_at >= {{ dbt.dateadd('day', -revenue_days, 'responses.responded_at') }}
-                    and completed_orders.ordered_at < responses.responded_at
-                    then 1
-                else 0
-            end
+            case when {{ in_revenue_prior_window }} and completed_orders.amount_reporting is null then 1 else 0 end
         ) as revenue_prior_unknown,
         max(
-            case
-                when completed_orders.amount_reporting is null
-                    and completed_orders.ordered_at > responses.responded_at
-                    and completed_orders.ordered_at <= {{ dbt.dateadd('day', revenue_days, 'responses.responded_at') }}
-                    then 1
-                else 0
-            end
-        ) as revenue_next_unknown,
-        sum(
-            case
-                when completed_orders.ordered_at > responses.responded_at
-                    and completed_orders.ordered_at <= {{ dbt.dateadd('day', revenue_days, 'responses.responded_at') }}
-                    then completed_orders.amount_reporting
-            end
-        ) as revenue_next
+            case when {{ in_revenue_next_window }} and completed_orders.amount_reporting is null then 1 else 0 end
+        ) as revenue_next_unknown
     from responses
     inner join completed_orders
         on completed_orders.customer_id = responses.customer_id
