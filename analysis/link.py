@@ -110,9 +110,12 @@ total changes sign when either does, so it is not a test of mediation; read the 
 
 Degenerate input raises `analysis.errors.InsufficientDataError` (a ValueError) with the reason: fewer
 than MIN_ROWS usable rows, fewer than MIN_CLUSTERS clusters, no variation in the exposure, mediator or
-outcome, collinear columns, or a (quasi-)perfectly separated binary outcome (`SeparationError`).
+outcome, collinear columns, or a perfectly separated binary outcome (`SeparationError`).
 Bad arguments (unknown column, non-numeric exposure, outcome not 0/1) raise a plain ValueError.
 Covariates without variation among the used rows are left out with a warning in `LinkResult.warnings`.
+Quasi-separation (only some rows certain) does not raise, because the effects still have their limit:
+a categorical covariate's level whose rows all share one outcome (a small business unit where every
+customer bought again) gets a warning naming the level and its rows, which then carry no effect.
 """
 
 from __future__ import annotations
@@ -340,6 +343,8 @@ def _prepare(
         if len(levels) < 2:
             warnings.append(f"covariate {c!r} has a single level among the used rows and was left out")
             continue
+        if outcome_kind == "binary":
+            warnings.extend(_separated_levels(c, levels, codes, y))
         dummies = np.zeros((n_used, len(levels) - 1))
         coded = np.flatnonzero(codes > 0)  # rows of the reference level (code 0) keep all zeros
         dummies[coded, codes[coded] - 1] = 1.0
@@ -367,6 +372,25 @@ def _prepare(
     if n_dropped:
         warnings.append(f"{n_dropped} rows left out for a missing or infinite value in {roles}")
     return _Design(z, y, tuple(names), np.asarray(units), n_units, n_dropped, binary_exposure, tuple(warnings))
+
+
+def _separated_levels(covariate: str, levels: list, codes: np.ndarray, y: np.ndarray) -> list[str]:
+    """A warning for each level of a categorical covariate whose rows all have the same 0/1 outcome.
+
+    Such a level separates the outcome: the logit coefficient of its dummy (or of every other level's,
+    for the reference level) has no finite maximum, and the fit stops where the likelihood no longer
+    changes, at a large coefficient that means "certain". The fit does not raise (one small new business
+    unit must not stop the company's link), but its rows then carry no effect of the exposure or the
+    score, so the reader is told which level and how many rows.
+    """
+    rows = np.bincount(codes, minlength=len(levels))
+    ones = np.bincount(codes, weights=y, minlength=len(levels))
+    return [
+        f"covariate {covariate!r} level {level!r}: all {int(n)} of its rows have outcome {int(k > 0)}, so its "
+        "coefficient has no finite estimate (quasi-separation); its rows are predicted as certain and add "
+        "no effect of the exposure or the mediator"
+        for level, n, k in zip(levels, rows, ones, strict=True) if k == 0 or k == n
+    ]
 
 
 def _check_rank(gram: np.ndarray, names: Sequence[str], model: str) -> None:

@@ -397,6 +397,26 @@ def test_fit_link_perfect_separation_raises_separation_error(framing: pd.DataFra
     assert issubclass(SeparationError, InsufficientDataError)
 
 
+@pytest.mark.parametrize("outcome", [0, 1])
+def test_fit_link_covariate_level_with_one_outcome_warns_of_quasi_separation(outcome: int) -> None:
+    """A small business unit whose every row bought again (or none did): no finite coefficient, named."""
+    frame = _planted(2000, seed=3)
+    frame.loc[:4, ["segment", "repeat"]] = ["new_unit", outcome]
+    res = fit_link(frame, exposure="contacts", mediator="score", outcome="repeat",
+                   covariates=("segment", "tenure"), n_boot=100)
+    separated = [w for w in res.warnings if "quasi-separation" in w]
+    assert separated == [
+        f"covariate 'segment' level 'new_unit': all 5 of its rows have outcome {outcome}, so its coefficient "
+        "has no finite estimate (quasi-separation); its rows are predicted as certain and add no effect of "
+        "the exposure or the mediator"
+    ]
+    assert abs(res.outcome_coefficients["segment[new_unit]"]) > 8  # running off, as the warning says
+    assert np.isfinite(res.effects["estimate"]).all()
+    assert not [w for w in fit_link(_planted(2000, seed=3), exposure="contacts", mediator="score",
+                                    outcome="repeat", covariates=("segment", "tenure"), n_boot=100).warnings
+                if "quasi-separation" in w]
+
+
 def test_fit_link_collinear_covariate_raises_insufficient_data(framing: pd.DataFrame) -> None:
     with pytest.raises(InsufficientDataError, match="collinear"):
         fit_link(framing.assign(age2=2 * framing["age"] + 1), **{**FRAMING_KW,
