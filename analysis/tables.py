@@ -110,7 +110,10 @@ NPS_CHANGES_COLUMNS = [
     "p_value_bh",
     "is_significant",
 ]
-BIN_OUTCOME_COLUMNS = ["bin_label", "customers", "responses", "nps", "nps_moe95", "repeat_rate", "repeat_n"]
+BIN_OUTCOME_COLUMNS = [
+    "bin_label", "customers", "responses", "nps", "nps_moe95", "repeat_rate", "repeat_ci_low", "repeat_ci_high",
+    "repeat_n",
+]
 LINK_EFFECTS_COLUMNS = [
     "effect",
     "estimate",
@@ -994,6 +997,9 @@ def _bin_outcomes(
     repeat_n, repeats = summed("repeat_n").astype("int64"), summed("repeats")
     with np.errstate(invalid="ignore", divide="ignore"):
         repeat_rate = np.where(repeat_n > 0, repeats / np.maximum(repeat_n, 1), np.nan)
+    # The repeat rate rests on repeat_n (closed windows), often far fewer than the responses: its own
+    # interval, so a bin of 40 responses but 6 known outcomes does not read as a firm rate.
+    repeat_low, repeat_high = wilson_interval(repeats, repeat_n)
     return pd.DataFrame(
         {
             "bin_label": list(labels),
@@ -1002,6 +1008,8 @@ def _bin_outcomes(
             "nps": nps["nps"].to_numpy(),
             "nps_moe95": nps["moe95"].to_numpy(),
             "repeat_rate": repeat_rate,
+            "repeat_ci_low": repeat_low,
+            "repeat_ci_high": repeat_high,
             "repeat_n": repeat_n,
         },
         columns=BIN_OUTCOME_COLUMNS,
@@ -1020,7 +1028,8 @@ def contact_timing(customers: pd.DataFrame, responses: pd.DataFrame | None = Non
     customer without responses), as `customer_response_counts` sums them from the rows.
 
     Returns one row per bin '0', '1', '2', '3+' in that order: ``bin_label, customers, responses,
-    nps, nps_moe95, repeat_rate, repeat_n`` (NULL figures for bins without responses).
+    nps, nps_moe95, repeat_rate, repeat_ci_low, repeat_ci_high, repeat_n`` (the repeat interval is
+    Wilson's on repeat_n; NULL figures for bins without responses).
 
     Raises InsufficientDataError when no customer has a first order.
     """
@@ -1050,7 +1059,8 @@ def handoff(customers: pd.DataFrame, responses: pd.DataFrame | None = None) -> p
     `build_handoff` does: counted as 'never', they made it the best bin of the demo's report).
 
     Returns one row per bin in that order: ``bin_label, customers, responses, nps, nps_moe95,
-    repeat_rate, repeat_n`` (NULL figures for bins without responses).
+    repeat_rate, repeat_ci_low, repeat_ci_high, repeat_n`` (as `contact_timing`; NULL figures for bins
+    without responses).
 
     Raises InsufficientDataError when `customers` is empty.
     """

@@ -187,6 +187,13 @@ CATALOG: dict[str, dict[str, str]] = {
     "col_moe": {"en": "± margin of error", "ja": "±誤差範囲"},
     "col_flag": {"en": "Note", "ja": "注記"},
     "flag_small_n": {"en": "† small sample", "ja": "† 少数サンプル"},
+    "flag_few_outcomes": {"en": "‡ few known outcomes", "ja": "‡ 結果確定数が少数"},
+    "timing_few_outcomes": {
+        "en": "‡ fewer than {min_n} responses with a known outcome (a closed repeat window): the repeat rate "
+              "of this group is too uncertain to act on alone; its 95% interval is shown beside it.",
+        "ja": "‡ 結果確定（リピート判定期間が終了）した回答が{min_n}件未満：このグループのリピート率は不確実性が"
+              "大きく、単独での判断には適しません。95%信頼区間を併記しています。",
+    },
     "axis_nps_moe": {"en": "NPS with 95% margin of error", "ja": "NPS（95%誤差範囲付き）"},
     # ---- (4) dose-response ----
     "dose_intro": {
@@ -347,7 +354,6 @@ CATALOG: dict[str, dict[str, str]] = {
         "ja": "誤差範囲は重なっていません。",
     },
     "col_group": {"en": "Group", "ja": "グループ"},
-    "col_repeat_rate": {"en": "Repeat rate %", "ja": "リピート率%"},
     # ---- (8) data quality ----
     "quality_intro": {
         "en": "Every delivered file is loaded, skipped as a duplicate (counted as a file, its rows not again), "

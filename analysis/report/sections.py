@@ -700,7 +700,8 @@ def build_revenue(inputs: ReportInputs, t: Translate, lang: str) -> Section:
 
 # ---- (7) contact timing and hand-off ----
 
-_GROUP_COLUMNS = ("bin_label", "customers", "responses", "nps", "nps_moe95", "repeat_rate", "repeat_n")
+_GROUP_COLUMNS = ("bin_label", "customers", "responses", "nps", "nps_moe95", "repeat_rate", "repeat_ci_low",
+                  "repeat_ci_high", "repeat_n")
 
 
 def _group_block(frame: pd.DataFrame | None, table: str, chart_id: str, title: str, t: Translate,
@@ -714,11 +715,17 @@ def _group_block(frame: pd.DataFrame | None, table: str, chart_id: str, title: s
     for r in frame.to_dict("records"):
         label = label_for(lang, "bin", text_value(r["bin_label"]) or "–")
         small = (num(r["responses"]) or 0) < SMALL_N
+        # Repeat windows still open leave fewer known outcomes than responses: flagged on their own count.
+        few_outcomes = num(r["repeat_rate"]) is not None and (num(r["repeat_n"]) or 0) < SMALL_N
         low, high = _band(r["nps"], r["nps_moe95"])
         items.append(svg.Interval(label=label, estimate=num(r["nps"]), low=low, high=high, flagged=small))
+        repeat = fmt(_pct(r["repeat_rate"]))
+        if num(r["repeat_rate"]) is not None:
+            repeat += f" ({fmt(_pct(r['repeat_ci_low']))} – {fmt(_pct(r['repeat_ci_high']))})"
+        flags = [t("flag_small_n")] * small + [t("flag_few_outcomes")] * few_outcomes
         rows.append({"group": label, "customers": fmt_int(r["customers"]), "responses": fmt_int(r["responses"]),
-                     "nps": fmt(r["nps"]), "moe": fmt(r["nps_moe95"]), "repeat_rate": fmt(_pct(r["repeat_rate"])),
-                     "repeat_n": fmt_int(r["repeat_n"]), "flag": t("flag_small_n") if small else ""})
+                     "nps": fmt(r["nps"]), "moe": fmt(r["nps_moe95"]), "repeat_rate": repeat,
+                     "repeat_n": fmt_int(r["repeat_n"]), "flag": t("list_sep").join(flags)})
         # Small groups stay in the chart and table but not in the finding: their NPS is mostly noise.
         if not small and num(r["nps"]) is not None and low is not None and high is not None:
             bands.append((float(r["nps"]), low, high, label))
@@ -750,7 +757,8 @@ def build_timing(inputs: ReportInputs, t: Translate, lang: str) -> Section:
     if all(b["reason"] for b in blocks):
         section.reason = " ".join(b["reason"] for b in blocks)
         return section
-    section.data = {"blocks": blocks, "small_n_note": t("breakdown_small_n", min_n=SMALL_N)}
+    section.data = {"blocks": blocks, "small_n_note": t("breakdown_small_n", min_n=SMALL_N),
+                    "few_outcomes_note": t("timing_few_outcomes", min_n=SMALL_N)}
     return section
 
 

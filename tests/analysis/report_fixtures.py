@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.report import ReportInputs
+from analysis.tables import wilson_interval
 
 RUN_ID = "run-2025-06-30-a1b2c3"
 # 2025-06-30 23:59:59 in Asia/Tokyo, stored as naive UTC like every warehouse timestamp.
@@ -184,9 +185,15 @@ def nps_revenue() -> pd.DataFrame:
 
 
 def _group_table(bins: list[tuple[str, int, int, float, float, float, int]]) -> pd.DataFrame:
+    """A contact_timing/handoff table; the repeat interval is Wilson's on round(rate x repeat_n) of repeat_n."""
+    def wilson(rate: float, n: int) -> tuple[float, float]:
+        low, high = wilson_interval([round(rate * n)], [n])
+        return float(low[0]), float(high[0])
+
     return pd.DataFrame([
         {"run_id": RUN_ID, "as_of": AS_OF, "bin_label": label, "customers": customers, "responses": responses,
-         "nps": nps, "nps_moe95": moe, "repeat_rate": repeat, "repeat_n": repeat_n}
+         "nps": nps, "nps_moe95": moe, "repeat_rate": repeat, "repeat_ci_low": wilson(repeat, repeat_n)[0],
+         "repeat_ci_high": wilson(repeat, repeat_n)[1], "repeat_n": repeat_n}
         for label, customers, responses, nps, moe, repeat, repeat_n in bins
     ])
 

@@ -313,6 +313,27 @@ def test_render_report_all_nan_values_do_not_crash() -> None:
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])
+def test_render_report_timing_repeat_rate_has_its_interval_and_is_flagged_on_known_outcomes(lang: str) -> None:
+    """A bin with many responses but few closed repeat windows: a firm NPS, an uncertain repeat rate."""
+    # GIVEN a hand-off bin of 930 responses of which only 12 have a known repeat outcome
+    handoff = fx.handoff()
+    handoff.loc[2, ["repeat_rate", "repeat_ci_low", "repeat_ci_high", "repeat_n"]] = [0.5, 0.254, 0.746, 12]
+    t = translator(lang)
+    # WHEN the report is rendered
+    html = render_report(fx.make_inputs(handoff=handoff), lang=lang)
+    # THEN that bin shows its repeat interval and the few-outcomes flag, not the small-sample one
+    row = re.search(r"<tr[^>]*><td>[^<]*</td><td class=\"r\">402</td>.*?</tr>", html, re.S)
+    assert row is not None
+    assert "50.0 (25.4 – 74.6)" in row.group(0)
+    assert t("flag_few_outcomes") in row.group(0) and t("flag_small_n") not in row.group(0)
+    assert t("timing_few_outcomes", min_n=30) in html
+    # AND a bin with many known outcomes carries no flag, but its interval
+    first = re.search(r"<tr[^>]*><td>[^<]*</td><td class=\"r\">702</td>.*?</tr>", html, re.S)
+    assert first is not None and "<td></td>" in first.group(0)
+    assert re.search(r"60\.0 \(5\d\.\d – 6\d\.\d\)", first.group(0))
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
 def test_render_report_drivers_warn_when_the_items_explain_little_of_the_score(lang: str) -> None:
     """Importance is a share of R-squared and sums to 100% however weak the fit: a review's items that
     explained 0.6% of the score still showed one at 58.7% and first to improve."""

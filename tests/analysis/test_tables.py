@@ -671,6 +671,11 @@ def test_contact_timing_bins_counts_and_outcomes_hand_computed() -> None:
     assert zero["nps"] == pytest.approx(0.0)
     assert zero["nps_moe95"] == pytest.approx(nps_from_counts(promoters=1, passives=1, detractors=1).moe95)
     assert (zero["repeat_n"], zero["repeat_rate"]) == (2, 0.5)
+    # Wilson on the 2 known outcomes, 1 repeat: 0.5 +- 1.96 sqrt(0.25/2 + 1.96^2/16) / (1 + 1.96^2/2)
+    z = 1.959963984540054
+    half = z * math.sqrt(0.25 / 2 + z**2 / 16) / (1 + z**2 / 2)
+    assert (zero["repeat_ci_low"], zero["repeat_ci_high"]) == (pytest.approx(0.5 - half), pytest.approx(0.5 + half))
+    assert math.isnan(table.iloc[2]["repeat_ci_low"]) and math.isnan(table.iloc[2]["repeat_ci_high"])
     assert table.iloc[3]["nps"] == pytest.approx(200 / 3)
     assert table.iloc[3]["repeat_rate"] == pytest.approx(2 / 3)
     assert math.isnan(table.iloc[2]["nps"]) and math.isnan(table.iloc[2]["repeat_rate"])
