@@ -92,6 +92,12 @@ CATALOG: dict[str, dict[str, str]] = {
         "en": "{pm}% of it (95% CI {pm_lo}% to {pm_hi}%) through the score.",
         "ja": "そのうち{pm}%（95%信頼区間 {pm_lo}〜{pm_hi}%）がスコアの向上を経由しています。",
     },
+    "headline_share_opposite": {
+        "en": "of which {i} points run through the score (95% CI {i_lo} to {i_hi}) and {d} points do not "
+        "({d_lo} to {d_hi}); the two pull in opposite directions, so no share through the score is given.",
+        "ja": "そのうちスコア経由は{i}ポイント（95%信頼区間 {i_lo}〜{i_hi}）、スコアを経由しない分は{d}ポイント"
+        "（同 {d_lo}〜{d_hi}）です。両者は逆向きのため、スコア経由の割合は示しません。",
+    },
     "headline_share_unclear": {
         "en": "and the share that runs through the score cannot be pinned down because the total effect "
         "is not distinguishable from zero.",

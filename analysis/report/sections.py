@@ -224,7 +224,21 @@ def build_headline(inputs: ReportInputs, t: Translate) -> Section:
     numbers = headline_numbers(frame)
     spans = {key: _headline_span(key, numbers) for key in numbers}
     total_excludes_zero = interval_excludes_zero(frame, "total")
-    if total_excludes_zero and {"proportion_mediated_ci_low", "proportion_mediated_ci_high"} <= numbers.keys():
+    estimates = {str(e): num(v) for e, v in zip(frame["effect"], frame["estimate"], strict=True)}
+    indirect, direct = estimates.get("indirect"), estimates.get("direct")
+    if indirect is not None and direct is not None and indirect * direct < 0:
+        # Paths pulling in opposite directions make indirect / total fall outside 0-100% (a share of
+        # "250%" or "-40%" reads as nonsense or as a sign error): the two parts are given in points.
+        share = Markup(escape(t("headline_share_opposite", i="{i}", i_lo="{i_lo}", i_hi="{i_hi}", d="{d}",
+                                d_lo="{d_lo}", d_hi="{d_hi}"))).format(
+            i=_headline_span("indirect", numbers, signed=True),
+            i_lo=_headline_span("indirect_ci_low", numbers),
+            i_hi=_headline_span("indirect_ci_high", numbers),
+            d=_headline_span("direct", numbers, signed=True),
+            d_lo=_headline_span("direct_ci_low", numbers),
+            d_hi=_headline_span("direct_ci_high", numbers),
+        )
+    elif total_excludes_zero and {"proportion_mediated_ci_low", "proportion_mediated_ci_high"} <= numbers.keys():
         # The share's own interval is often wide (a small total in the denominator): it is stated with it.
         share = Markup(escape(t("headline_share_ci", pm="{pm}", pm_lo="{pm_lo}", pm_hi="{pm_hi}"))).format(
             pm=_headline_span("proportion_mediated", numbers),

@@ -152,6 +152,26 @@ def test_render_report_states_the_share_through_the_score_with_its_interval(html
                      html_en)
 
 
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_render_report_paths_in_opposite_directions_give_points_not_a_share(lang: str) -> None:
+    """Indirect +2.15 and direct -3.00 points: indirect / total = 256%, which no reader can use."""
+    # GIVEN a link whose direct effect runs against its indirect one
+    effects = fx.link_effects()
+    effects.loc[effects["effect"] == "direct", ["estimate", "ci_low", "ci_high"]] = [-0.0300, -0.0420, -0.0180]
+    effects.loc[effects["effect"] == "total", ["estimate", "ci_low", "ci_high"]] = [-0.00853, -0.0160, -0.0011]
+    effects.loc[effects["effect"] == "proportion_mediated", ["estimate", "ci_low", "ci_high"]] = [-2.517, -19.4, -1.2]
+    # WHEN the report is rendered
+    html = render_report(fx.make_inputs(link_effects=effects), lang=lang)
+    # THEN the headline gives both parts in points with their intervals, and no share
+    shown = parse(html).headline
+    assert (shown["indirect"], shown["indirect_ci_low"], shown["indirect_ci_high"]) == ("+2.15", "1.87", "2.42")
+    assert (shown["direct"], shown["direct_ci_low"], shown["direct_ci_high"]) == ("-3.00", "-4.20", "-1.80")
+    assert "proportion_mediated" not in shown and "-252" not in html and "252%" not in html
+    assert {"en": "pull in opposite directions", "ja": "両者は逆向き"}[lang] in html
+    # AND with both parts the same way round the share is stated as before
+    assert "proportion_mediated" in parse(render_report(fx.make_inputs(), lang=lang)).headline
+
+
 def test_render_report_headline_says_what_the_estimate_does_not_rest_on(html_en: str) -> None:
     effects = fx.link_effects().assign(n_left_out=17, n_window_open=1230)
     for lang, texts in (("en", ("1,230 later responses whose 90-day window is still open", ": 17 responses")),
