@@ -97,6 +97,10 @@ NPS_REVENUE_COLUMNS = [
     "note",
     "revenue_after_mean_ci_low",
     "revenue_after_mean_ci_high",
+    "corr_within_segment",
+    "corr_within_segment_ci_low",
+    "corr_within_segment_ci_high",
+    "n_segments",
 ]
 NPS_CHANGES_COLUMNS = [
     "period_month",
@@ -602,10 +606,47 @@ def segment_month_revenue(customer_months: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _fisher_interval(corr: float, effective_n: float) -> tuple[float, float]:
+    """95% Fisher-z interval of a correlation whose z has standard error 1 / sqrt(effective_n)."""
+    # A perfect correlation has an infinite Fisher z; nudging it inside keeps the interval at [1, 1].
+    z = math.atanh(min(max(corr, -1 + 1e-15), 1 - 1e-15))
+    half = -special.ndtri(0.025) / math.sqrt(effective_n)  # stats.norm.isf(0.025)
+    return math.tanh(z - half), math.tanh(z + half)
+
+
+def _within_segment_correlation(joined: pd.DataFrame, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The correlation of cell NPS and revenue per customer after each segment's own means are taken out.
+
+    The pooled correlation mixes two things: segments that both score and spend higher (enterprise
+    against small business), and a segment's months moving together. Only the second says that a
+    segment's revenue rises when its NPS does. Demeaning within segment is the partial correlation
+    given segment dummies, so its Fisher z has standard error 1 / sqrt(n - 3 - (segments - 1)).
+    """
+    segments = pd.factorize(joined["segment"])[0]
+    n_segments = int(segments.max()) + 1
+    effective_n = len(x) - 3 - (n_segments - 1)
+    row: dict[str, Any] = {"n_segments": n_segments}
+    if effective_n < 1:
+        return row
+    counts = np.bincount(segments)
+    x_within = x - (np.bincount(segments, weights=x) / counts)[segments]
+    y_within = y - (np.bincount(segments, weights=y) / counts)[segments]
+    # Rounding leaves ~1e-13 where a segment's cells do not vary: treat that as no variation.
+    if np.ptp(x_within) <= 1e-9 * max(np.ptp(x), 1.0) or np.ptp(y_within) <= 1e-9 * max(np.ptp(y), 1.0):
+        return row
+    corr = float(np.corrcoef(x_within, y_within)[0, 1])
+    low, high = _fisher_interval(corr, effective_n)
+    row.update(corr_within_segment=corr, corr_within_segment_ci_low=low, corr_within_segment_ci_high=high)
+    return row
+
+
 def _correlation_row(cells: pd.DataFrame, customer_months: pd.DataFrame, min_cell_responses: int) -> dict[str, Any]:
     """Pearson correlation of cell NPS and revenue per customer over segment x month cells.
 
     `cells` has one row per segment and month (``segment, month, promoters, passives, detractors``).
+    Besides the pooled correlation (``corr``), ``corr_within_segment`` correlates the cells' departures
+    from their segment's means (`_within_segment_correlation`), with ``n_segments``; NULL when the
+    segments leave no months to compare. Both intervals treat the cells as independent.
     """
     cell_keys = ["segment", "month"]
     cells = cells.loc[cells["segment"].notna() & cells["month"].notna()]
@@ -644,10 +685,9 @@ def _correlation_row(cells: pd.DataFrame, customer_months: pd.DataFrame, min_cel
         row["note"] = "cell NPS or revenue per customer does not vary across cells; correlation undefined"
         return row
     corr = float(np.corrcoef(x, y)[0, 1])
-    # A perfect correlation has an infinite Fisher z; nudging it inside keeps the interval at [1, 1].
-    z = math.atanh(min(max(corr, -1 + 1e-15), 1 - 1e-15))
-    half = -special.ndtri(0.025) / math.sqrt(n_cells - 3)  # stats.norm.isf(0.025)
-    row.update(corr=corr, corr_ci_low=math.tanh(z - half), corr_ci_high=math.tanh(z + half))
+    low, high = _fisher_interval(corr, n_cells - 3)
+    row.update(corr=corr, corr_ci_low=low, corr_ci_high=high)
+    row.update(_within_segment_correlation(joined, x, y))
     return row
 
 
@@ -746,7 +786,10 @@ def nps_revenue(
     cell's NPS (from its category counts) and its revenue per customer (revenue of the segment's
     customers in that month / their number), over segment x month cells with at least
     `min_cell_responses` responses (an NPS from fewer has a margin of error near +-50 points and
-    would only add noise), ``corr_ci_low/corr_ci_high`` (95%, Fisher z) and ``n_cells``. When the
+    would only add noise), ``corr_ci_low/corr_ci_high`` (95%, Fisher z) and ``n_cells``; and
+    ``corr_within_segment`` (+ ``_ci_low/_ci_high``) over the same cells with each segment's means
+    taken out, with ``n_segments``: the pooled figure also counts segments that differ in both NPS
+    and revenue, the within one only months of a segment that move together. When the
     correlation cannot be estimated its figures are NULL and ``note`` says why. Rows with a NULL
     segment are left out of the correlation only.
 
@@ -813,6 +856,10 @@ def nps_revenue_from_counts(
             "responses": "Int64",
             "revenue_responses": "Int64",
             "n_cells": "Int64",
+            "n_segments": "Int64",
+            "corr_within_segment": "float64",
+            "corr_within_segment_ci_low": "float64",
+            "corr_within_segment_ci_high": "float64",
             "revenue_after": "float64",
             "revenue_after_mean": "float64",
             "revenue_after_mean_ci_low": "float64",

@@ -331,6 +331,22 @@ CATALOG: dict[str, dict[str, str]] = {
         "(95% CI {lo} to {hi}).",
         "ja": "{n_cells}個のセグメント×月のセルで、NPSと売上の相関係数は r = {corr}（95%信頼区間 {lo}〜{hi}）です。",
     },
+    "revenue_corr_within": {
+        "en": "That figure also counts segments that differ in both NPS and revenue. Comparing each of the "
+        "{n_segments} segments only with its own other months, r = {corr} (95% CI {lo} to {hi}): this is the "
+        "figure for a segment whose NPS moves. Both intervals treat the cells as independent; a segment's "
+        "neighbouring months are alike, so they are somewhat too narrow.",
+        "ja": "この値にはNPSと売上の両方が異なるセグメント間の差も含まれます。{n_segments}個の各セグメントを"
+        "自らの他の月とのみ比べると r = {corr}（95%信頼区間 {lo}〜{hi}）で、セグメントのNPSが動いたときの"
+        "関係はこちらです。どちらの区間もセルを独立とみなしています。同じセグメントの隣り合う月は似るため、"
+        "区間はやや狭めです。",
+    },
+    "revenue_corr_within_none": {
+        "en": "That figure also counts segments that differ in both NPS and revenue; too few months per "
+        "segment are left to compare a segment only with itself.",
+        "ja": "この値にはNPSと売上の両方が異なるセグメント間の差も含まれます。セグメント内で比較できる月数が"
+        "不足しているため、セグメント内の相関は算出できません。",
+    },
     "revenue_corr_zero": {
         "en": "The interval includes zero: no reliable link between NPS and revenue at this level.",
         "ja": "信頼区間がゼロを含むため、この集計単位ではNPSと売上の明確な関係は確認できません。",

@@ -645,6 +645,22 @@ CATEGORIES = ("promoter", "passive", "detractor")
 CORRELATION_CATEGORY = "correlation_segment_month"
 
 
+def _within_segment_text(corr_row: dict[str, Any], t: Translate) -> str | None:
+    """The within-segment correlation in words, or None for a table from before it was computed.
+
+    The pooled r counts segments that differ in both NPS and revenue; a reader who takes it as
+    "raise a segment's NPS and its revenue follows" needs the within-segment figure beside it.
+    """
+    within = num(corr_row.get("corr_within_segment"))
+    if within is None:
+        if num(corr_row.get("n_segments")) is None:
+            return None
+        return t("revenue_corr_within_none")
+    low, high = num(corr_row.get("corr_within_segment_ci_low")), num(corr_row.get("corr_within_segment_ci_high"))
+    return t("revenue_corr_within", n_segments=fmt_int(corr_row["n_segments"]), corr=fmt(within, 2),
+             lo=fmt(low, 2), hi=fmt(high, 2))
+
+
 def build_revenue(inputs: ReportInputs, t: Translate, lang: str) -> Section:
     """Section 6: revenue after a response by NPS category, and the NPS-revenue correlation."""
     section = Section("revenue", t("h_revenue"))
@@ -698,6 +714,7 @@ def build_revenue(inputs: ReportInputs, t: Translate, lang: str) -> Section:
                           lo=fmt(low, 2), hi=fmt(high, 2)),
                 "note": t("revenue_corr_zero") if low is not None and high is not None and low <= 0 <= high
                 else None,
+                "within": _within_segment_text(corr_row, t),
                 "reason": None,
             }
     section.data = {

@@ -176,7 +176,8 @@ def nps_revenue() -> pd.DataFrame:
         {"category": "detractor", "customers": 445, "responses": 1140, "revenue_after": 512_900_000.0,
          "revenue_after_mean": 449_912.0},
         {"category": "correlation_segment_month", "corr": 0.412, "corr_ci_low": 0.188, "corr_ci_high": 0.596,
-         "n_cells": 56},
+         "n_cells": 56, "corr_within_segment": 0.183, "corr_within_segment_ci_low": -0.097,
+         "corr_within_segment_ci_high": 0.437, "n_segments": 4},
     ]
     frame = pd.DataFrame(rows)
     frame.insert(0, "as_of", AS_OF)

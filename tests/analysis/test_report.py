@@ -513,6 +513,19 @@ def test_render_report_data_quality_without_quarantined_rows_says_so(inputs: Rep
 def test_render_report_revenue_and_correlation(html_en: str) -> None:
     assert "1,512,300,000" in html_en
     assert "r = 0.41 (95% CI 0.19 to 0.60)" in html_en
+    # The pooled r stands beside the one within segments, which is what a segment's NPS moving says.
+    assert "Comparing each of the 4 segments only with its own other months, r = 0.18 (95% CI -0.10 to 0.44)" in html_en
+
+
+def test_render_report_correlation_within_segments_absent_or_undefined() -> None:
+    frame = fx.nps_revenue()
+    corr = frame["category"] == "correlation_segment_month"
+    frame.loc[corr, ["corr_within_segment", "corr_within_segment_ci_low", "corr_within_segment_ci_high"]] = None
+    assert "too few months per segment" in render_report(fx.make_inputs(nps_revenue=frame))
+    # A table written before the within figure existed: the pooled sentence alone, no error.
+    older = render_report(fx.make_inputs(nps_revenue=fx.nps_revenue().drop(
+        columns=["corr_within_segment", "corr_within_segment_ci_low", "corr_within_segment_ci_high", "n_segments"])))
+    assert "r = 0.41 (95% CI 0.19 to 0.60)" in older and "only with its own other months" not in older
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)

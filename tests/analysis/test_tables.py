@@ -423,15 +423,16 @@ def test_nps_revenue_too_few_cells_gives_null_correlation_with_note() -> None:
     assert table["note"].drop(tables.CORRELATION_CATEGORY).isna().all()
 
 
-def _cell_frames(cell_nps_mix: list[tuple[int, int, int]], revenue_per_customer: list[float]) -> tuple:
+def _cell_frames(cell_nps_mix: list[tuple[int, int, int]], revenue_per_customer: list[float],
+                 segment: str = "smb") -> tuple:
     """One segment, month i: responses with the given (promoters, passives, detractors) mix, and two
     customers whose revenue averages revenue_per_customer[i]."""
     responses, months = [], []
     for i, ((p, m, d), revenue) in enumerate(zip(cell_nps_mix, revenue_per_customer, strict=True)):
         month = pd.Timestamp(2024, 11, 1) + pd.DateOffset(months=i)  # crosses the year boundary
         for k, category in enumerate(["promoter"] * p + ["passive"] * m + ["detractor"] * d):
-            responses.append((f"c{k}", month, category, 8, "smb", 0.0))
-        months += [("m1", month, revenue * 0.5, "smb"), ("m2", month, revenue * 1.5, "smb")]
+            responses.append((f"{segment}-c{k}", month, category, 8, segment, 0.0))
+        months += [(f"{segment}-m1", month, revenue * 0.5, segment), (f"{segment}-m2", month, revenue * 1.5, segment)]
     response_frame = pd.DataFrame(
         responses, columns=["customer_id", "month", "nps_category", "nps_score", "segment", "revenue_next_365d"]
     )
@@ -454,6 +455,42 @@ def test_nps_revenue_correlation_matches_scipy_with_fisher_interval() -> None:
     assert row["corr"] == pytest.approx(r)
     assert (row["corr_ci_low"], row["corr_ci_high"]) == pytest.approx((math.tanh(z - half), math.tanh(z + half)))
     assert pd.isna(row["note"])
+
+
+def test_nps_revenue_within_segment_correlation_separates_segments_from_months() -> None:
+    """Enterprise out-scores and out-spends small business, yet within each, a better month sells less."""
+    import statsmodels.api as sm
+    # GIVEN two segments far apart on both axes, and inside each NPS and revenue moving against each other
+    smb = _cell_frames([(3, 3, 4), (4, 3, 3), (5, 3, 2), (6, 2, 2)], [110.0, 100.0, 90.0, 85.0], "smb")
+    ent = _cell_frames([(6, 2, 2), (7, 2, 1), (8, 1, 1), (9, 1, 0)], [420.0, 400.0, 395.0, 370.0], "ent")
+    responses, months = (pd.concat([a, b], ignore_index=True) for a, b in zip(smb, ent, strict=True))
+    # WHEN the table is built
+    row = tables.nps_revenue(responses, months, min_cell_responses=10).set_index("category").loc[
+        tables.CORRELATION_CATEGORY]
+    # THEN the pooled correlation is strongly positive, the within-segment one negative
+    assert row["corr"] > 0.7
+    # AND the within one is the partial correlation given segment dummies (from the OLS t statistic)
+    nps = np.array([100 * (p - d) / 10 for p, _, d in
+                    [(3, 3, 4), (4, 3, 3), (5, 3, 2), (6, 2, 2), (6, 2, 2), (7, 2, 1), (8, 1, 1), (9, 1, 0)]])
+    revenue = np.array([110.0, 100.0, 90.0, 85.0, 420.0, 400.0, 395.0, 370.0])
+    design = np.column_stack([nps, np.ones(8), np.repeat([0.0, 1.0], 4)])
+    fit = sm.OLS(revenue, design).fit()
+    partial = fit.tvalues[0] / math.sqrt(fit.tvalues[0] ** 2 + fit.df_resid)
+    assert row["corr_within_segment"] == pytest.approx(partial, rel=1e-9) and partial < -0.8
+    z, half = math.atanh(partial), 1.959963984540054 / math.sqrt(8 - 3 - 1)
+    assert (row["corr_within_segment_ci_low"], row["corr_within_segment_ci_high"]) == pytest.approx(
+        (math.tanh(z - half), math.tanh(z + half)))
+    assert (row["n_cells"], row["n_segments"]) == (8, 2)
+
+
+def test_nps_revenue_within_segment_correlation_null_when_no_segment_has_two_months() -> None:
+    frames = [_cell_frames([mix], [revenue], segment) for mix, revenue, segment in
+              [((5, 3, 2), 120.0, "a"), ((2, 3, 5), 80.0, "b"), ((6, 2, 2), 150.0, "c"), ((4, 4, 2), 100.0, "d")]]
+    responses = pd.concat([f[0] for f in frames], ignore_index=True)
+    months = pd.concat([f[1] for f in frames], ignore_index=True)
+    row = tables.nps_revenue(responses, months, min_cell_responses=10).set_index("category").loc[
+        tables.CORRELATION_CATEGORY]
+    assert not math.isnan(row["corr"]) and math.isnan(row["corr_within_segment"]) and row["n_segments"] == 4
 
 
 def test_nps_revenue_cells_below_min_responses_left_out() -> None:
