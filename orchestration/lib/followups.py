@@ -48,7 +48,11 @@ through `EmailMessage`.
 SMTP error policy (one connection per batch):
 
 * 5xx on RCPT for every recipient, or 5xx on DATA: that message is refused on its own merits
-  (bad address, content rejected). It is reported, not recorded, and the batch goes on.
+  (bad address, content rejected). It is reported, not recorded, and the batch goes on. When the
+  RCPT refusal is of the owner's address and a fallback mailbox is set, the message goes to the
+  fallback at once instead (a detractor must reach someone; an address the server rejects today
+  will be rejected tomorrow): recorded as sent to the fallback, with a warning that fails the
+  run's `all_detractors_reached` check, since the owner's address is still to correct.
 * 4xx on MAIL, RCPT or DATA, 421, a dropped connection or a timeout: the server is telling us to
   come back later, or we cannot know whether the message in flight was accepted. The batch stops;
   the message in flight and every later one are reported, not recorded, and retried next run.
@@ -79,7 +83,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email import policy, quoprimime
 from email.message import EmailMessage
@@ -420,6 +424,9 @@ class _Outgoing:
     # the fallback mailbox, when set, is copied in the manager's stead.
     manager_unreachable: bool = False
     lang: str = "en"  # the language the message is written in (FOLLOWUP_LANGUAGES)
+    # The server refused the owner's address for good (5xx, and no Cc took the message): this is the
+    # copy re-routed to the fallback mailbox, and its text (the SMTP reply) for the run's warning.
+    owner_refused: str | None = None
 
     @property
     def response_id(self) -> str:
@@ -586,6 +593,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "manager_copied": "  The manager is copied so that an escalation does not wait for a hand-off.",
         "owner_unreachable": "the owner rep {owner} cannot be reached by e-mail (no address in the CRM, or marked "
                              "inactive)",
+        "owner_refused": "the mail server refused the address of the owner rep {owner} (please correct it in the "
+                         "CRM)",
         "no_owner": "the customer has no owner rep in the CRM",
         "fallback": "You receive this as the follow-up fallback because {reason}.\n"
                     "Please assign an owner in the CRM and pass this case on.",
@@ -615,6 +624,7 @@ _TEXTS: dict[str, dict[str, str]] = {
                 "  3. 連絡内容と結果を CRM に記録し、回答 {response_id} を記載してください。",
         "manager_copied": "  エスカレーションが引き継ぎを待たずに進むよう、マネージャーにも写しを送っています。",
         "owner_unreachable": "担当者 {owner} にメールで連絡できない（CRM にアドレスがない、または無効になっている）",
+        "owner_refused": "担当者 {owner} のアドレスがメールサーバーに拒否された（CRM で修正してください）",
         "no_owner": "顧客に CRM 上の担当者がいない",
         "fallback": "{reason}ため、フォローアップの代替宛先としてこのメールをお送りしています。\n"
                     "CRM で担当者を割り当て、この件を引き継いでください。",
@@ -665,7 +675,8 @@ def _compose_body(item: _Outgoing, *, reporting_tz: str) -> str:
     if manager_copied:
         lines.append(text["manager_copied"])
     if is_fallback:
-        reason = text["owner_unreachable"].format(owner=d.owner_rep_id) if d.owner_rep_id else text["no_owner"]
+        reason = (text["owner_refused" if item.owner_refused else "owner_unreachable"].format(owner=d.owner_rep_id)
+                  if d.owner_rep_id else text["no_owner"])
         lines += ["", *text["fallback"].format(reason=reason).split("\n")]
     if item.manager_unreachable:
         told = text["fallback_told" if item.cc_address or is_fallback else "manager_not_told"]
@@ -858,6 +869,21 @@ def _date_header() -> str:
 # ---- delivery ----
 
 
+def _to_fallback(item: _Outgoing, refused: Mapping[str, tuple[int, bytes]], fallback_address: str | None,
+                 detail: str) -> _Outgoing | None:
+    """The copy of a message for the fallback mailbox when the server refused the owner's address for good.
+
+    None when there is no fallback, the message already went there (or the fallback itself was among
+    the refused), or the owner's address was not refused (the Cc alone cannot have been: the whole
+    message was refused, so both were). No Cc: every recipient of the original was refused.
+    """
+    if (fallback_address is None or item.is_fallback or item.to_address not in refused
+            or fallback_address.lower() in {address.lower() for address in refused}):
+        return None
+    return replace(item, to_address=fallback_address, cc_address=None, recipient_ref=FALLBACK_RECIPIENT,
+                   is_fallback=True, manager_unreachable=False, owner_refused=detail)
+
+
 def _stop(result: FollowupResult, rest: Sequence[_Outgoing], reason: str) -> None:
     result.stopped_reason = reason
     for item in rest:
@@ -887,14 +913,21 @@ def _deliver_smtp(
     run_id: str,
     *,
     reporting_tz: str,
+    fallback_address: str | None = None,
 ) -> None:
     try:
         client = _open_smtp(settings)
     except (OSError, smtplib.SMTPException) as exc:  # SMTPException is an OSError; both named for clarity
         _stop(result, outgoing, _redact(f"could not open an SMTP session with {settings.host}: {exc}"))
         return
+    # A list the loop can grow: a message whose owner's address is refused for good is followed by
+    # its copy to the fallback mailbox. `index` is always the position after the item in hand.
+    queue = list(outgoing)
+    index = 0
     try:
-        for index, item in enumerate(outgoing):
+        while index < len(queue):
+            item = queue[index]
+            index += 1
             try:
                 date = _date_header()
                 data = _render_fast(item, from_address=settings.from_address, reporting_tz=reporting_tz, date=date)
@@ -914,12 +947,16 @@ def _deliver_smtp(
                     "; ".join(f"{c} {m.decode(errors='replace')}" for c, m in exc.recipients.values())
                 )
                 if all(500 <= code < 600 for code in codes):
+                    rerouted = _to_fallback(item, exc.recipients, fallback_address, detail)
+                    if rerouted is not None:
+                        queue.insert(index, rerouted)
+                        continue
                     result.failed.append(
                         FollowupFailure(item.response_id, "refused", f"RCPT refused: {detail}")
                     )
                     continue
                 result.failed.append(FollowupFailure(item.response_id, "server_error", f"RCPT: {detail}"))
-                _stop(result, outgoing[index + 1 :], f"server deferred recipients ({detail})")
+                _stop(result, queue[index:], f"server deferred recipients ({detail})")
                 return
             except smtplib.SMTPDataError as exc:
                 detail = _redact(f"{exc.smtp_code} {exc.smtp_error.decode(errors='replace')}")
@@ -929,7 +966,7 @@ def _deliver_smtp(
                     )
                     continue
                 result.failed.append(FollowupFailure(item.response_id, "server_error", f"DATA: {detail}"))
-                _stop(result, outgoing[index + 1 :], f"server deferred a message ({detail})")
+                _stop(result, queue[index:], f"server deferred a message ({detail})")
                 return
             except smtplib.SMTPSenderRefused as exc:
                 # The envelope sender is the same for every message: no point trying the others.
@@ -937,7 +974,7 @@ def _deliver_smtp(
                 result.failed.append(
                     FollowupFailure(item.response_id, "server_error", f"MAIL FROM: {detail}")
                 )
-                _stop(result, outgoing[index + 1 :], f"sender refused ({detail})")
+                _stop(result, queue[index:], f"sender refused ({detail})")
                 return
             except smtplib.SMTPNotSupportedError as exc:
                 # e.g. a non-ASCII address on a server without SMTPUTF8: this message only.
@@ -952,7 +989,7 @@ def _deliver_smtp(
                         f"outcome unknown ({detail}); resent next run with the same Message-ID",
                     )
                 )
-                _stop(result, outgoing[index + 1 :], f"connection lost ({detail})")
+                _stop(result, queue[index:], f"connection lost ({detail})")
                 return
             deferred_owner = refused.get(item.to_address) if refused else None
             if deferred_owner is not None and not 500 <= deferred_owner[0] < 600:
@@ -962,12 +999,17 @@ def _deliver_smtp(
                     item.response_id, "server_error",
                     f"RCPT of the To deferred ({detail}), the Cc accepted; resent next run with the same Message-ID",
                 ))
-                _stop(result, outgoing[index + 1 :], f"server deferred a recipient ({detail})")
+                _stop(result, queue[index:], f"server deferred a recipient ({detail})")
                 return
             # Accepted by the server: record it (its own commit) before the next message is attempted.
             _record(con, [_ledger_row(item, transport=result.transport, run_id=run_id)])
             result.sent += 1
             result.fallback_count += int(item.is_fallback)
+            if item.owner_refused:
+                result.warnings.append(
+                    f"{item.response_id}: the owner's address was refused ({item.owner_refused}); sent to the "
+                    "fallback mailbox instead"
+                )
             if refused:
                 result.warnings.append(
                     f"{item.response_id}: sent, but {len(refused)} recipient(s) refused: "
@@ -1214,5 +1256,5 @@ def send_followups(
             con, outgoing, outbox_dir, result, run_id, reporting_tz=reporting_tz, batch_size=outbox_batch_size
         )
     else:
-        _deliver_smtp(con, outgoing, smtp, result, run_id, reporting_tz=reporting_tz)
+        _deliver_smtp(con, outgoing, smtp, result, run_id, reporting_tz=reporting_tz, fallback_address=fallback)
     return result

@@ -672,6 +672,55 @@ def test_send_followups_one_recipient_refused_for_good_is_recorded_and_fails_the
     assert _send(con, smtp_server.settings, tmp_path / "outbox").sent == 0
 
 
+@pytest.mark.parametrize("fallback", [FALLBACK, None])
+def test_send_followups_owner_refused_for_good_with_no_cc_taking_it_goes_to_the_fallback(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path, fallback: str | None
+) -> None:
+    """A bounced owner address (and its manager's) must not leave a detractor with nobody told."""
+    # GIVEN a server that rejects R1's and M1's addresses for good (D1 and D5: owner R1, manager M1)
+    for rep in ("R1", "M1"):
+        smtp_server.handler.rcpt_reply[REP_EMAILS[rep]] = f"550 5.1.1 <{REP_EMAILS[rep]}> no such user"
+
+    # WHEN the follow-ups are sent
+    result = _send(con, smtp_server.settings, tmp_path / "outbox", fallback=fallback)
+
+    if fallback is None:
+        # THEN without a fallback both are refused, reported and left for the next run
+        assert {(f.response_id, f.reason) for f in result.failed} >= {("D1", "refused"), ("D5", "refused")}
+        assert not {"D1", "D5"} & set(_ledger(con))
+        return
+    # THEN with one, each goes to the fallback alone, at once, saying why
+    received = smtp_server.handler.by_response()
+    for response_id in ("D1", "D5"):
+        assert received[response_id].rcpt_tos == [FALLBACK]
+        body = received[response_id].message.get_content()
+        assert "the mail server refused the address of the owner rep R1" in body
+        assert received[response_id].message["Message-ID"] == message_id_for(response_id)
+    # AND it is recorded as sent to the fallback, and the run is not called all reached
+    ledger = _ledger(con)
+    assert {r: (ledger[r]["recipient"], ledger[r]["is_fallback"], ledger[r]["cc"]) for r in ("D1", "D5")} == {
+        "D1": ("fallback", True, None), "D5": ("fallback", True, None)}
+    assert result.sent == 5 and result.failed == [] and result.fallback_count == 4  # D2, D3 had no owner address
+    refused_warnings = [w for w in result.warnings if "sent to the fallback mailbox instead" in w]
+    assert [w.split(":", 1)[0] for w in refused_warnings] == ["D1", "D5"]
+    assert all("550" in w and "r1@" not in w for w in refused_warnings)
+    assert not result.all_reached
+    assert _send(con, smtp_server.settings, tmp_path / "outbox", fallback=fallback).sent == 0
+
+
+def test_send_followups_fallback_refused_too_reports_the_message_refused(
+    con: duckdb.DuckDBPyConnection, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    for address in (REP_EMAILS["R1"], REP_EMAILS["M1"], FALLBACK):
+        smtp_server.handler.rcpt_reply[address] = f"550 5.1.1 <{address}> no such user"
+
+    result = _send(con, smtp_server.settings, tmp_path / "outbox")
+
+    refused = {f.response_id for f in result.failed if f.reason == "refused"}
+    assert {"D1", "D5"} <= refused and not {"D1", "D5"} & set(_ledger(con))
+    assert all(FALLBACK not in f.detail for f in result.failed)
+
+
 def test_send_followups_logs_in_when_user_is_set(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
     logins: list[tuple[bytes, bytes]] = []
 
