@@ -216,15 +216,14 @@ def build_headline(inputs: ReportInputs, t: Translate) -> Section:
     if section.reason:
         return section
     assert frame is not None
-    present = {str(e) for e, v in zip(frame["effect"], frame["estimate"], strict=True) if num(v) is not None}
-    absent = [e for e in HEADLINE_EFFECTS if e not in present]
+    estimates = {str(e): num(v) for e, v in zip(frame["effect"], frame["estimate"], strict=True)}
+    absent = [e for e in HEADLINE_EFFECTS if estimates.get(e) is None]
     if absent:
         section.reason = t("reason_missing_effects", effects=", ".join(absent))
         return section
     numbers = headline_numbers(frame)
     spans = {key: _headline_span(key, numbers) for key in numbers}
     total_excludes_zero = interval_excludes_zero(frame, "total")
-    estimates = {str(e): num(v) for e, v in zip(frame["effect"], frame["estimate"], strict=True)}
     indirect, direct = estimates.get("indirect"), estimates.get("direct")
     if indirect is not None and direct is not None and indirect * direct < 0:
         # Paths pulling in opposite directions make indirect / total fall outside 0-100% (a share of
@@ -747,11 +746,12 @@ def _group_block(frame: pd.DataFrame | None, table: str, chart_id: str, title: s
         label = label_for(lang, "bin", text_value(r["bin_label"]) or "–")
         small = (num(r["responses"]) or 0) < SMALL_N
         # Repeat windows still open leave fewer known outcomes than responses: flagged on their own count.
-        few_outcomes = num(r["repeat_rate"]) is not None and (num(r["repeat_n"]) or 0) < SMALL_N
+        rate = num(r["repeat_rate"])
+        few_outcomes = rate is not None and (num(r["repeat_n"]) or 0) < SMALL_N
         low, high = _band(r["nps"], r["nps_moe95"])
         items.append(svg.Interval(label=label, estimate=num(r["nps"]), low=low, high=high, flagged=small))
-        repeat = fmt(_pct(r["repeat_rate"]))
-        if num(r["repeat_rate"]) is not None:
+        repeat = fmt(_pct(rate))
+        if rate is not None:
             repeat += f" ({fmt(_pct(r['repeat_ci_low']))} – {fmt(_pct(r['repeat_ci_high']))})"
         flags = [t("flag_small_n")] * small + [t("flag_few_outcomes")] * few_outcomes
         rows.append({"group": label, "customers": fmt_int(r["customers"]), "responses": fmt_int(r["responses"]),
